@@ -1,0 +1,62 @@
+# ScanNet v2 prepared by tools/create_data.py (one folder per scene).
+data_root = 'data/scannet'
+dataset_type = 'DBBDDataset'
+# Point features fed to the network: normals (3 channels) by default.
+# ('normal', 'color') uses colours too (NormalizeColor is in the pipelines).
+feat_keys = ('normal', )
+
+train_pipeline = [
+    dict(type='CenterShift', apply_z=True),
+    dict(type='RandomRotateZ', angle=(-3.141592653589793, 3.141592653589793)),
+    dict(type='RandomScale', scale=(0.9, 1.1)),
+    dict(type='RandomFlip', p=0.5),
+    dict(type='RandomJitter', sigma=0.005, clip=0.02),
+    dict(type='RandomTranslate', shift=(0.2, 0.2, 0.0)),
+    dict(type='ChromaticAutoContrast', p=0.2),
+    dict(type='ColorJitter', std=0.05, p=0.95),
+    dict(type='NormalizeColor'),
+]
+# Validation: two views with light augmentation, reproducible (the same
+# every validation), so the validation loss is comparable across epochs.
+val_pipeline = [
+    dict(type='CenterShift', apply_z=True),
+    dict(type='RandomRotateZ', angle=(-3.141592653589793, 3.141592653589793)),
+    dict(type='RandomJitter', sigma=0.002, clip=0.01),
+    dict(type='NormalizeColor'),
+]
+
+# The collate function is named with its scope: mmengine's Runner looks
+# functions up in the root registry, which finds children only by scope.
+train_dataloader = dict(
+    batch_size=8,
+    num_workers=4,
+    persistent_workers=True,
+    sampler=dict(type='EpochSeedSampler', shuffle=True),
+    collate_fn=dict(type='dbbd.dbbd_collate'),
+    dataset=dict(
+        type=dataset_type,
+        data_root=data_root,
+        split='train',
+        feat_keys=feat_keys,
+        max_scenes=None,
+        max_depth=None,
+        dual_view=True,
+        pipeline=train_pipeline))
+
+val_dataloader = dict(
+    batch_size=8,
+    num_workers=4,
+    persistent_workers=True,
+    sampler=dict(type='EpochSeedSampler', shuffle=False),
+    collate_fn=dict(type='dbbd.dbbd_collate'),
+    dataset=dict(
+        type=dataset_type,
+        data_root=data_root,
+        split='val',
+        feat_keys=feat_keys,
+        max_scenes=None,
+        max_depth=None,
+        dual_view=True,
+        pipeline=val_pipeline))
+
+val_evaluator = dict(type='ContrastiveLossMetric')

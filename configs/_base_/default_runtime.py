@@ -1,0 +1,52 @@
+# Runtime shared by every DBBD config: scope, hooks, logging, seeding.
+default_scope = 'dbbd'
+
+default_hooks = dict(
+    timer=dict(type='IterTimerHook'),
+    logger=dict(type='LoggerHook', interval=10),
+    param_scheduler=dict(type='ParamSchedulerHook'),
+    # Atomic writes; keeps the last 3 and the best by validation loss.
+    checkpoint=dict(
+        type='SafeCheckpointHook',
+        interval=10,
+        max_keep_ckpts=3,
+        save_best='loss',
+        rule='less',
+        save_last=True),
+    sampler_seed=dict(type='DistSamplerSeedHook'),
+)
+
+# mmengine's default min_delta (0.1) stops contrastive runs that are still
+# improving; 1e-3 of the validation loss counts as an improvement here.
+# patience counts validations (every val_interval epochs).
+custom_hooks = [
+    dict(
+        type='EarlyStoppingHook',
+        monitor='loss',
+        rule='less',
+        min_delta=1e-3,
+        patience=5),
+]
+
+env_cfg = dict(
+    cudnn_benchmark=False,
+    mp_cfg=dict(mp_start_method='fork', opencv_num_threads=0),
+    # tools/train.py switches to gloo when there is no GPU.
+    dist_cfg=dict(backend='nccl'),
+)
+
+vis_backends = [
+    dict(type='LocalVisBackend'),
+    dict(type='TensorboardVisBackend'),
+]
+visualizer = dict(type='Visualizer', vis_backends=vis_backends)
+
+# train/loss, train/<part>, val/loss, val/<part>, learning_rate in TensorBoard
+log_processor = dict(type='DBBDLogProcessor', window_size=10, by_epoch=True)
+log_level = 'INFO'
+
+load_from = None
+resume = False
+
+# An explicit seed: with seed=None a resumed run reshuffles differently.
+randomness = dict(seed=0, deterministic=False)

@@ -1,0 +1,30 @@
+# The demo: small mode on synthetic rooms, no download needed. On first use
+# the rooms are generated and prepared into data/dbbd_demo (a one-off, with a
+# progress bar) through the same tools/create_data.py path as real data.
+_base_ = ['./dbbd_small_scannet.py']
+
+data_root = 'data/dbbd_demo'
+demo_data = dict(
+    num_train=4, num_val=2, num_points=20000, seed=0,
+    branching=8, max_depth=4, min_points_to_split=64)
+
+train_dataloader = dict(
+    dataset=dict(data_root=data_root, auto_prepare=demo_data))
+val_dataloader = dict(
+    dataset=dict(data_root=data_root, auto_prepare=demo_data))
+
+# 10 epochs, validation and a checkpoint every epoch, cosine over the run.
+max_epochs = 10
+train_cfg = dict(max_epochs=max_epochs, val_interval=1)
+param_scheduler = [
+    dict(
+        type='CosineAnnealingLR',
+        T_max=max_epochs,
+        eta_min=1e-5,
+        by_epoch=True,
+        begin=0,
+        end=max_epochs,
+        convert_to_iter_based=True),
+]
+default_hooks = dict(
+    logger=dict(interval=1), checkpoint=dict(interval=1))

@@ -1,0 +1,84 @@
+"""Collation of scenes into one flat batch (see ``docs/data_format.md``)."""
+import numpy as np
+import torch
+
+from dbbd.registry import FUNCTIONS
+
+__all__ = ['dbbd_collate']
+
+
+def _cat(arrays, dtype):
+    return torch.from_numpy(np.ascontiguousarray(
+        np.concatenate(arrays, axis=0), dtype=dtype))
+
+
+@FUNCTIONS.register_module()
+def dbbd_collate(samples):
+    """Concatenate samples of :class:`DBBDDataset` into one batch.
+
+    Points of all scenes are concatenated (``offset (B + 1,)``). Region ids
+    of each level are shifted so that every level of the batch is one flat id
+    space: scene ``b``'s regions of level ``l`` become
+    ``[region_offset[l, b], region_offset[l, b + 1])``. Centre indices are
+    shifted by the scene's point offset. Scenes shallower than the deepest
+    one simply have no regions in the deeper levels.
+
+    Only a loop over scenes and levels (to compute offsets); the per-point
+    work is array arithmetic.
+
+    Returns:
+        dict(inputs=dict(...), data_samples=[dict(scene_id, num_points)])
+    """
+    if len(samples) == 0:
+        raise ValueError('dbbd_collate: got an empty list of samples')
+    n_pts = np.array([s['num_points'] for s in samples], dtype=np.int64)
+    offset = np.concatenate([[0], np.cumsum(n_pts)])
+    num_levels = max(s['point_region'].shape[0] for s in samples)
+    # regions per (scene, level); 0 where a scene is shallower
+    counts = np.zeros((len(samples), num_levels), dtype=np.int64)
+    for b, s in enumerate(samples):
+        rpl = np.diff(s['level_offset'])
+        counts[b, :len(rpl)] = rpl
+    region_offset = np.concatenate(
+        [np.zeros((1, num_levels), np.int64), np.cumsum(counts, 0)]).T
+
+    point_region = np.full((num_levels, offset[-1]), -1, dtype=np.int64)
+    parents = [[] for _ in range(num_levels)]
+    centers = [[] for _ in range(num_levels)]
+    for b, s in enumerate(samples):
+        pr = np.asarray(s['point_region'], dtype=np.int64)
+        lo = s['level_offset']
+        for l in range(pr.shape[0]):
+            ids = pr[l]
+            point_region[l, offset[b]:offset[b + 1]] = np.where(
+                ids >= 0, ids + region_offset[l, b], -1)
+            par = np.asarray(s['region_parent'][lo[l]:lo[l + 1]], np.int64)
+            parents[l].append(par + region_offset[l - 1, b] if l else par)
+            centers[l].append(
+                np.asarray(s['region_center'][lo[l]:lo[l + 1]], np.int64)
+                + offset[b])
+
+    def level_tensors(chunks):
+        return [torch.from_numpy(np.concatenate(c)) if c else
+                torch.zeros(0, dtype=torch.long) for c in chunks]
+
+    inputs = dict(
+        offset=torch.from_numpy(offset),
+        point_region=torch.from_numpy(point_region),
+        region_parent=level_tensors(parents),
+        region_center=level_tensors(centers),
+        region_offset=torch.from_numpy(np.ascontiguousarray(region_offset)),
+        segment=_cat([s['segment'] for s in samples], np.int64),
+        sample_seed=torch.tensor([s['sample_seed'] for s in samples],
+                                 dtype=torch.long),
+    )
+    for view in ('view1', 'view2'):
+        if view in samples[0]:
+            inputs[view] = dict(
+                coord=_cat([s[view]['coord'] for s in samples], np.float32),
+                feat=_cat([s[view]['feat'] for s in samples], np.float32))
+    data_samples = [
+        dict(scene_id=s['scene_id'], num_points=int(s['num_points']))
+        for s in samples
+    ]
+    return dict(inputs=inputs, data_samples=data_samples)

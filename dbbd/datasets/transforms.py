@@ -1,0 +1,225 @@
+"""Point-cloud transforms: dict in, dict out, registered in ``TRANSFORMS``.
+
+Each view of a scene goes through the configured ``pipeline``. Keys a
+transform may read or write: ``coord (N, 3) float32``, ``normal (N, 3)``,
+``color (N, 3)`` (0..255 until :class:`NormalizeColor`, then -1..1).
+
+Randomness comes only from ``results['rng']``, a ``numpy.random.Generator``
+the dataset derives from ``(seed, epoch, sample index, view)``. That makes
+the augmentation of a sample a pure function of those numbers, whatever the
+number of loader workers and across ``--resume``. A transform called
+without ``rng`` (e.g. interactively) draws from a fresh generator.
+
+Transforms never drop or reorder points: the region tree is a set of point
+indices shared by both views.
+"""
+import numpy as np
+
+from dbbd.registry import TRANSFORMS
+
+__all__ = [
+    'CenterShift', 'RandomRotateZ', 'RandomScale', 'RandomFlip',
+    'RandomJitter', 'RandomTranslate', 'ColorJitter',
+    'ChromaticAutoContrast', 'NormalizeColor'
+]
+
+
+def _rng(results):
+    rng = results.get('rng')
+    return rng if rng is not None else np.random.default_rng()
+
+
+class _RandomTransform:
+    """Base: apply with probability ``p``."""
+
+    def __init__(self, p=1.0):
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f'{type(self).__name__}: p must be in [0, 1], '
+                             f'got {p}')
+        self.p = p
+
+    def __call__(self, results):
+        rng = _rng(results)
+        # Draw the coin even when p == 1 so that the random stream of later
+        # transforms does not depend on this transform's p.
+        if rng.random() < self.p:
+            results = self.apply(results, rng)
+        return results
+
+    def apply(self, results, rng):
+        raise NotImplementedError
+
+    def __repr__(self):
+        args = ', '.join(f'{k}={v!r}' for k, v in vars(self).items())
+        return f'{type(self).__name__}({args})'
+
+
+@TRANSFORMS.register_module()
+class CenterShift:
+    """Move the scene to the origin: x, y centred, z from 0 (``apply_z``)."""
+
+    def __init__(self, apply_z=True):
+        self.apply_z = apply_z
+
+    def __call__(self, results):
+        coord = results['coord']
+        lo, hi = coord.min(0), coord.max(0)
+        shift = (lo + hi) / 2
+        shift[2] = lo[2] if self.apply_z else 0.0
+        results['coord'] = (coord - shift).astype(np.float32)
+        return results
+
+    def __repr__(self):
+        return f'CenterShift(apply_z={self.apply_z})'
+
+
+@TRANSFORMS.register_module()
+class RandomRotateZ(_RandomTransform):
+    """Rotate coordinates and normals about the z axis.
+
+    Args:
+        angle: ``(low, high)`` in radians, uniform.
+    """
+
+    def __init__(self, angle=(-np.pi, np.pi), p=1.0):
+        super().__init__(p)
+        self.angle = tuple(angle)
+
+    def apply(self, results, rng):
+        a = rng.uniform(*self.angle)
+        c, s = np.cos(a), np.sin(a)
+        rot = np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]], dtype=np.float32)
+        results['coord'] = results['coord'] @ rot.T
+        if results.get('normal') is not None:
+            results['normal'] = results['normal'] @ rot.T
+        return results
+
+
+@TRANSFORMS.register_module()
+class RandomScale(_RandomTransform):
+    """Scale coordinates by a factor in ``scale`` (per axis if anisotropic).
+
+    Normals of an anisotropic scale are transformed by the inverse scale
+    and renormalised, so they stay perpendicular to the surfaces.
+    """
+
+    def __init__(self, scale=(0.9, 1.1), anisotropic=False, p=1.0):
+        super().__init__(p)
+        self.scale = tuple(scale)
+        self.anisotropic = anisotropic
+
+    def apply(self, results, rng):
+        f = rng.uniform(*self.scale, size=3 if self.anisotropic else 1)
+        f = np.broadcast_to(f, (3,)).astype(np.float32)
+        results['coord'] = results['coord'] * f
+        if self.anisotropic and results.get('normal') is not None:
+            n = results['normal'] / f
+            results['normal'] = n / np.maximum(
+                np.linalg.norm(n, axis=1, keepdims=True), 1e-12)
+        return results
+
+
+@TRANSFORMS.register_module()
+class RandomFlip(_RandomTransform):
+    """Mirror x and/or y, each with probability ``p`` (normals follow)."""
+
+    def __init__(self, p=0.5):
+        super().__init__(p)
+
+    def __call__(self, results):
+        rng = _rng(results)
+        flips = rng.random(2) < self.p
+        sign = np.array([-1 if flips[0] else 1, -1 if flips[1] else 1, 1],
+                        dtype=np.float32)
+        results['coord'] = results['coord'] * sign
+        if results.get('normal') is not None:
+            results['normal'] = results['normal'] * sign
+        return results
+
+
+@TRANSFORMS.register_module()
+class RandomJitter(_RandomTransform):
+    """Add clipped Gaussian noise (metres) to every coordinate."""
+
+    def __init__(self, sigma=0.005, clip=0.02, p=1.0):
+        super().__init__(p)
+        if sigma < 0 or clip <= 0:
+            raise ValueError('RandomJitter: sigma must be >= 0 and clip > 0, '
+                             f'got sigma={sigma}, clip={clip}')
+        self.sigma, self.clip = sigma, clip
+
+    def apply(self, results, rng):
+        noise = np.clip(
+            rng.normal(0.0, self.sigma, size=results['coord'].shape),
+            -self.clip, self.clip)
+        results['coord'] = results['coord'] + noise.astype(np.float32)
+        return results
+
+
+@TRANSFORMS.register_module()
+class RandomTranslate(_RandomTransform):
+    """Shift the scene by a uniform offset in ``[-shift, shift]`` per axis."""
+
+    def __init__(self, shift=(0.2, 0.2, 0.0), p=1.0):
+        super().__init__(p)
+        self.shift = tuple(shift)
+
+    def apply(self, results, rng):
+        s = np.asarray(self.shift, dtype=np.float64)
+        off = rng.uniform(-s, s).astype(np.float32)
+        results['coord'] = results['coord'] + off
+        return results
+
+
+@TRANSFORMS.register_module()
+class ColorJitter(_RandomTransform):
+    """Add Gaussian noise of ``std`` (fraction of 255) to colours."""
+
+    def __init__(self, std=0.05, p=0.95):
+        super().__init__(p)
+        self.std = std
+
+    def apply(self, results, rng):
+        if results.get('color') is None:
+            return results
+        noise = rng.normal(0.0, self.std * 255, size=results['color'].shape)
+        results['color'] = np.clip(results['color'] + noise, 0,
+                                   255).astype(np.float32)
+        return results
+
+
+@TRANSFORMS.register_module()
+class ChromaticAutoContrast(_RandomTransform):
+    """Stretch colours to the full 0..255 range, blended by a random factor.
+    """
+
+    def __init__(self, p=0.2, blend_factor=None):
+        super().__init__(p)
+        self.blend_factor = blend_factor
+
+    def apply(self, results, rng):
+        color = results.get('color')
+        if color is None:
+            return results
+        lo = color.min(0, keepdims=True)
+        hi = color.max(0, keepdims=True)
+        scale = 255.0 / np.maximum(hi - lo, 1e-6)
+        contrast = (color - lo) * scale
+        b = rng.random() if self.blend_factor is None else self.blend_factor
+        results['color'] = ((1 - b) * color + b * contrast).astype(np.float32)
+        return results
+
+
+@TRANSFORMS.register_module()
+class NormalizeColor:
+    """Map colours from 0..255 to -1..1 (put it after colour augmentations).
+    """
+
+    def __call__(self, results):
+        if results.get('color') is not None:
+            results['color'] = (results['color'] / 127.5 - 1.0).astype(
+                np.float32)
+        return results
+
+    def __repr__(self):
+        return 'NormalizeColor()'

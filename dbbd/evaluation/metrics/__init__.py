@@ -1,0 +1,3 @@
+from .loss_metric import ContrastiveLossMetric
+
+__all__ = ['ContrastiveLossMetric']

@@ -1,0 +1,101 @@
+import numpy as np
+import pytest
+
+from dbbd.registry import TRANSFORMS
+
+
+def _scene(n=200, seed=0):
+    rng = np.random.default_rng(seed)
+    normal = rng.normal(size=(n, 3)).astype(np.float32)
+    normal /= np.linalg.norm(normal, axis=1, keepdims=True)
+    return dict(
+        coord=(rng.random((n, 3)) * 4).astype(np.float32),
+        normal=normal,
+        color=(rng.random((n, 3)) * 255).astype(np.float32))
+
+
+def _run(cfg, results, seed=0):
+    t = TRANSFORMS.build(cfg)
+    results = dict(results, rng=np.random.default_rng(seed))
+    return t(results)
+
+
+@pytest.mark.parametrize('cfg', [
+    dict(type='RandomRotateZ'),
+    dict(type='RandomScale', scale=(0.5, 2.0)),
+    dict(type='RandomScale', scale=(0.5, 2.0), anisotropic=True),
+    dict(type='RandomFlip', p=1.0),
+    dict(type='RandomJitter'),
+    dict(type='RandomTranslate'),
+    dict(type='CenterShift'),
+])
+def test_geometric_transforms_change_coords_keep_shapes(cfg):
+    s = _scene()
+    out = _run(cfg, {k: v.copy() for k, v in s.items()})
+    assert out['coord'].shape == s['coord'].shape
+    assert out['coord'].dtype == np.float32
+    assert not np.allclose(out['coord'], s['coord'])
+    # normals stay unit vectors
+    np.testing.assert_allclose(
+        np.linalg.norm(out['normal'], axis=1), 1.0, atol=1e-5)
+
+
+def test_rotation_rotates_normals_with_points():
+    s = _scene()
+    out = _run(dict(type='RandomRotateZ'), {k: v.copy() for k, v in s.items()})
+    # the rotation is rigid: pairwise distances and normal-to-offset angles
+    d0 = np.linalg.norm(s['coord'][1:] - s['coord'][:1], axis=1)
+    d1 = np.linalg.norm(out['coord'][1:] - out['coord'][:1], axis=1)
+    np.testing.assert_allclose(d0, d1, rtol=1e-4)
+    a0 = ((s['coord'][1:] - s['coord'][:1]) * s['normal'][1:]).sum(1)
+    a1 = ((out['coord'][1:] - out['coord'][:1]) * out['normal'][1:]).sum(1)
+    np.testing.assert_allclose(a0, a1, atol=1e-4)
+    np.testing.assert_allclose(out['normal'][:, 2], s['normal'][:, 2],
+                               atol=1e-6)
+
+
+def test_anisotropic_scale_keeps_normals_perpendicular():
+    # points on the plane x + y = 1, normal (1, 1, 0)/sqrt(2)
+    t = np.linspace(0, 1, 50, dtype=np.float32)
+    coord = np.stack([t, 1 - t, t * 0.3], 1)
+    normal = np.tile(np.array([[1, 1, 0]], np.float32) / np.sqrt(2), (50, 1))
+    out = _run(dict(type='RandomScale', scale=(0.3, 3.0), anisotropic=True),
+               dict(coord=coord.copy(), normal=normal.copy(), color=None), 3)
+    tangent = out['coord'][-1] - out['coord'][0]
+    assert abs(float(tangent @ out['normal'][0])) < 1e-4 * np.linalg.norm(
+        tangent)
+
+
+def test_color_transforms_and_normalisation():
+    s = _scene()
+    out = _run(dict(type='ColorJitter', p=1.0), {k: v.copy()
+                                                  for k, v in s.items()})
+    assert not np.allclose(out['color'], s['color'])
+    assert out['color'].min() >= 0 and out['color'].max() <= 255
+    dark = dict(s, color=s['color'] * 0.2 + 10)
+    out = _run(dict(type='ChromaticAutoContrast', p=1.0, blend_factor=1.0),
+               {k: v.copy() for k, v in dark.items()})
+    np.testing.assert_allclose(out['color'].max(0), 255, rtol=1e-4)
+    np.testing.assert_allclose(out['color'].min(0), 0, atol=1e-3)
+    out = _run(dict(type='NormalizeColor'), dict(color=np.array(
+        [[0, 127.5, 255]], np.float32)))
+    np.testing.assert_allclose(out['color'], [[-1, 0, 1]])
+
+
+def test_same_rng_seed_same_result_and_different_seed_differs():
+    s = _scene()
+    cfg = dict(type='RandomRotateZ')
+    a = _run(cfg, {k: v.copy() for k, v in s.items()}, seed=5)
+    b = _run(cfg, {k: v.copy() for k, v in s.items()}, seed=5)
+    c = _run(cfg, {k: v.copy() for k, v in s.items()}, seed=6)
+    np.testing.assert_array_equal(a['coord'], b['coord'])
+    assert not np.allclose(a['coord'], c['coord'])
+
+
+def test_probability_zero_is_identity_and_bad_p_is_refused():
+    s = _scene()
+    out = _run(dict(type='RandomJitter', p=0.0), {k: v.copy()
+                                                   for k, v in s.items()})
+    np.testing.assert_array_equal(out['coord'], s['coord'])
+    with pytest.raises(ValueError, match='p must be in'):
+        TRANSFORMS.build(dict(type='RandomRotateZ', p=1.5))

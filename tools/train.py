@@ -1,0 +1,137 @@
+#!/usr/bin/env python
+"""Train DBBD with mmengine's Runner.
+
+    python tools/train.py configs/dbbd/dbbd_small_demo.py
+    python tools/train.py CONFIG --work-dir work_dirs/x --resume
+    python tools/train.py CONFIG --resume work_dirs/x/epoch_10.pth
+    python tools/train.py CONFIG --cfg-options train_cfg.max_epochs=10
+"""
+import argparse
+import os
+import os.path as osp
+import sys
+
+REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+if REPO_ROOT not in sys.path:
+    sys.path.insert(0, REPO_ROOT)
+
+
+def parse_args(argv=None):
+    from mmengine.config import DictAction
+    parser = argparse.ArgumentParser(description='Train a DBBD model.')
+    parser.add_argument('config', help='config file (Python or YAML)')
+    parser.add_argument(
+        '--work-dir',
+        help='where logs and checkpoints go (default: work_dirs/<config>)')
+    parser.add_argument(
+        '--resume',
+        nargs='?',
+        const='auto',
+        default=None,
+        metavar='CHECKPOINT',
+        help='resume: alone, from the latest checkpoint of the work dir; '
+        'with a path, from that checkpoint')
+    parser.add_argument(
+        '--amp',
+        action='store_true',
+        help='mixed precision (GPU): bf16 where supported, else fp16 with '
+        'dynamic loss scaling')
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override config keys, e.g. train_cfg.max_epochs=10; '
+        'data_root=PATH sets the data root of both loaders')
+    parser.add_argument(
+        '--launcher',
+        choices=['none', 'pytorch', 'slurm'],
+        default='none',
+        help='job launcher for distributed training')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    args = parser.parse_args(argv)
+    if 'LOCAL_RANK' not in os.environ:
+        os.environ['LOCAL_RANK'] = str(args.local_rank)
+    return args
+
+
+def fail(msg):
+    """One line on stderr, exit status 1."""
+    print(f'error: {msg}', file=sys.stderr)
+    sys.exit(1)
+
+
+def build_config(args):
+    """Load the config and apply the command line to it."""
+    from mmengine.config import Config
+    if not osp.isfile(args.config):
+        fail(f'config file {args.config} does not exist')
+    try:
+        cfg = Config.fromfile(args.config)
+    except Exception as e:  # syntax errors, missing _base_ files, imports
+        first = str(e).strip().splitlines()[0] if str(e).strip() else ''
+        fail(f'cannot read config {args.config}: {type(e).__name__}: {first}')
+    cfg.launcher = args.launcher
+    if args.cfg_options:
+        opts = dict(args.cfg_options)
+        data_root = opts.pop('data_root', None)
+        cfg.merge_from_dict(opts)
+        if data_root is not None:
+            cfg.data_root = data_root
+            for loader in ('train_dataloader', 'val_dataloader',
+                           'test_dataloader'):
+                if cfg.get(loader) and 'dataset' in cfg[loader]:
+                    cfg[loader].dataset.data_root = data_root
+
+    if args.work_dir is not None:
+        cfg.work_dir = args.work_dir
+    elif cfg.get('work_dir') is None:
+        cfg.work_dir = osp.join(
+            'work_dirs', osp.splitext(osp.basename(args.config))[0])
+
+    if args.resume == 'auto':
+        cfg.resume = True
+        cfg.load_from = None
+    elif args.resume is not None:
+        if not osp.isfile(args.resume):
+            fail(f'--resume: checkpoint {args.resume} does not exist')
+        cfg.resume = True
+        cfg.load_from = args.resume
+
+    if args.amp:
+        from dbbd.engine.amp import amp_optim_wrapper
+        try:
+            cfg.optim_wrapper = amp_optim_wrapper(cfg.optim_wrapper)
+        except RuntimeError as e:
+            fail(str(e))
+    return cfg
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    cfg = build_config(args)
+
+    import dbbd.engine  # noqa: F401  safe checkpoint loading, hooks
+    from dbbd.datasets.dbbd_dataset import DataPreparationError
+    from dbbd.engine.distributed import setup_distributed
+    from dbbd.utils.config_check import (ConfigError, check_config_types,
+                                         check_data_exists)
+    try:
+        check_config_types(cfg)
+        check_data_exists(cfg)
+    except (ConfigError, DataPreparationError) as e:
+        fail(str(e))
+
+    setup_distributed(cfg)
+
+    from mmengine.runner import Runner
+    from dbbd.datasets.scene_io import SceneFormatError
+    known = (ConfigError, DataPreparationError, SceneFormatError)
+    try:
+        runner = Runner.from_cfg(cfg)
+        runner.train()
+    except known as e:
+        fail(str(e))
+
+
+if __name__ == '__main__':
+    main()
