@@ -1,0 +1,23 @@
+"""Training machinery: hooks, log processor, safe checkpoint loading.
+
+Importing this package makes every local checkpoint load through mmengine
+(``Runner.resume``, ``load_from``, ``load_checkpoint``) use
+:func:`dbbd.engine.checkpoint.load_checkpoint_safe` (``weights_only=True``
+with DBBD's allow-list). ``tools/train.py`` imports it, and the registries
+in :mod:`dbbd.registry` import it lazily through ``locations``.
+"""
+from .checkpoint import (CHECKPOINT_FORMAT_VERSION, CheckpointLoadError,
+                         CorruptCheckpointError, UnsafeCheckpointError,
+                         find_latest_checkpoint, load_checkpoint_safe,
+                         register_safe_loader, safe_globals_list)
+from .hooks import SafeCheckpointHook
+# Registered in LOG_PROCESSORS; configs name it as type='DBBDLogProcessor',
+# which only resolves once this package is imported.
+from .log_processor import DBBDLogProcessor
+
+__all__ = [
+    'CHECKPOINT_FORMAT_VERSION', 'CheckpointLoadError',
+    'CorruptCheckpointError', 'UnsafeCheckpointError',
+    'find_latest_checkpoint', 'load_checkpoint_safe', 'register_safe_loader',
+    'safe_globals_list', 'SafeCheckpointHook', 'DBBDLogProcessor'
+]

@@ -1,0 +1,387 @@
+"""Safe checkpoint loading and crash-safe file writes.
+
+Loading: every checkpoint is read with ``torch.load(..., weights_only=True)``
+and an allow-list of exactly the non-tensor objects that mmengine 0.10.7
+puts in a checkpoint (``CheckpointHook`` / ``Runner.save_checkpoint``):
+
+- ``meta``: strings, numbers, dicts (plus DBBD's format version and model
+  config, see :mod:`dbbd.engine.hooks.checkpoint_hook`);
+- ``message_hub``: ``HistoryBuffer`` objects holding numpy arrays, the
+  statistic methods those buffers pickle as ``getattr(HistoryBuffer,
+  'mean')``, and numpy scalars for logged metric values (``best_score``);
+- ``optimizer`` / ``param_schedulers``: plain state dicts of tensors and
+  numbers.
+
+Importing this module (``import dbbd.engine`` does) registers
+:func:`load_from_local_safe` as mmengine's loader for local paths, so
+``Runner.resume``, ``load_from`` and ``mmengine.runner.load_checkpoint`` all
+go through it. A refused object or a damaged file fails with one line that
+names the file and what is wrong.
+
+Writing: :func:`atomic_write_text`, :func:`atomic_torch_save` and
+:func:`commit_file` write to a temporary file in the destination folder,
+``fsync`` it and ``os.replace`` it onto the final name, so a crash leaves
+either the old file or the complete new one, never a partial file under the
+final name.
+"""
+import os
+import os.path as osp
+import pickle
+import re
+import zipfile
+from typing import Any, Callable, List, Optional, Tuple, Union
+
+import numpy as np
+import torch
+from mmengine.logging.history_buffer import HistoryBuffer
+from mmengine.runner.checkpoint import CheckpointLoader
+
+__all__ = [
+    'CHECKPOINT_FORMAT_VERSION', 'CheckpointLoadError',
+    'UnsafeCheckpointError', 'CorruptCheckpointError', 'safe_globals_list',
+    'load_checkpoint_safe', 'load_from_local_safe', 'register_safe_loader',
+    'find_latest_checkpoint', 'tmp_path_for', 'commit_file',
+    'atomic_write_text', 'atomic_torch_save', 'fsync_dir'
+]
+
+#: Written to ``meta['dbbd_format_version']`` of every checkpoint saved by
+#: ``SafeCheckpointHook``. Bump it when the checkpoint layout changes in a
+#: way a loader has to know about.
+CHECKPOINT_FORMAT_VERSION = 1
+
+#: Suffix of the temporary files the atomic writers use; a leftover one is a
+#: write that was interrupted and can be deleted.
+TMP_SUFFIX = '.dbbd-tmp'
+
+
+class CheckpointLoadError(RuntimeError):
+    """A checkpoint could not be loaded; the message is one line that names
+    the file."""
+
+
+class UnsafeCheckpointError(CheckpointLoadError):
+    """The checkpoint refers to an object outside DBBD's allow-list."""
+
+
+class CorruptCheckpointError(CheckpointLoadError):
+    """The checkpoint file is truncated or not a checkpoint at all."""
+
+
+# ---------------------------------------------------------------------------
+# Allow-list
+# ---------------------------------------------------------------------------
+
+# The statistic methods ``HistoryBuffer._set_default_statistics`` registers.
+# A buffer pickles its ``statistics_methods`` dict, and pickle protocol 2
+# (torch.save's) writes a method with a dotted qualname such as
+# ``HistoryBuffer.mean`` as ``getattr(HistoryBuffer, 'mean')``. Statistics a
+# user adds with ``HistoryBuffer.register_statistics`` are functions defined
+# elsewhere; they show up under their own name and are refused.
+HISTORY_BUFFER_STATISTICS = ('min', 'max', 'current', 'mean')
+
+
+class _ForbiddenGetattr(Exception):
+    """Raised by :func:`_restricted_getattr`; turned into
+    :class:`UnsafeCheckpointError` by :func:`load_checkpoint_safe`."""
+
+    def __init__(self, obj: Any, name: Any):
+        self.obj_desc = getattr(obj, '__qualname__', type(obj).__qualname__)
+        self.name = name
+        super().__init__(f'getattr({self.obj_desc}, {name!r})')
+
+
+def _restricted_getattr(obj: Any, name: Any, *default: Any) -> Any:
+    """Stand-in bound to ``builtins.getattr`` while a checkpoint is loaded.
+
+    The real ``getattr`` on the allow-list would let a crafted file fetch any
+    attribute of any allowed object (``getattr(HistoryBuffer,
+    '__init_subclass__')``, a module's functions, ...) and call it. Only the
+    statistic methods of ``HistoryBuffer`` are ever pickled this way by
+    mmengine, so only those are returned.
+    """
+    if (obj is HistoryBuffer and not default and isinstance(name, str)
+            and name in HISTORY_BUFFER_STATISTICS):
+        return getattr(HistoryBuffer, name)
+    raise _ForbiddenGetattr(obj, name)
+
+
+def _numpy_multiarray():
+    """numpy's ``multiarray`` module without touching the deprecated
+    ``numpy.core`` alias on numpy 2 (importing it warns)."""
+    try:
+        from numpy._core import multiarray  # numpy >= 2 (and 1.26 shims)
+    except ImportError:  # numpy < 1.26
+        from numpy.core import multiarray
+    return multiarray
+
+
+# Every numeric and boolean dtype: one of them describes each logged value
+# and history array. Object, string and void dtypes are left out on purpose.
+_DTYPE_CODES = '?bBhHiIlLqQefdgFDG'
+
+
+def _numpy_globals() -> List[Tuple[Any, str]]:
+    """``(object, pickled name)`` pairs for the numpy objects in a
+    checkpoint, under both numpy 1.x (``numpy.core``) and 2.x
+    (``numpy._core``) module paths so a checkpoint written under either
+    loads under either."""
+    multiarray = _numpy_multiarray()
+    pairs: List[Tuple[Any, str]] = []
+    for module in ('numpy.core.multiarray', 'numpy._core.multiarray'):
+        pairs.append((multiarray._reconstruct, f'{module}._reconstruct'))
+        pairs.append((multiarray.scalar, f'{module}.scalar'))
+    pairs.append((np.ndarray, 'numpy.ndarray'))
+    pairs.append((np.dtype, 'numpy.dtype'))
+    # A dtype is pickled as ``numpy.dtype('f8', ...)`` and then rebuilt with
+    # ``__setstate__``; the unpickler only allows that BUILD step when the
+    # concrete class (``numpy.dtypes.Float64DType`` on numpy 2,
+    # ``numpy.dtype[float64]`` on 1.x) is allowed too. Derive the classes
+    # from the dtype codes so both numpy generations are covered.
+    seen = set()
+    for code in _DTYPE_CODES:
+        cls = type(np.dtype(code))
+        if cls in seen:
+            continue
+        seen.add(cls)
+        pairs.append((cls, f'{cls.__module__}.{cls.__qualname__}'))
+    return pairs
+
+
+def safe_globals_list() -> List[Union[Callable, Tuple[Any, str]]]:
+    """The allow-list passed to ``torch.serialization.safe_globals``.
+
+    Returns:
+        list: ``(object, "module.qualname")`` pairs. Everything else a
+        checkpoint may hold (tensors, ``OrderedDict``, builtin containers
+        and numbers, ``_codecs.encode``) is on PyTorch's default list.
+    """
+    pairs: List[Union[Callable, Tuple[Any, str]]] = [
+        (HistoryBuffer, 'mmengine.logging.history_buffer.HistoryBuffer'),
+        (_restricted_getattr, 'builtins.getattr'),
+    ]
+    pairs.extend(_numpy_globals())
+    return pairs
+
+
+# ---------------------------------------------------------------------------
+# Loading
+# ---------------------------------------------------------------------------
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    line = text.splitlines()[0].strip() if text else ''
+    return f'{type(err).__name__}: {line}' if line else type(err).__name__
+
+
+def _refused_globals(path: str, err: BaseException) -> List[str]:
+    """Names of the globals in ``path`` that are not allowed, read statically
+    (nothing in the file is run). Must be called inside the
+    ``safe_globals`` context so DBBD's own entries count as allowed."""
+    try:
+        return sorted(
+            torch.serialization.get_unsafe_globals_in_checkpoint(path))
+    except Exception:
+        # Legacy (pre-zip) files cannot be scanned; torch's error text names
+        # the first offending global.
+        match = re.search(r'GLOBAL (\S+)', str(err))
+        return [match.group(1)] if match else []
+
+
+def _is_damaged_zip(path: str) -> bool:
+    """Whether ``path`` is not a complete zip archive with a ``data.pkl``.
+
+    Only called after a load failed, so reading the whole file to check the
+    CRCs is acceptable.
+    """
+    try:
+        with zipfile.ZipFile(path) as zf:
+            if not any(n.endswith('data.pkl') for n in zf.namelist()):
+                return True
+            return zf.testzip() is not None
+    except (zipfile.BadZipFile, OSError, EOFError):
+        return True
+
+
+def load_checkpoint_safe(path: Union[str, os.PathLike],
+                         map_location: Any = 'cpu') -> Any:
+    """Load a checkpoint without running code from it.
+
+    Args:
+        path (str | PathLike): local checkpoint file.
+        map_location: as for :func:`torch.load` (device string,
+            ``torch.device``, dict or callable). Defaults to ``'cpu'``.
+
+    Returns:
+        The object saved in the file, usually a dict with ``meta``,
+        ``state_dict``, ``message_hub``, ``optimizer`` and
+        ``param_schedulers``.
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        UnsafeCheckpointError: the file refers to an object outside the
+            allow-list (it could run code when unpickled).
+        CorruptCheckpointError: the file is truncated or not a checkpoint.
+        CheckpointLoadError: any other failure of ``torch.load``.
+    """
+    path = os.fspath(path)
+    if not osp.isfile(path):
+        raise FileNotFoundError(f'checkpoint {path} does not exist')
+    # A context rather than a global ``add_safe_globals``: the allow-list,
+    # and above all the getattr stand-in, apply to this load only.
+    with torch.serialization.safe_globals(safe_globals_list()):
+        try:
+            return torch.load(
+                path, map_location=map_location, weights_only=True)
+        except _ForbiddenGetattr as e:
+            raise UnsafeCheckpointError(
+                f'checkpoint {path} calls getattr({e.obj_desc}, {e.name!r}), '
+                "which is not on DBBD's allow-list; refusing to load it "
+                '(it could run code)') from None
+        except pickle.UnpicklingError as e:
+            refused = _refused_globals(path, e)
+            if refused:
+                names = ', '.join(f'`{n}`' for n in refused)
+                verb = 'is' if len(refused) == 1 else 'are'
+                raise UnsafeCheckpointError(
+                    f'checkpoint {path} refers to {names}, which {verb} not '
+                    "on DBBD's allow-list; refusing to load it (it could "
+                    'run code)') from None
+            if _is_damaged_zip(path):
+                raise CorruptCheckpointError(
+                    f'checkpoint {path} is truncated or corrupt '
+                    f'({_first_line(e)}); use an earlier checkpoint') from None
+            raise CheckpointLoadError(
+                f'checkpoint {path} could not be loaded safely: '
+                f'{_first_line(e)}') from e
+        except (RuntimeError, EOFError, ValueError, OSError,
+                zipfile.BadZipFile) as e:
+            if _is_damaged_zip(path):
+                raise CorruptCheckpointError(
+                    f'checkpoint {path} is truncated or corrupt '
+                    f'({_first_line(e)}); use an earlier checkpoint') from None
+            # e.g. a CUDA map_location on a machine without a GPU
+            raise CheckpointLoadError(
+                f'checkpoint {path} could not be loaded: {_first_line(e)}'
+            ) from e
+
+
+def load_from_local_safe(filename: str, map_location: Any = None) -> Any:
+    """mmengine ``CheckpointLoader`` backend for local paths (prefix
+    ``''``), replacing mmengine's ``load_from_local``. Its name makes
+    mmengine log "Loads checkpoint by local_safe backend"."""
+    return load_checkpoint_safe(osp.expanduser(filename), map_location)
+
+
+def register_safe_loader() -> None:
+    """Make :func:`load_from_local_safe` mmengine's loader for local paths.
+
+    Idempotent; called when :mod:`dbbd.engine` is imported. mmengine matches
+    schemes by ``re.match`` with the longest prefix first, so ``''`` is the
+    fallback for every path that is not a URL (``http://``, ``s3://``, ...).
+    """
+    CheckpointLoader.register_scheme(
+        prefixes='', loader=load_from_local_safe, force=True)
+
+
+def find_latest_checkpoint(work_dir: str) -> Optional[str]:
+    """Path of the checkpoint ``work_dir/last_checkpoint`` points to.
+
+    ``SafeCheckpointHook`` writes that path relative to the work dir (so a
+    copied work dir points to its own files); absolute paths written by
+    mmengine's ``CheckpointHook`` are returned unchanged.
+
+    Returns:
+        str | None: absolute path, or None when there is no
+        ``last_checkpoint`` or it is empty.
+    """
+    save_file = osp.join(work_dir, 'last_checkpoint')
+    if not osp.isfile(save_file):
+        return None
+    with open(save_file, encoding='utf-8') as f:
+        last = f.read().strip()
+    if not last:
+        return None
+    if '://' in last or osp.isabs(last):
+        return last
+    return osp.normpath(osp.join(osp.abspath(work_dir), last))
+
+
+# ---------------------------------------------------------------------------
+# Atomic writes
+# ---------------------------------------------------------------------------
+
+
+def tmp_path_for(path: str) -> str:
+    """Temporary name for ``path``: hidden, in the same folder (so
+    ``os.replace`` is a rename on one filesystem), ending in ``.dbbd-tmp``.
+    """
+    folder, name = osp.split(path)
+    return osp.join(folder, f'.{name}{TMP_SUFFIX}')
+
+
+def fsync_dir(folder: str) -> None:
+    """Persist a rename in ``folder``; a no-op where folders cannot be
+    opened (Windows)."""
+    try:
+        fd = os.open(folder or '.', os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _remove_quietly(path: str) -> None:
+    try:
+        os.remove(path)
+    except OSError:
+        pass
+
+
+def commit_file(tmp_path: str, path: str) -> None:
+    """``fsync`` a finished temporary file and rename it onto ``path``."""
+    fd = os.open(tmp_path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp_path, path)
+    fsync_dir(osp.dirname(path))
+
+
+def atomic_write_text(path: str, text: str) -> None:
+    """Write ``text`` to ``path`` so readers see the old or the new
+    content, never a mix or an empty file."""
+    tmp = tmp_path_for(path)
+    try:
+        with open(tmp, 'w', encoding='utf-8') as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        fsync_dir(osp.dirname(path))
+    except BaseException:
+        _remove_quietly(tmp)
+        raise
+
+
+def atomic_torch_save(obj: Any, path: str) -> None:
+    """``torch.save(obj, path)`` through a temporary file and a rename."""
+    tmp = tmp_path_for(path)
+    try:
+        with open(tmp, 'wb') as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        fsync_dir(osp.dirname(path))
+    except BaseException:
+        _remove_quietly(tmp)
+        raise
+
+
+register_safe_loader()

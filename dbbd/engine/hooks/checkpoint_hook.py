@@ -1,0 +1,452 @@
+"""``SafeCheckpointHook``: mmengine's ``CheckpointHook`` with crash-safe
+writes, delete-after-write and work-dir-relative paths.
+
+What changes against mmengine 0.10.7's ``CheckpointHook`` (same arguments):
+
+- Every checkpoint goes to a hidden temporary file in the checkpoint folder
+  (``Runner.save_checkpoint`` writes it), is checked to be a complete zip
+  archive, ``fsync``'d and ``os.replace``'d onto its final name.
+  ``last_checkpoint`` is replaced the same way, and only once the
+  checkpoint it names is in place.
+- Checkpoints beyond ``max_keep_ckpts`` and the previous best are deleted
+  only after the new checkpoint, and the regular checkpoint whose message
+  hub records it, are on disk. mmengine deletes first, so a crash in
+  between left no valid checkpoint.
+- The message hub (``last_ckpt``, ``best_ckpt``, ``best_ckpt_<metric>``)
+  and ``last_checkpoint`` hold paths relative to the checkpoint folder /
+  work dir. Resuming in a copied work dir therefore reads and deletes its
+  own files; mmengine's absolute paths made it delete the original's best
+  checkpoint. Absolute paths from older checkpoints are mapped into the
+  current folder, and nothing outside it is ever deleted.
+- ``meta`` gains ``dbbd_format_version``, ``dbbd_version`` and
+  ``model_cfg`` (``cfg.model`` as plain dicts, lists, strings and numbers,
+  so it loads with ``weights_only=True``).
+
+Only local folders are supported: ``os.replace`` is what makes a write
+atomic, and object stores have no equivalent.
+"""
+import hashlib
+import inspect
+import os
+import os.path as osp
+import pickle
+from collections import deque
+from typing import Any, Dict, List, Optional
+
+from mmengine.dist import is_main_process, master_only
+from mmengine.fileio.backends import LocalBackend
+from mmengine.hooks import CheckpointHook
+from mmengine.logging import print_log
+
+from dbbd.registry import HOOKS
+from dbbd.version import __version__
+from ..checkpoint import (CHECKPOINT_FORMAT_VERSION, TMP_SUFFIX,
+                          atomic_torch_save, atomic_write_text, commit_file,
+                          find_latest_checkpoint, load_checkpoint_safe,
+                          tmp_path_for)
+
+__all__ = ['SafeCheckpointHook', 'to_plain']
+
+
+def to_plain(obj: Any) -> Any:
+    """Copy of ``obj`` made only of dict, list, str, int, float, bool and
+    None, which ``torch.load(weights_only=True)`` reads without an
+    allow-list.
+
+    ``ConfigDict`` becomes dict, tuples and sets become lists, numpy
+    scalars become Python numbers, classes and functions (pure-Python
+    configs may hold them as ``type=``) become their dotted names, anything
+    else its type name.
+    """
+    if obj is None or type(obj) in (bool, int, float, str):
+        return obj
+    if isinstance(obj, dict):
+        return {str(k): to_plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple, set, frozenset)):
+        return [to_plain(v) for v in obj]
+    if isinstance(obj, (bool, int, float, str)):
+        # A subclass (numpy.float64 is a float) would be pickled as itself.
+        return _builtin_copy(obj)
+    item = getattr(obj, 'item', None)
+    if callable(item) and getattr(obj, 'ndim', None) == 0:
+        return to_plain(item())
+    if isinstance(obj, type) or inspect.isroutine(obj):
+        module = getattr(obj, '__module__', None)
+        name = getattr(obj, '__qualname__', None) or obj.__name__
+        return f'{module}.{name}' if module else name
+    # An instance (say an nn.Module passed as ``model``): its repr can be
+    # long, multi-line or unstable, its type name is enough to identify it.
+    return f'<{type(obj).__module__}.{type(obj).__qualname__} object>'
+
+
+def _builtin_copy(obj: Any) -> Any:
+    """The builtin value of a bool/int/float/str subclass instance."""
+    for base in (bool, int, float, str):
+        if isinstance(obj, base):
+            return base(obj)
+    return obj
+
+
+def _is_within(path: str, folder: str) -> bool:
+    """Whether ``path`` is ``folder`` or lies below it (symlinks
+    resolved)."""
+    path, folder = osp.realpath(path), osp.realpath(folder)
+    try:
+        return osp.commonpath([path, folder]) == folder
+    except ValueError:  # different drives on Windows
+        return False
+
+
+@HOOKS.register_module()
+class SafeCheckpointHook(CheckpointHook):
+    """Save checkpoints periodically, atomically, deleting only after
+    writing.
+
+    Takes exactly the arguments of mmengine's ``CheckpointHook``, e.g. in a
+    config::
+
+        default_hooks = dict(checkpoint=dict(
+            type='SafeCheckpointHook', interval=10, max_keep_ckpts=3,
+            save_best='loss', rule='less'))
+
+    ``file_client_args``, ``backend_args`` and an ``out_dir`` URL are
+    refused: writes must go to a local folder to be atomic.
+    """
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        if self.file_client_args is not None or self.backend_args is not None:
+            raise ValueError(
+                'SafeCheckpointHook writes atomically with os.replace and '
+                'supports local folders only; drop file_client_args / '
+                'backend_args')
+        if self.out_dir is not None and '://' in str(self.out_dir):
+            raise ValueError(
+                f'SafeCheckpointHook: out_dir={self.out_dir!r} is not a local '
+                'folder; atomic writes need one')
+        # Files to delete once the next regular checkpoint is complete.
+        self._pending_removals: List[str] = []
+
+    # ------------------------------------------------------------------
+    # Resume: relative paths
+    # ------------------------------------------------------------------
+
+    def before_run(self, runner) -> None:
+        """Resolve ``last_checkpoint`` against the work dir for auto-resume.
+
+        mmengine's auto-resume (``resume=True`` without ``load_from``) opens
+        whatever path ``last_checkpoint`` holds, relative to the process's
+        current folder. ``Runner.train`` calls ``before_run`` before it
+        loads, so handing the resolved path over as ``load_from`` makes it
+        take its "resume from this checkpoint" branch instead.
+        """
+        # Private Runner attributes: 0.10.x has no public way to choose the
+        # auto-resume file.
+        if getattr(runner, '_resume', False) and getattr(
+                runner, '_load_from', None) is None:
+            latest = find_latest_checkpoint(runner.work_dir)
+            if latest is None:
+                return
+            # An absolute path outside the work dir was written by
+            # mmengine's CheckpointHook before the work dir was copied: the
+            # copy's own file of that name is the one to resume from.
+            local = osp.join(runner.work_dir, osp.basename(latest))
+            if (osp.isabs(latest) and not _is_within(latest, runner.work_dir)
+                    and osp.isfile(local)):
+                runner.logger.info(
+                    f'last_checkpoint names {latest}, outside the work dir; '
+                    f'resuming from {local} instead')
+                latest = local
+            runner._load_from = latest
+
+    def before_train(self, runner) -> None:
+        """mmengine's setup, then map message-hub paths into this folder and
+        clear temporary files of interrupted writes."""
+        super().before_train(runner)
+        if not isinstance(self.file_backend, LocalBackend):
+            raise ValueError(
+                f'SafeCheckpointHook: {self.out_dir} is not a local folder; '
+                'atomic writes need one')
+        self.out_dir = osp.abspath(self.out_dir)
+
+        if self.save_best is not None:
+            if len(self.key_indicators) == 1:
+                self.best_ckpt_path = self._resolve_owned(
+                    self.best_ckpt_path, runner)
+            else:
+                for key, path in list(self.best_ckpt_path_dict.items()):
+                    self.best_ckpt_path_dict[key] = self._resolve_owned(
+                        path, runner)
+
+        if is_main_process() and osp.isdir(self.out_dir):
+            for name in os.listdir(self.out_dir):
+                if name.startswith('.') and name.endswith(TMP_SUFFIX):
+                    os.remove(osp.join(self.out_dir, name))
+                    runner.logger.warning(
+                        f'Removed {name}, left by an interrupted checkpoint '
+                        'write')
+
+    def _resolve_owned(self, path: Optional[str],
+                       runner) -> Optional[str]:
+        """Absolute path, inside ``self.out_dir``, of a checkpoint path read
+        from the message hub; None when it points elsewhere.
+
+        Relative names are what this hook stores. An absolute path comes from
+        mmengine's ``CheckpointHook`` or an older run: when it lies outside
+        this folder (a copied work dir), the file of the same name here is
+        this run's copy of it; with no such file it is not ours to delete.
+        """
+        if not path:
+            return None
+        if not osp.isabs(path):
+            return osp.join(self.out_dir, path)
+        if _is_within(path, self.out_dir):
+            return osp.normpath(path)
+        local = osp.join(self.out_dir, osp.basename(path))
+        if osp.exists(local):
+            return local
+        runner.logger.warning(
+            f'The message hub names {path}, outside {self.out_dir}; it will '
+            'not be deleted by this run')
+        return None
+
+    # ------------------------------------------------------------------
+    # Writing
+    # ------------------------------------------------------------------
+
+    def _write_checkpoint(self, runner, filename: str, **save_kwargs) -> str:
+        """``runner.save_checkpoint`` into a temporary file, then commit it
+        as ``out_dir/filename``.
+
+        ``Runner.save_checkpoint`` is ``master_only``: the temporary file
+        exists, and is committed, on rank 0 only.
+
+        Returns:
+            str: the final path.
+        """
+        final = osp.join(self.out_dir, filename)
+        tmp = tmp_path_for(final)
+        try:
+            runner.save_checkpoint(
+                osp.dirname(tmp), osp.basename(tmp), **save_kwargs)
+            if is_main_process():
+                self._check_complete(tmp, final)
+                commit_file(tmp, final)
+        except BaseException:
+            if is_main_process() and osp.exists(tmp):
+                os.remove(tmp)
+            raise
+        return final
+
+    @staticmethod
+    def _check_complete(tmp: str, final: str) -> None:
+        """Refuse to commit a file that is not a whole torch zip archive
+        (reads the zip's central directory only)."""
+        import zipfile
+        try:
+            with zipfile.ZipFile(tmp) as zf:
+                ok = any(n.endswith('data.pkl') for n in zf.namelist())
+        except (zipfile.BadZipFile, OSError):
+            ok = False
+        if not ok:
+            raise RuntimeError(
+                f'checkpoint written for {final} is incomplete; it was not '
+                'committed and the previous checkpoints are untouched')
+
+    def _remove_owned(self, path: Optional[str], runner) -> None:
+        """Delete a checkpoint file of this folder; anything else is left
+        alone. Rank 0 only."""
+        if not path or not is_main_process():
+            return
+        if not _is_within(path, self.out_dir):
+            runner.logger.warning(
+                f'Not deleting {path}: it is outside {self.out_dir}')
+            return
+        if osp.isfile(path):
+            os.remove(path)
+            runner.logger.info(f'Removed outdated checkpoint {path}')
+        elif osp.isdir(path):
+            runner.logger.warning(
+                f'Not deleting {path}: a folder, not a checkpoint file')
+
+    def _save_checkpoint_with_step(self, runner, step, meta) -> None:
+        """Save ``filename_tmpl.format(step)``, then update
+        ``last_checkpoint``, then delete what it supersedes."""
+        hub = runner.message_hub
+        to_remove: List[str] = []
+        saved_info: Dict[str, Any] = {
+            k: hub.runtime_info[k]
+            for k in ('keep_ckpt_ids', 'last_ckpt') if k in hub.runtime_info
+        }
+        new_keep: Optional[deque] = None
+        if self.max_keep_ckpts > 0:
+            # A best-checkpoint update re-saves the step just saved; it is
+            # already counted.
+            if not (len(self.keep_ckpt_ids) > 0
+                    and self.keep_ckpt_ids[-1] == step):
+                ids = list(self.keep_ckpt_ids) + [step]
+                while len(ids) > self.max_keep_ckpts:
+                    to_remove.append(
+                        osp.join(self.out_dir,
+                                 self.filename_tmpl.format(ids.pop(0))))
+                new_keep = deque(ids, self.max_keep_ckpts)
+                # Before saving: the checkpoint records its own bookkeeping.
+                hub.update_info('keep_ckpt_ids', ids)
+
+        filename = self.filename_tmpl.format(step)
+        hub.update_info('last_ckpt', filename)
+        try:
+            final = self._write_checkpoint(
+                runner,
+                filename,
+                save_optimizer=self.save_optimizer,
+                save_param_scheduler=self.save_param_scheduler,
+                meta=meta,
+                by_epoch=self.by_epoch,
+                **self.args)
+        except BaseException:
+            # Keep the in-memory state matching what is on disk.
+            for key in ('keep_ckpt_ids', 'last_ckpt'):
+                if key in saved_info:
+                    hub.update_info(key, saved_info[key])
+                else:
+                    hub.runtime_info.pop(key, None)
+            raise
+        if new_keep is not None:
+            self.keep_ckpt_ids = new_keep
+        self.last_ckpt = final
+
+        if not is_main_process():
+            self._pending_removals = []
+            return
+        # Only now that the checkpoint is complete may last_checkpoint name
+        # it, and only once both are in place may older files go.
+        atomic_write_text(
+            osp.join(runner.work_dir, 'last_checkpoint'),
+            osp.relpath(final, runner.work_dir))
+        for path in to_remove + self._pending_removals:
+            if osp.normpath(path) != osp.normpath(final):
+                self._remove_owned(path, runner)
+        self._pending_removals = []
+
+    def _save_best_checkpoint(self, runner, metrics) -> None:
+        """mmengine's best-checkpoint logic, reordered: write the new best,
+        re-save the regular checkpoint that records it, then delete the old
+        best."""
+        if not self.save_best:
+            return
+
+        if self.by_epoch:
+            ckpt_filename = self.filename_tmpl.format(runner.epoch)
+            cur_type, cur_time = 'epoch', runner.epoch
+        else:
+            ckpt_filename = self.filename_tmpl.format(runner.iter)
+            cur_type, cur_time = 'iter', runner.iter
+        meta = dict(epoch=runner.epoch, iter=runner.iter)
+
+        if 'auto' in self.key_indicators:
+            self._init_rule(self.rules, [list(metrics.keys())[0]])
+
+        hub = runner.message_hub
+        stale: List[str] = []
+        best_ckpt_updated = False
+        for key_indicator, rule in zip(self.key_indicators, self.rules):
+            key_score = metrics[key_indicator]
+            single = len(self.key_indicators) == 1
+            if single:
+                best_score_key, best_ckpt_key = 'best_score', 'best_ckpt'
+                previous = self.best_ckpt_path
+            else:
+                best_score_key = f'best_score_{key_indicator}'
+                best_ckpt_key = f'best_ckpt_{key_indicator}'
+                previous = self.best_ckpt_path_dict[key_indicator]
+
+            if best_score_key in hub.runtime_info:
+                best_score = hub.get_info(best_score_key)
+            else:
+                best_score = self.init_value_map[rule]
+            if key_score is None or not self.is_better_than[key_indicator](
+                    key_score, best_score):
+                continue
+            best_ckpt_updated = True
+
+            best_ckpt_name = f'best_{key_indicator}_{ckpt_filename}'
+            best_ckpt_name = best_ckpt_name.replace('/', '_')
+            hub.update_info(best_score_key, key_score)
+            hub.update_info(best_ckpt_key, best_ckpt_name)
+            new_path = self._write_checkpoint(
+                runner,
+                best_ckpt_name,
+                save_optimizer=False,
+                save_param_scheduler=False,
+                meta=dict(meta),
+                by_epoch=False)
+            if single:
+                self.best_ckpt_path = new_path
+            else:
+                self.best_ckpt_path_dict[key_indicator] = new_path
+            if previous and osp.normpath(previous) != osp.normpath(new_path):
+                stale.append(previous)
+            runner.logger.info(
+                f'The best checkpoint with {key_score:0.4f} {key_indicator} '
+                f'at {cur_time} {cur_type} is saved to {best_ckpt_name}.')
+
+        if not best_ckpt_updated:
+            return
+        self._pending_removals.extend(stale)
+        # As in mmengine: re-save the regular checkpoint so its message hub
+        # names the new best (else a resumed run could not delete it). The
+        # old best goes only after that write.
+        if self.last_ckpt is not None:
+            self._save_checkpoint_with_step(runner, cur_time, meta)
+        else:
+            for path in self._pending_removals:
+                self._remove_owned(path, runner)
+            self._pending_removals = []
+
+    # ------------------------------------------------------------------
+    # Meta, loading, publishing
+    # ------------------------------------------------------------------
+
+    def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
+        """Record the DBBD format version and the model config in
+        ``meta``."""
+        meta = checkpoint.setdefault('meta', {})
+        meta['dbbd_format_version'] = CHECKPOINT_FORMAT_VERSION
+        meta['dbbd_version'] = __version__
+        cfg = getattr(runner, 'cfg', None)
+        meta['model_cfg'] = to_plain(
+            cfg.get('model') if cfg is not None else None)
+
+    def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
+        """Warn when the checkpoint comes from a newer DBBD format."""
+        meta = checkpoint.get('meta') if isinstance(checkpoint, dict) else None
+        version = meta.get('dbbd_format_version') if isinstance(
+            meta, dict) else None
+        if isinstance(version, int) and version > CHECKPOINT_FORMAT_VERSION:
+            runner.logger.warning(
+                f'The checkpoint has DBBD format version {version}, newer '
+                f'than this code\'s {CHECKPOINT_FORMAT_VERSION}; it may not '
+                'load correctly')
+
+    @master_only
+    def _publish_model(self, runner, ckpt_path: str) -> None:
+        """mmengine's publishing (keep ``published_keys``, add the sha256
+        prefix to the name) with the safe loader and an atomic write."""
+        checkpoint = load_checkpoint_safe(ckpt_path)
+        assert self.published_keys is not None
+        removed_keys = [k for k in checkpoint if k not in self.published_keys]
+        for key in removed_keys:
+            checkpoint.pop(key)
+        if removed_keys:
+            print_log(
+                f'Key {removed_keys} will be removed because they are not '
+                'found in published_keys. If you want to keep them, '
+                f'please set `{removed_keys}` in published_keys',
+                logger='current')
+        sha = hashlib.sha256(pickle.dumps(checkpoint)).hexdigest()
+        final_path = osp.splitext(ckpt_path)[0] + f'-{sha[:8]}.pth'
+        atomic_torch_save(checkpoint, final_path)
+        print_log(
+            f'The checkpoint ({ckpt_path}) is published to {final_path}.',
+            logger='current')

@@ -1,0 +1,574 @@
+"""Safe checkpoint loading and ``SafeCheckpointHook``, with a tiny real
+mmengine Runner (one Linear layer, random tensors, CPU)."""
+import copy
+import hashlib
+import os
+import os.path as osp
+import pickle
+import re
+import shutil
+import uuid
+import zipfile
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+from mmengine.evaluator import BaseMetric
+from mmengine.fileio.backends import LocalBackend
+from mmengine.hooks import Hook
+from mmengine.logging.history_buffer import HistoryBuffer
+from mmengine.model import BaseModel
+from mmengine.runner import Runner
+from mmengine.runner.checkpoint import (CheckpointLoader, _load_checkpoint,
+                                        load_from_local)
+from torch.utils.data import Dataset
+
+import dbbd.engine  # noqa: F401  registers the safe loader
+from dbbd.engine.checkpoint import (CorruptCheckpointError,
+                                    UnsafeCheckpointError,
+                                    _restricted_getattr,
+                                    find_latest_checkpoint,
+                                    load_checkpoint_safe,
+                                    load_from_local_safe, safe_globals_list)
+from dbbd.engine.hooks.checkpoint_hook import SafeCheckpointHook, to_plain
+
+# ---------------------------------------------------------------------------
+# Toy training setup
+# ---------------------------------------------------------------------------
+
+
+class ToyModel(BaseModel):
+    """One Linear layer; loss is the MSE to random targets."""
+
+    def __init__(self):
+        super().__init__()
+        self.linear = nn.Linear(4, 1)
+
+    def forward(self, inputs, data_samples=None, mode='tensor'):
+        x = torch.stack(inputs)
+        out = self.linear(x)
+        if mode == 'tensor':
+            return out
+        y = torch.stack(data_samples)
+        if mode == 'loss':
+            return dict(loss=((out - y)**2).mean())
+        return list(((out - y)**2).mean(dim=1))
+
+
+class ToyDataset(Dataset):
+
+    def __init__(self, n=8):
+        g = torch.Generator().manual_seed(0)
+        self.x = torch.randn(n, 4, generator=g)
+        self.y = torch.randn(n, 1, generator=g)
+
+    def __len__(self):
+        return len(self.x)
+
+    def __getitem__(self, i):
+        return dict(inputs=self.x[i], data_samples=self.y[i])
+
+
+class ScriptedMetric(BaseMetric):
+    """Returns ``values[k]`` as ``loss`` at its k-th evaluation (the last
+    value after that), as a numpy scalar the way real metrics do, so the
+    best checkpoint moves where the test wants it."""
+
+    def __init__(self, values):
+        super().__init__()
+        self.values = list(values)
+        self.calls = 0
+
+    def process(self, data_batch, data_samples):
+        self.results.extend(float(s) for s in data_samples)
+
+    def compute_metrics(self, results):
+        v = self.values[min(self.calls, len(self.values) - 1)]
+        self.calls += 1
+        return dict(loss=np.float64(v), num=np.int64(len(results)))
+
+
+class StateRecorder(Hook):
+    """Captures what the runner resumed, just before training continues."""
+
+    def before_train(self, runner):
+        self.epoch, self.iter = runner.epoch, runner.iter
+        self.optim_state = copy.deepcopy(
+            runner.optim_wrapper.optimizer.state_dict())
+        self.sched_last_step = runner.param_schedulers[0].last_step
+
+
+MODEL_CFG = dict(type='ToyModel', hidden=(4, 1), scale=np.float64(0.5))
+
+
+def ckpt_hook(**kw):
+    cfg = dict(type='dbbd.SafeCheckpointHook', interval=1)
+    cfg.update(kw)
+    return cfg
+
+
+def make_runner(work_dir, hook, max_epochs=2, values=(3.0, 2.0, 1.0),
+                custom_hooks=None, **kw):
+    return Runner(
+        model=ToyModel(),
+        work_dir=str(work_dir),
+        train_dataloader=dict(
+            dataset=ToyDataset(),
+            sampler=dict(type='DefaultSampler', shuffle=True),
+            batch_size=4,
+            num_workers=0),
+        optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.1, momentum=0.9)),
+        param_scheduler=dict(type='MultiStepLR', milestones=[1]),
+        train_cfg=dict(by_epoch=True, max_epochs=max_epochs, val_interval=1),
+        val_dataloader=dict(
+            dataset=ToyDataset(4),
+            sampler=dict(type='DefaultSampler', shuffle=False),
+            batch_size=2,
+            num_workers=0),
+        val_cfg=dict(),
+        val_evaluator=[ScriptedMetric(values)],
+        default_hooks=dict(checkpoint=hook),
+        custom_hooks=custom_hooks,
+        randomness=dict(seed=0),
+        default_scope='mmengine',
+        # Runners built in the same second would share a MessageHub.
+        experiment_name=f'test_ckpt_{uuid.uuid4().hex[:8]}',
+        cfg=dict(model=MODEL_CFG),
+        **kw)
+
+
+def read_last(work_dir):
+    with open(osp.join(work_dir, 'last_checkpoint')) as f:
+        return f.read().strip()
+
+
+def ckpt_files(work_dir):
+    return sorted(n for n in os.listdir(work_dir) if n.endswith('.pth'))
+
+
+def tmp_files(work_dir):
+    return [n for n in os.listdir(work_dir) if n.endswith('.dbbd-tmp')]
+
+
+def digest(folder):
+    """{relative path: sha256 or None} of every file below ``folder``.
+
+    Logs are left out of the hashes: mmengine appends a warning to the
+    previous run's log when a metric is built before the new runner's
+    logger exists.
+    """
+    out = {}
+    for root, _, files in os.walk(folder):
+        for name in files:
+            path = osp.join(root, name)
+            out[osp.relpath(path, folder)] = None
+            if name.endswith('.pth') or name == 'last_checkpoint':
+                with open(path, 'rb') as f:
+                    out[osp.relpath(path, folder)] = hashlib.sha256(
+                        f.read()).hexdigest()
+    return out
+
+
+@pytest.fixture(scope='module')
+def trained(tmp_path_factory):
+    """3 epochs, max_keep_ckpts=2, best by a falling ``loss``; every deletion
+    is recorded with the state of the folder at that moment."""
+    work_dir = str(tmp_path_factory.mktemp('trained'))
+    events = []
+    real_remove = os.remove
+
+    def recording_remove(path, *a, **kw):
+        path = os.fspath(path)
+        if path.endswith('.pth') and osp.dirname(path) == work_dir:
+            event = dict(
+                name=osp.basename(path),
+                present=set(os.listdir(work_dir)),
+                last=read_last(work_dir))
+            m = re.match(r'best_loss_epoch_(\d+)\.pth', event['name'])
+            if m:
+                newer = f'epoch_{int(m.group(1)) + 1}.pth'
+                if newer in event['present']:
+                    hub = load_checkpoint_safe(osp.join(
+                        work_dir, newer))['message_hub']['runtime_info']
+                    event['newer_best'] = hub['best_ckpt']
+            events.append(event)
+        return real_remove(path, *a, **kw)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(os, 'remove', recording_remove)
+        runner = make_runner(
+            work_dir,
+            ckpt_hook(max_keep_ckpts=2, save_best='loss', rule='less'),
+            max_epochs=3)
+        runner.train()
+    return dict(work_dir=work_dir, events=events)
+
+
+# ---------------------------------------------------------------------------
+# Loading
+# ---------------------------------------------------------------------------
+
+
+def test_safe_loader_is_mmengines_local_loader():
+    assert CheckpointLoader._get_checkpoint_loader(
+        'work_dirs/x/epoch_1.pth') is load_from_local_safe
+    assert CheckpointLoader._get_checkpoint_loader(
+        '/abs/epoch_1.pth') is load_from_local_safe
+    # URLs keep their own loaders
+    assert CheckpointLoader._get_checkpoint_loader(
+        'https://x/y.pth') is not load_from_local_safe
+
+
+def test_config_type_resolves_in_dbbd_registry():
+    from dbbd.registry import HOOKS
+    hook = HOOKS.build(
+        dict(type='SafeCheckpointHook', interval=10, max_keep_ckpts=3,
+             save_best='loss', rule='less'))
+    assert isinstance(hook, SafeCheckpointHook)
+    assert hook.max_keep_ckpts == 3 and hook.save_best == ['loss']
+
+
+def test_remote_backends_are_refused():
+    with pytest.raises(ValueError, match='local folders only'):
+        SafeCheckpointHook(interval=1, backend_args=dict(backend='petrel'))
+    with pytest.raises(ValueError, match='not a local folder'):
+        SafeCheckpointHook(interval=1, out_dir='s3://bucket/ckpts')
+
+
+def test_allow_list_covers_a_real_checkpoint(trained):
+    path = osp.join(trained['work_dir'], 'epoch_3.pth')
+    unsafe = set(torch.serialization.get_unsafe_globals_in_checkpoint(path))
+    # What mmengine 0.10.7 puts beyond torch's defaults; if this changes the
+    # allow-list must be revisited.
+    assert 'mmengine.logging.history_buffer.HistoryBuffer' in unsafe
+    assert 'builtins.getattr' in unsafe
+    assert {'numpy.ndarray', 'numpy.dtype'} <= unsafe
+    with torch.serialization.safe_globals(safe_globals_list()):
+        assert torch.serialization.get_unsafe_globals_in_checkpoint(
+            path) == []
+    # mmengine's own loader (torch 2.13 defaults to weights_only=True) fails
+    # on it: the safe loader is what makes resume work.
+    with pytest.raises(pickle.UnpicklingError):
+        load_from_local(path, 'cpu')
+    # The static scan misses the dtype classes needed by BUILD; a real load
+    # checks them too.
+    ckpt = load_checkpoint_safe(path)
+    buf = ckpt['message_hub']['log_scalars']['train/loss']
+    assert isinstance(buf, HistoryBuffer)
+    assert buf.data[0].dtype == np.float64
+    assert buf.data[1].dtype == np.int64
+    assert buf.statistics('mean') == pytest.approx(buf.data[0].mean())
+    assert isinstance(ckpt['message_hub']['runtime_info']['best_score'],
+                      np.float64)
+    # the allow-list lived in a context: nothing of it stays global
+    left = set(torch.serialization.get_safe_globals())
+    assert not left & set(safe_globals_list())
+
+
+def test_meta_records_format_version_and_model_cfg(trained):
+    ckpt = load_checkpoint_safe(osp.join(trained['work_dir'], 'epoch_3.pth'))
+    meta = ckpt['meta']
+    assert meta['dbbd_format_version'] == 1
+    assert meta['model_cfg'] == dict(type='ToyModel', hidden=[4, 1],
+                                     scale=0.5)
+    assert type(meta['model_cfg']['scale']) is float
+    best = load_checkpoint_safe(
+        osp.join(trained['work_dir'], 'best_loss_epoch_3.pth'))
+    assert best['meta']['dbbd_format_version'] == 1
+    assert 'optimizer' not in best
+
+
+def test_paths_are_relative(trained):
+    work_dir = trained['work_dir']
+    assert read_last(work_dir) == 'epoch_3.pth'
+    info = load_checkpoint_safe(osp.join(
+        work_dir, 'epoch_3.pth'))['message_hub']['runtime_info']
+    assert info['last_ckpt'] == 'epoch_3.pth'
+    assert info['best_ckpt'] == 'best_loss_epoch_3.pth'
+    assert info['keep_ckpt_ids'] == [2, 3]
+    assert find_latest_checkpoint(work_dir) == osp.join(
+        work_dir, 'epoch_3.pth')
+
+
+def test_malicious_checkpoint_is_refused(tmp_path, monkeypatch):
+    marker = tmp_path / 'MARKER'
+
+    class Evil:
+
+        def __reduce__(self):
+            return (os.system, (f'touch {marker}', ))
+
+    path = tmp_path / 'evil.pth'
+    torch.save({'state_dict': {}, 'meta': Evil()}, path)
+    monkeypatch.chdir(tmp_path)
+    for load in (lambda: load_checkpoint_safe(path),
+                 lambda: _load_checkpoint(str(path), map_location='cpu')):
+        with pytest.raises(UnsafeCheckpointError) as info:
+            load()
+        msg = str(info.value)
+        assert '\n' not in msg
+        assert str(path) in msg
+        assert 'system' in msg and 'allow-list' in msg
+        assert not marker.exists()
+
+
+def test_builtin_call_outside_allow_list_is_refused(tmp_path):
+
+    class CallsEval:
+
+        def __reduce__(self):
+            return (eval, ('1 + 1', ))
+
+    path = tmp_path / 'eval.pth'
+    torch.save({'meta': CallsEval()}, path)
+    with pytest.raises(UnsafeCheckpointError, match='`builtins.eval`'):
+        load_checkpoint_safe(path)
+
+
+def test_getattr_stand_in_only_returns_statistics(tmp_path):
+    assert _restricted_getattr(HistoryBuffer, 'mean') is HistoryBuffer.mean
+
+    class Sneaky:
+        # register_statistics would let a file plant a callable on the class
+        def __reduce__(self):
+            return (getattr, (HistoryBuffer, 'register_statistics'))
+
+    path = tmp_path / 'getattr.pth'
+    torch.save({'meta': Sneaky()}, path)
+    with pytest.raises(UnsafeCheckpointError) as info:
+        load_checkpoint_safe(path)
+    assert "getattr(HistoryBuffer, 'register_statistics')" in str(info.value)
+    assert str(path) in str(info.value)
+
+
+def test_numpy_1x_module_paths_load(tmp_path):
+    """numpy 1.x pickles ``numpy.core.multiarray``, 2.x
+    ``numpy._core.multiarray``: a checkpoint from either must load under
+    either. Rewrites the module path of a fresh file to the other one."""
+    torch.save({'a': np.arange(3), 's': np.float64(2.5)}, tmp_path / 'a.pth')
+    path = tmp_path / 'b.pth'
+    paths = [b'numpy._core.multiarray', b'numpy.core.multiarray']
+    with zipfile.ZipFile(tmp_path / 'a.pth') as src, zipfile.ZipFile(
+            path, 'w', compression=zipfile.ZIP_STORED) as dst:
+        for name in src.namelist():
+            data = src.read(name)
+            if name.endswith('data.pkl'):
+                ours = paths[0] if paths[0] in data else paths[1]
+                other = paths[1] if ours == paths[0] else paths[0]
+                data = data.replace(ours, other)
+            dst.writestr(name, data)
+    assert other.decode() + '.scalar' in (
+        torch.serialization.get_unsafe_globals_in_checkpoint(path))
+    loaded = load_checkpoint_safe(path)
+    assert loaded['a'].tolist() == [0, 1, 2] and loaded['s'] == 2.5
+
+
+@pytest.mark.parametrize('damage', ['truncate', 'garbage'])
+def test_damaged_checkpoint_gives_one_line_error(trained, tmp_path, damage):
+    path = tmp_path / 'epoch_3.pth'
+    data = open(osp.join(trained['work_dir'], 'epoch_3.pth'), 'rb').read()
+    path.write_bytes(data[:len(data) // 2] if damage == 'truncate' else
+                     os.urandom(1000))
+    with pytest.raises(CorruptCheckpointError) as info:
+        load_checkpoint_safe(path)
+    msg = str(info.value)
+    assert '\n' not in msg
+    assert str(path) in msg and 'truncated or corrupt' in msg
+
+
+def test_missing_checkpoint(tmp_path):
+    with pytest.raises(FileNotFoundError, match='does not exist'):
+        load_checkpoint_safe(tmp_path / 'nope.pth')
+
+
+def test_to_plain_loads_without_allow_list(tmp_path):
+    from mmengine.config import ConfigDict
+    plain = to_plain(
+        ConfigDict(
+            type='X', dims=(8, 16), w=np.float32(0.5), n=np.int64(3),
+            fn=ToyModel, nested=[dict(flag=np.bool_(True))]))
+    assert plain == dict(
+        type='X', dims=[8, 16], w=0.5, n=3,
+        fn=f'{ToyModel.__module__}.ToyModel', nested=[dict(flag=True)])
+    torch.save(plain, tmp_path / 'p.pth')
+    assert torch.load(tmp_path / 'p.pth', weights_only=True) == plain
+
+
+# ---------------------------------------------------------------------------
+# Resume
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize('mode', ['auto', 'load_from'])
+def test_resume_restores_epoch_iter_optimizer(trained, tmp_path, mode):
+    work_dir = str(tmp_path / 'wd')
+    shutil.copytree(trained['work_dir'], work_dir)
+    # what a killed writer leaves behind
+    stale = osp.join(work_dir, '.epoch_4.pth.dbbd-tmp')
+    open(stale, 'wb').write(b'partial')
+    source = 'epoch_3.pth' if mode == 'auto' else 'epoch_2.pth'
+    expected = load_checkpoint_safe(osp.join(work_dir, source))
+    recorder = StateRecorder()
+    kw = dict(resume=True)
+    if mode == 'load_from':
+        kw['load_from'] = osp.join(work_dir, source)
+    runner = make_runner(
+        work_dir,
+        ckpt_hook(max_keep_ckpts=2, save_best='loss', rule='less'),
+        max_epochs=4, custom_hooks=[recorder], **kw)
+    runner.train()
+
+    assert recorder.epoch == expected['meta']['epoch']
+    assert recorder.iter == expected['meta']['iter'] > 0
+    state = recorder.optim_state['state']
+    assert len(state) == 2  # weight and bias momentum buffers
+    for key, saved in expected['optimizer']['state'].items():
+        assert torch.equal(state[key]['momentum_buffer'],
+                           saved['momentum_buffer'])
+    assert recorder.sched_last_step == expected['param_schedulers'][0][
+        'last_step'] > 0
+    assert runner.epoch == 4
+    assert not osp.exists(stale)
+    assert read_last(work_dir) == 'epoch_4.pth'
+
+
+def test_copied_work_dir_resume_leaves_original_alone(trained, tmp_path):
+    original = trained['work_dir']
+    before = digest(original)
+    copy_dir = str(tmp_path / 'copy')
+    shutil.copytree(original, copy_dir)
+    # epoch 4 is a new best: the previous best (of the copy) must go
+    runner = make_runner(
+        copy_dir,
+        ckpt_hook(max_keep_ckpts=2, save_best='loss', rule='less'),
+        max_epochs=4, values=[0.1], resume=True)
+    runner.train()
+    assert digest(original) == before
+    assert ckpt_files(copy_dir) == [
+        'best_loss_epoch_4.pth', 'epoch_3.pth', 'epoch_4.pth'
+    ]
+    assert read_last(copy_dir) == 'epoch_4.pth'
+
+
+def test_copied_legacy_work_dir_with_absolute_paths(tmp_path):
+    """A work dir written by mmengine's own CheckpointHook (absolute paths)
+    and then copied: resuming the copy must not touch the original."""
+    original = str(tmp_path / 'orig')
+    make_runner(
+        original,
+        dict(type='CheckpointHook', interval=1, max_keep_ckpts=2,
+             save_best='loss', rule='less'),
+        max_epochs=2).train()
+    assert osp.isabs(read_last(original))
+    before = digest(original)
+    copy_dir = str(tmp_path / 'copy')
+    shutil.copytree(original, copy_dir)
+    runner = make_runner(
+        copy_dir,
+        ckpt_hook(max_keep_ckpts=2, save_best='loss', rule='less'),
+        max_epochs=3, values=[0.1], resume=True)
+    runner.train()
+    assert runner.epoch == 3
+    assert digest(original) == before
+    # the copy's old best was recognised as its own and replaced
+    assert ckpt_files(copy_dir) == [
+        'best_loss_epoch_3.pth', 'epoch_2.pth', 'epoch_3.pth'
+    ]
+    assert read_last(copy_dir) == 'epoch_3.pth'
+
+
+# ---------------------------------------------------------------------------
+# Writing: order and atomicity
+# ---------------------------------------------------------------------------
+
+
+def test_deletes_only_after_the_replacement_is_written(trained):
+    events = {e['name']: e for e in trained['events']}
+    assert set(events) == {
+        'epoch_1.pth', 'best_loss_epoch_1.pth', 'best_loss_epoch_2.pth'
+    }
+    # max_keep_ckpts=2: epoch_1 goes once epoch_3 is complete and named by
+    # last_checkpoint
+    assert 'epoch_3.pth' in events['epoch_1.pth']['present']
+    assert events['epoch_1.pth']['last'] == 'epoch_3.pth'
+    # an old best goes once the new best exists and the regular checkpoint
+    # on disk records the new one
+    for k in (1, 2):
+        event = events[f'best_loss_epoch_{k}.pth']
+        assert f'best_loss_epoch_{k + 1}.pth' in event['present']
+        assert event['newer_best'] == f'best_loss_epoch_{k + 1}.pth'
+    assert ckpt_files(trained['work_dir']) == [
+        'best_loss_epoch_3.pth', 'epoch_2.pth', 'epoch_3.pth'
+    ]
+    assert tmp_files(trained['work_dir']) == []
+
+
+def _assert_epoch_1_survives(work_dir):
+    assert ckpt_files(work_dir) == ['epoch_1.pth']
+    assert tmp_files(work_dir) == []
+    assert read_last(work_dir) == 'epoch_1.pth'
+    ckpt = load_checkpoint_safe(osp.join(work_dir, 'epoch_1.pth'))
+    assert ckpt['meta']['epoch'] == 1
+
+
+def test_crash_in_torch_save_keeps_previous_checkpoint(tmp_path,
+                                                       monkeypatch):
+    real_save = torch.save
+    calls = []
+
+    def crashing_save(obj, f, *a, **kw):
+        if isinstance(obj, dict) and 'state_dict' in obj:
+            calls.append(1)
+            if len(calls) == 2:
+                f.write(b'PK\x03\x04 half a checkpoint')
+                raise RuntimeError('simulated crash inside torch.save')
+        return real_save(obj, f, *a, **kw)
+
+    monkeypatch.setattr(torch, 'save', crashing_save)
+    work_dir = str(tmp_path)
+    runner = make_runner(work_dir, ckpt_hook(max_keep_ckpts=1), max_epochs=2)
+    with pytest.raises(RuntimeError, match='simulated crash'):
+        runner.train()
+    _assert_epoch_1_survives(work_dir)
+
+
+def test_crash_while_writing_file_keeps_previous_checkpoint(
+        tmp_path, monkeypatch):
+    real_put = LocalBackend.put
+    written = []
+
+    def crashing_put(self, obj, filepath):
+        if 'epoch_2' in osp.basename(filepath):
+            with open(filepath, 'wb') as f:
+                f.write(obj[:len(obj) // 2])
+            written.append(filepath)
+            raise OSError(28, 'No space left on device (simulated)')
+        return real_put(self, obj, filepath)
+
+    monkeypatch.setattr(LocalBackend, 'put', crashing_put)
+    work_dir = str(tmp_path)
+    runner = make_runner(work_dir, ckpt_hook(max_keep_ckpts=1), max_epochs=2)
+    with pytest.raises(OSError, match='simulated'):
+        runner.train()
+    # the partial bytes went to a temporary name, never to epoch_2.pth
+    assert written and all(
+        osp.basename(p) != 'epoch_2.pth' for p in written)
+    _assert_epoch_1_survives(work_dir)
+
+
+def test_published_models_are_written_atomically(tmp_path):
+    work_dir = str(tmp_path)
+    make_runner(
+        work_dir,
+        ckpt_hook(save_best='loss', rule='less',
+                  published_keys=['meta', 'state_dict']),
+        max_epochs=1).train()
+    published = [n for n in ckpt_files(work_dir) if '-' in n]
+    assert sorted(re.sub(r'-[0-9a-f]{8}', '', n) for n in published) == [
+        'best_loss_epoch_1.pth', 'epoch_1.pth'
+    ]
+    for name in published:
+        ckpt = load_checkpoint_safe(osp.join(work_dir, name))
+        assert set(ckpt) == {'meta', 'state_dict'}
+    assert tmp_files(work_dir) == []
