@@ -4,12 +4,11 @@
 _base_ = ['./dbbd_scannet.py']
 
 model = dict(
-    in_proj=dict(out_channels=64),
+    hidden_channels=64,
     encoder=dict(hidden_dims=[32, 64], out_channels=64),
     propagator=dict(hidden_channels=64, out_channels=64),
-    aggregator=dict(channels=64),
-    region_head=dict(in_channels=64, out_channels=64),
-    point_head=dict(in_channels=64, out_channels=64),
+    region_head=dict(out_channels=64),
+    point_head=dict(out_channels=64),
     loss=dict(point_loss=dict(num_samples=512)),
 )
 

@@ -1,6 +1,5 @@
 """The dataset of prepared scenes, serving one or two augmented views."""
 import copy
-import os
 import os.path as osp
 import warnings
 
@@ -114,9 +113,10 @@ class DBBDDataset(BaseDataset):
             raise DataPreparationError(
                 f'DBBDDataset: split folder {split_dir} does not exist; '
                 f'{_prepare_hint(self.data_root)}')
-        scenes = sorted(
-            d for d in os.listdir(split_dir)
-            if osp.isfile(osp.join(split_dir, d, 'meta.json')))
+        from .scene_io import list_prepared
+
+        # finished scenes only: skips folders of interrupted writes
+        scenes = [osp.basename(p) for p in list_prepared(split_dir)]
         if not scenes:
             raise DataPreparationError(
                 f'DBBDDataset: split folder {split_dir} holds no prepared '

@@ -1,0 +1,326 @@
+"""Offline preparation: input scenes -> prepared scene folders.
+
+Per scene: read -> (optional) voxel subsample -> normals -> region tree ->
+reorder every per-point array by the tree's depth-first order -> atomic
+:func:`scene_io.save_scene` into ``OUT/<split>/<scene_id>/``.
+
+:func:`prepare_dataset` runs scenes in worker processes (spawn-safe
+top-level functions), skips scenes already prepared, isolates failures (a
+bad file stops its scene only) and returns a summary; ``tools/create_data.py``
+is a thin command line over it, and training code may call it in-process.
+"""
+import multiprocessing as mp
+import os
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
+
+import numpy as np
+
+from .normals import compute_normals, mesh_vertex_normals
+from .readers import find_scenes
+from .region_tree import build_region_tree
+from .scene_io import (is_prepared, read_meta, recover_interrupted,
+                       save_scene)
+from .voxel import voxel_subsample
+
+__all__ = ['prepare_scene', 'prepare_dataset', 'format_summary',
+           'TREE_PARAMS']
+
+# meta.json fields that decide a prepared scene's content: a skipped scene
+# whose values differ is reported as stale
+TREE_PARAMS = ('branching', 'max_depth', 'min_points_to_split', 'seed',
+               'voxel_size')
+
+
+def _one_line(msg):
+    return ' '.join(str(msg).split())
+
+
+def prepare_scene(source, out, voxel_size=None, branching=8, max_depth=4,
+                  min_points_to_split=64, seed=0, overwrite=False,
+                  normal_k=16):
+    """Prepare one scene (see the module docstring).
+
+    Args:
+        source: :class:`readers.SceneSource`.
+        out: output root; the scene goes to ``out/<split>/<scene_id>``.
+        voxel_size: grid subsampling in metres (None / 0: keep all points).
+        branching, max_depth, min_points_to_split, seed: region tree
+            parameters (:func:`region_tree.build_region_tree`).
+        normal_k: neighbours of the PCA normals.
+
+    Returns:
+        dict(scene_id, split, status='done', num_points, regions_per_level,
+        normal_source, seconds).
+    """
+    t0 = time.perf_counter()
+    d = source.load()
+    coord = d['coord']                     # (N, 3) float64, absolute
+    n_raw = coord.shape[0]
+    # Integer-metre origin: stored float32 coordinates stay small (about
+    # 1e-6 m resolution in a 10 m room) however far the scan sits from
+    # (0, 0, 0); the original frame is one addition away (meta.origin).
+    origin = np.floor(coord.min(0))
+    xyz = coord - origin
+    per_point = {k: d[k] for k in ('color', 'normal', 'segment')
+                 if d[k] is not None}
+    normal_source = 'file' if 'normal' in per_point else None
+    if normal_source is None and d['faces'] is not None and len(d['faces']):
+        # mesh normals need the faces, which subsampling would invalidate
+        nrm, valid = mesh_vertex_normals(xyz, d['faces'])
+        per_point['normal'] = nrm
+        per_point['_mesh_valid'] = valid
+        normal_source = 'mesh'
+    if voxel_size:
+        keep = voxel_subsample(xyz, voxel_size)
+        xyz = xyz[keep]
+        per_point = {k: v[keep] for k, v in per_point.items()}
+    tree, order = build_region_tree(
+        xyz, branching=branching, max_depth=max_depth,
+        min_points_to_split=min_points_to_split, seed=seed)
+    # after the depth-first reorder neighbours are close in memory, which
+    # also speeds up the kd-tree queries of the PCA normals below
+    xyz = xyz[order]
+    per_point = {k: np.asarray(v)[order] for k, v in per_point.items()}
+    if normal_source is None:
+        nrm, normal_source = compute_normals(xyz, k=normal_k)
+    else:
+        nrm = np.asarray(per_point['normal'], dtype=np.float64)
+        length = np.linalg.norm(nrm, axis=1)
+        # file normals may be unnormalised; zero or NaN ones, and mesh
+        # vertices without a face, get PCA normals
+        valid = np.isfinite(length) & (length > 1e-12)
+        valid &= per_point.pop('_mesh_valid', valid)
+        nrm[valid] /= length[valid, None]
+        if not valid.all():
+            nrm[~valid] = compute_normals(xyz, k=normal_k)[0][~valid]
+            normal_source += '+pca'
+        nrm = nrm.astype(np.float32)
+    meta = dict(scene_id=source.scene_id, source=source.path,
+                layout=source.layout, split=source.split,
+                branching=branching, max_depth=max_depth,
+                min_points_to_split=min_points_to_split, seed=seed,
+                voxel_size=voxel_size or None, normal_source=normal_source,
+                num_points_raw=int(n_raw))
+    full = save_scene(os.path.join(out, source.split, source.scene_id),
+                      xyz + origin, nrm, tree,
+                      color=per_point.get('color'),
+                      segment=per_point.get('segment'), meta=meta,
+                      origin=origin, overwrite=overwrite)
+    return dict(scene_id=source.scene_id, split=source.split, status='done',
+                num_points=full['num_points'],
+                regions_per_level=full['regions_per_level'],
+                normal_source=normal_source,
+                seconds=time.perf_counter() - t0)
+
+
+def _run_one(source, out, kwargs):
+    """Worker entry (top level, so spawn can pickle it): never raises."""
+    try:
+        return prepare_scene(source, out, **kwargs)
+    except Exception as e:  # noqa: BLE001 - one bad scene must not stop all
+        msg = _one_line(e)
+        # readers name the file; other errors get the source path prefixed
+        if source.path not in msg:
+            msg = f'{source.path}: {type(e).__name__}: {msg}'
+        return dict(scene_id=source.scene_id, split=source.split,
+                    status='failed', error=msg)
+
+
+class _Progress:
+    """A one-line progress bar on stderr (a plain line per scene when
+    stderr is not a terminal, so logs stay readable)."""
+
+    def __init__(self, total, enabled=True, stream=None):
+        self.total, self.done, self.failed = total, 0, 0
+        self.enabled = enabled and total > 0
+        self.stream = stream or sys.stderr
+        self.tty = hasattr(self.stream, 'isatty') and self.stream.isatty()
+        self.t0 = time.perf_counter()
+
+    def update(self, res):
+        self.done += 1
+        self.failed += res['status'] == 'failed'
+        if not self.enabled:
+            return
+        el = time.perf_counter() - self.t0
+        eta = el / self.done * (self.total - self.done)
+        tail = f'{self.done}/{self.total} scenes, {self.failed} failed, ' \
+               f'{el:.0f}s elapsed, ~{eta:.0f}s left'
+        if self.tty:
+            w = 30
+            fill = int(w * self.done / self.total)
+            self.stream.write(f'\r[{"#" * fill}{"." * (w - fill)}] {tail}')
+            if self.done == self.total:
+                self.stream.write('\n')
+        else:
+            self.stream.write(f'{res["split"]}/{res["scene_id"]}: '
+                              f'{res["status"]} ({tail})\n')
+        self.stream.flush()
+
+
+def _stale(meta, params):
+    return [k for k in TREE_PARAMS if meta.get(k) != params.get(k)]
+
+
+def prepare_dataset(src, out, layout='auto', splits=None, val_ratio=None,
+                    workers=None, voxel_size=None, branching=8, max_depth=4,
+                    min_points_to_split=64, seed=0, overwrite=False,
+                    progress=True, mmdet3d_label_ids='nyu40', log=None):
+    """Prepare every scene of ``src`` into ``out``.
+
+    Args:
+        src: input folder, in one of :data:`readers.LAYOUTS`.
+        out: output root (``out/<split>/<scene_id>/``).
+        layout: ``'auto'`` or a layout name.
+        splits: folder of ``scannetv2_{train,val,test}.txt`` lists.
+        val_ratio: without split information, send this fraction to val.
+        workers: processes (None: one per CPU, at most one per scene; 0 or
+            1: in this process).
+        voxel_size, branching, max_depth, min_points_to_split, seed: see
+            :func:`prepare_scene`.
+        overwrite: re-prepare scenes already prepared (default: skip them).
+        progress: progress bar on stderr.
+        log: callable for one-line notes (default: print to stderr).
+
+    Returns:
+        summary dict: ``out``, ``layout``, ``scenes`` (found), ``prepared``,
+        ``skipped``, ``stale`` (skipped scenes prepared with other
+        parameters), ``failed`` (list of dict(scene_id, split, error)),
+        ``points`` (total over prepared and skipped scenes),
+        ``regions_per_level_mean`` (list), ``splits`` ({split: count}),
+        ``seconds``.
+    """
+    t0 = time.perf_counter()
+    log = log or (lambda m: print(m, file=sys.stderr, flush=True))
+    out = os.path.abspath(os.fspath(out))
+    layout, sources = find_scenes(src, layout, splits=splits,
+                                  val_ratio=val_ratio, seed=seed, log=log,
+                                  mmdet3d_label_ids=mmdet3d_label_ids)
+    kwargs = dict(voxel_size=voxel_size, branching=branching,
+                  max_depth=max_depth,
+                  min_points_to_split=min_points_to_split, seed=seed,
+                  overwrite=overwrite)
+    params = dict(kwargs, voxel_size=voxel_size or None)
+    for split in sorted({s.split for s in sources}):
+        for name in recover_interrupted(os.path.join(out, split)):
+            log(f'{os.path.join(out, split, name)}: left by an interrupted '
+                'run; cleaned up')
+    results, todo, stale = [], [], []
+    for s in sources:
+        scene_dir = os.path.join(out, s.split, s.scene_id)
+        if not overwrite and is_prepared(scene_dir):
+            try:
+                meta = read_meta(scene_dir)
+            except ValueError as e:
+                # an unreadable meta.json is a broken scene, not a done one
+                results.append(dict(scene_id=s.scene_id, split=s.split,
+                                    status='failed', error=_one_line(e)))
+                continue
+            diff = _stale(meta, params)
+            if diff:
+                stale.append((f'{s.split}/{s.scene_id}', diff))
+            results.append(dict(
+                scene_id=s.scene_id, split=s.split, status='skipped',
+                num_points=meta.get('num_points', 0),
+                regions_per_level=meta.get('regions_per_level', [])))
+        else:
+            todo.append(s)
+    if stale:
+        log(f'{len(stale)} prepared scenes used other parameters (e.g. '
+            f'{stale[0][0]}: {", ".join(stale[0][1])}); pass --overwrite to '
+            'rebuild them')
+    if results:
+        log(f'{len(results)} scenes already prepared in {out}: skipped '
+            '(--overwrite rebuilds them)')
+    # largest first: the slowest scenes start early, workers finish together
+    todo.sort(key=lambda s: -_size(s.path))
+    if workers is None:
+        workers = os.cpu_count() or 1
+    workers = max(0, min(int(workers), len(todo)))
+    bar = _Progress(len(todo), enabled=progress)
+    if workers <= 1:
+        for s in todo:
+            res = _run_one(s, out, kwargs)
+            results.append(res)
+            bar.update(res)
+    else:
+        results += _run_pool(todo, out, kwargs, workers, bar)
+    done = [r for r in results if r['status'] in ('done', 'skipped')]
+    failed = [dict(scene_id=r['scene_id'], split=r['split'],
+                   error=r['error'])
+              for r in results if r['status'] == 'failed']
+    depth = max((len(r['regions_per_level']) for r in done), default=0)
+    rpl = np.zeros((len(done), depth))
+    for i, r in enumerate(done):
+        rpl[i, :len(r['regions_per_level'])] = r['regions_per_level']
+    splits_count = {}
+    for r in done:
+        splits_count[r['split']] = splits_count.get(r['split'], 0) + 1
+    return dict(
+        out=out, layout=layout, scenes=len(sources),
+        prepared=sum(r['status'] == 'done' for r in results),
+        skipped=sum(r['status'] == 'skipped' for r in results),
+        stale=[name for name, _ in stale], failed=failed,
+        points=int(sum(r['num_points'] for r in done)),
+        regions_per_level_mean=(rpl.mean(0).round(1).tolist()
+                                if len(done) else []),
+        splits=splits_count, seconds=round(time.perf_counter() - t0, 2))
+
+
+def _size(path):
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return 0
+
+
+def _run_pool(todo, out, kwargs, workers, bar):
+    results = []
+    # spawn, not fork: the caller may be a training process with torch
+    # threads, which fork can deadlock
+    ctx = mp.get_context('spawn')
+    with ProcessPoolExecutor(workers, mp_context=ctx) as pool:
+        futs = {pool.submit(_run_one, s, out, kwargs): s for s in todo}
+        try:
+            for f in as_completed(futs):
+                s = futs[f]
+                try:
+                    res = f.result()
+                except BrokenProcessPool as e:
+                    # a worker died (out of memory, killed): its scene and
+                    # those still queued fail, with the reason
+                    res = dict(scene_id=s.scene_id, split=s.split,
+                               status='failed',
+                               error=f'{s.path}: worker process died '
+                               f'({_one_line(e) or "killed"})')
+                results.append(res)
+                bar.update(res)
+        except KeyboardInterrupt:
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+    return results
+
+
+def format_summary(summary):
+    """Multi-line human summary of :func:`prepare_dataset`'s result."""
+    s = summary
+    lines = [
+        f'layout {s["layout"]} -> {s["out"]}',
+        f'scenes: {s["scenes"]} found, {s["prepared"]} prepared, '
+        f'{s["skipped"]} skipped, {len(s["failed"])} failed '
+        f'({", ".join(f"{k}: {v}" for k, v in sorted(s["splits"].items()))})',
+        f'points: {s["points"]:,}',
+        'regions per level (mean): '
+        + (' / '.join(f'{v:g}' for v in s['regions_per_level_mean'])
+           or '-'),
+        f'seconds: {s["seconds"]}',
+    ]
+    if s['stale']:
+        lines.append(f'stale (other tree parameters, --overwrite rebuilds): '
+                     f'{len(s["stale"])}')
+    for f in s['failed']:
+        lines.append(f'FAILED {f["split"]}/{f["scene_id"]}: {f["error"]}')
+    return '\n'.join(lines)

@@ -1,0 +1,384 @@
+"""Prepared scene folders: atomic writes and validated reads.
+
+The folder format is docs/data_format.md. :func:`save_scene` writes a whole
+folder or nothing; :func:`load_scene` turns every way a folder can be wrong
+(missing, truncated, hand-edited, written by a newer version, pickled) into a
+one-line :class:`SceneFormatError` naming the file and the fix. Arrays are
+read with ``allow_pickle=False``, so a crafted file never executes code.
+"""
+import json
+import os
+import re
+import shutil
+
+import numpy as np
+
+from .region_tree import RegionTree, check_tree
+
+__all__ = ['FORMAT_VERSION', 'SceneFormatError', 'save_scene', 'load_scene',
+           'is_prepared', 'list_prepared', 'read_meta',
+           'recover_interrupted']
+
+FORMAT_VERSION = 1
+
+_FIX = 're-run tools/create_data.py with --overwrite'
+_TREE_FILES = {
+    'point_region': 'tree_point_region.npy',
+    'region_parent': 'tree_region_parent.npy',
+    'region_center': 'tree_region_center.npy',
+    'level_offset': 'tree_level_offset.npy',
+}
+# meta keys of the contract that only the caller knows; None when not given
+_META_KEYS = ('source', 'layout', 'branching', 'max_depth',
+              'min_points_to_split', 'seed', 'voxel_size')
+# name fragments of the temporary / aside folders of an atomic write
+_TMP_MARKERS = ('.tmp-', '.old-')
+
+
+class SceneFormatError(ValueError):
+    """A prepared scene folder is missing, corrupt or inconsistent."""
+
+
+def _one_line(msg):
+    return ' '.join(str(msg).split())
+
+
+def _fail(path, what, fix=_FIX):
+    return SceneFormatError(_one_line(f'{path}: {what}; {fix}'))
+
+
+def is_prepared(scene_dir):
+    """True when ``scene_dir`` holds a finished scene (``meta.json``, which
+    is written last, exists)."""
+    return os.path.isfile(os.path.join(os.fspath(scene_dir), 'meta.json'))
+
+
+def list_prepared(split_dir):
+    """Sorted scene folders of ``split_dir`` (e.g. ``OUT/train``) that are
+    prepared, skipping the temporary folders of unfinished writes."""
+    split_dir = os.fspath(split_dir)
+    if not os.path.isdir(split_dir):
+        return []
+    return [os.path.join(split_dir, d) for d in sorted(os.listdir(split_dir))
+            if not any(m in d for m in _TMP_MARKERS)
+            and is_prepared(os.path.join(split_dir, d))]
+
+
+_TMP_RE = re.compile(r'^(?P<scene>.+)\.(?P<kind>tmp|old)-(?P<pid>\d+)$')
+
+
+def _pid_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True  # exists but not ours, or cannot tell: leave it alone
+    return True
+
+
+def recover_interrupted(split_dir):
+    """Clean up after writers of ``split_dir`` that died mid-write.
+
+    A ``<scene>.tmp-<pid>`` folder of a dead process is removed (its scene
+    was never renamed into place). A ``<scene>.old-<pid>`` folder of a dead
+    process is the previous version of a scene being overwritten: it is
+    moved back when the new one never arrived, removed otherwise. Folders of
+    live processes are left alone.
+
+    Returns:
+        list of the folder names handled.
+    """
+    split_dir = os.fspath(split_dir)
+    if not os.path.isdir(split_dir):
+        return []
+    done = []
+    for name in sorted(os.listdir(split_dir)):
+        m = _TMP_RE.match(name)
+        if not m or _pid_alive(int(m['pid'])):
+            continue
+        path = os.path.join(split_dir, name)
+        scene = os.path.join(split_dir, m['scene'])
+        if m['kind'] == 'old' and not os.path.exists(scene):
+            os.rename(path, scene)
+        else:
+            shutil.rmtree(path, ignore_errors=True)
+        done.append(name)
+    return done
+
+
+def _save_npy(path, arr):
+    with open(path, 'wb') as f:
+        np.save(f, arr, allow_pickle=False)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _fsync_dir(path):
+    # makes the renames durable; not every platform / filesystem allows it
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def save_scene(scene_dir, coord, normal, tree, color=None, segment=None,
+               meta=None, origin=None, overwrite=False):
+    """Write a prepared scene folder atomically.
+
+    The files are written into ``<scene_dir>.tmp-<pid>`` (each flushed to
+    disk, ``meta.json`` last) and the folder is renamed into place; with
+    ``overwrite`` an existing folder is moved aside first and removed after.
+    On any failure no partial ``scene_dir`` exists (an overwritten one is
+    restored).
+
+    Args:
+        scene_dir: ``OUT/<split>/<scene_id>``.
+        coord (N, 3): coordinates in metres, absolute; ``coord - origin`` is
+            stored as float32 (computed in float64).
+        normal (N, 3): unit normals.
+        tree: :class:`RegionTree` over the points in their stored order.
+        color (N, 3) uint8 or None; segment (N,) int or None (ScanNet-20
+            ids, -1 unlabelled).
+        meta: extra ``meta.json`` fields (``source``, ``layout``,
+            ``branching``, ...); the computed fields (``format_version``,
+            ``num_points``, ``regions_per_level``, ``depth``, ``has_color``,
+            ``has_segment``, ``origin``, ``scene_id`` by default) are filled
+            in.
+        origin (3,) or None: offset subtracted from ``coord`` (zeros when
+            None).
+        overwrite: replace an existing folder instead of raising
+            ``FileExistsError``.
+
+    Returns:
+        the meta dict written.
+    """
+    scene_dir = os.path.abspath(os.fspath(scene_dir)).rstrip(os.sep)
+    if os.path.exists(scene_dir) and not overwrite:
+        raise FileExistsError(f'{scene_dir} exists; pass overwrite=True (or '
+                              '--overwrite) to replace it')
+    origin = (np.zeros(3) if origin is None
+              else np.asarray(origin, dtype=np.float64).reshape(3))
+    xyz = np.asarray(coord, dtype=np.float64)
+    n = xyz.shape[0]
+    if xyz.ndim != 2 or xyz.shape[1] != 3 or n == 0:
+        raise ValueError(f'{scene_dir}: coord must be (N, 3) with N > 0, '
+                         f'got {xyz.shape}')
+    if not np.isfinite(xyz).all():
+        raise ValueError(f'{scene_dir}: coord has NaN/Inf values')
+    arrays = {'coord.npy': (xyz - origin).astype(np.float32),
+              'normal.npy': np.asarray(normal, dtype=np.float32)}
+    if color is not None:
+        arrays['color.npy'] = np.asarray(color, dtype=np.uint8)
+    if segment is not None:
+        arrays['segment.npy'] = np.asarray(segment).astype(np.int16)
+    for name, shape in (('normal.npy', (n, 3)), ('color.npy', (n, 3)),
+                        ('segment.npy', (n,))):
+        if name in arrays and arrays[name].shape != shape:
+            raise ValueError(f'{scene_dir}: {name[:-4]} has shape '
+                             f'{arrays[name].shape}, expected {shape}')
+    check_tree(tree, n, name=f'{scene_dir}: tree')
+    arrays.update({
+        _TREE_FILES['point_region']: np.asarray(tree.point_region, np.int32),
+        _TREE_FILES['region_parent']: np.asarray(tree.region_parent,
+                                                 np.int32),
+        _TREE_FILES['region_center']: np.asarray(tree.region_center,
+                                                 np.int32),
+        _TREE_FILES['level_offset']: np.asarray(tree.level_offset, np.int64),
+    })
+    rpl = np.diff(np.asarray(tree.level_offset)).astype(int).tolist()
+    full = {k: None for k in _META_KEYS}
+    full['scene_id'] = os.path.basename(scene_dir)
+    full.update(meta or {})
+    full.update(format_version=FORMAT_VERSION, num_points=int(n),
+                regions_per_level=rpl, depth=len(rpl) - 1,
+                has_color=color is not None,
+                has_segment=segment is not None,
+                origin=[float(v) for v in origin])
+    text = json.dumps(full, indent=1, sort_keys=True, default=_json_default)
+
+    parent = os.path.dirname(scene_dir)
+    os.makedirs(parent, exist_ok=True)
+    tmp = f'{scene_dir}.tmp-{os.getpid()}'
+    old = f'{scene_dir}.old-{os.getpid()}'
+    moved_aside = False
+    try:
+        if os.path.exists(tmp):  # left by a crash of an earlier run
+            shutil.rmtree(tmp)
+        os.makedirs(tmp)
+        for name, arr in arrays.items():
+            _save_npy(os.path.join(tmp, name), arr)
+        with open(os.path.join(tmp, 'meta.json'), 'w') as f:
+            f.write(text + '\n')
+            f.flush()
+            os.fsync(f.fileno())
+        if os.path.exists(scene_dir):
+            os.rename(scene_dir, old)
+            moved_aside = True
+        os.rename(tmp, scene_dir)
+        _fsync_dir(parent)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if moved_aside and not os.path.exists(scene_dir):
+            os.rename(old, scene_dir)
+            moved_aside = False
+        raise
+    if moved_aside:
+        shutil.rmtree(old, ignore_errors=True)
+    return full
+
+
+def _json_default(o):
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    return str(o)
+
+
+def read_meta(scene_dir):
+    """``meta.json`` of a scene as a dict, validated (format version)."""
+    path = os.path.join(os.fspath(scene_dir), 'meta.json')
+    if not os.path.isfile(path):
+        raise _fail(path, 'missing (the scene was never prepared, or its '
+                    'preparation did not finish)',
+                    're-run tools/create_data.py')
+    try:
+        with open(path) as f:
+            meta = json.load(f)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise _fail(path, f'unreadable ({e})') from None
+    if not isinstance(meta, dict):
+        raise _fail(path, f'holds a {type(meta).__name__}, expected a JSON '
+                    'object')
+    ver = meta.get('format_version')
+    if not isinstance(ver, int) or isinstance(ver, bool):
+        raise _fail(path, f'format_version is {ver!r}, expected an integer')
+    if ver > FORMAT_VERSION:
+        raise _fail(path, f'format_version {ver} is newer than this DBBD '
+                    f'supports ({FORMAT_VERSION})',
+                    'upgrade dbbd, or re-run tools/create_data.py with '
+                    '--overwrite using this version')
+    return meta
+
+
+def _load_npy(scene_dir, name, mmap, required=True):
+    path = os.path.join(scene_dir, name)
+    if not os.path.isfile(path):
+        if not required:
+            return None
+        raise _fail(path, 'missing')
+    try:
+        return np.load(path, allow_pickle=False,
+                       mmap_mode='r' if mmap else None)
+    except ValueError as e:
+        msg = str(e)
+        if 'pickle' in msg.lower() or 'object' in msg.lower():
+            raise _fail(path, 'holds a pickled / object array; refusing to '
+                        'unpickle (prepared scenes hold plain numeric '
+                        'arrays only)') from None
+        raise _fail(path, f'corrupt or truncated .npy ({msg})') from None
+    except (OSError, EOFError, TypeError) as e:
+        raise _fail(path, f'cannot be read as .npy ({e})') from None
+
+
+def _expect(scene_dir, name, arr, kinds, shape, what):
+    """Check dtype kind and shape (``None`` in ``shape`` matches any)."""
+    path = os.path.join(scene_dir, name)
+    if arr.dtype.kind not in kinds:
+        raise _fail(path, f'has dtype {arr.dtype}, expected {what}')
+    if arr.ndim != len(shape) or any(
+            s is not None and a != s for a, s in zip(arr.shape, shape)):
+        want = '(' + ', '.join('*' if s is None else str(s)
+                               for s in shape) + (',)' if len(shape) == 1
+                                                  else ')')
+        raise _fail(path, f'has shape {arr.shape}, expected {want}')
+
+
+def load_scene(scene_dir, mmap=True, check=True):
+    """Load a prepared scene folder.
+
+    Args:
+        scene_dir: ``OUT/<split>/<scene_id>``.
+        mmap: memory-map the arrays (read-only) instead of reading them.
+        check: also run the O(N) value checks (finite coordinates, tree
+            consistency); the structural checks (files, dtypes, shapes,
+            lengths, meta) always run.
+
+    Returns:
+        dict(coord (N, 3) float32, normal (N, 3) float32, color (N, 3) uint8
+        or None, segment (N,) int16 or None, tree=RegionTree, meta=dict,
+        scene_id=str).
+
+    Raises:
+        SceneFormatError: one line naming the file, the problem and the fix.
+    """
+    scene_dir = os.fspath(scene_dir)
+    if not os.path.isdir(scene_dir):
+        raise _fail(scene_dir, 'scene folder does not exist',
+                    'run tools/create_data.py (or check the data root)')
+    meta = read_meta(scene_dir)
+    coord = _load_npy(scene_dir, 'coord.npy', mmap)
+    _expect(scene_dir, 'coord.npy', coord, 'f', (None, 3), 'float32')
+    n = coord.shape[0]
+    if n == 0:
+        raise _fail(os.path.join(scene_dir, 'coord.npy'),
+                    'empty scene (0 points)', 'remove the scene or ' + _FIX)
+    normal = _load_npy(scene_dir, 'normal.npy', mmap)
+    _expect(scene_dir, 'normal.npy', normal, 'f', (n, 3), 'float32')
+    color = _load_npy(scene_dir, 'color.npy', mmap, required=False)
+    if color is not None:
+        _expect(scene_dir, 'color.npy', color, 'u', (n, 3), 'uint8')
+    segment = _load_npy(scene_dir, 'segment.npy', mmap, required=False)
+    if segment is not None:
+        _expect(scene_dir, 'segment.npy', segment, 'i', (n,), 'int16')
+    for key, name in (('has_color', 'color.npy'),
+                      ('has_segment', 'segment.npy')):
+        if meta.get(key) and not os.path.isfile(
+                os.path.join(scene_dir, name)):
+            raise _fail(os.path.join(scene_dir, name),
+                        f'missing although meta.json says {key}=true')
+    if meta.get('num_points', n) != n:
+        raise _fail(os.path.join(scene_dir, 'coord.npy'),
+                    f'has {n} points but meta.json says num_points='
+                    f'{meta.get("num_points")}')
+    t = {k: _load_npy(scene_dir, f, mmap) for k, f in _TREE_FILES.items()}
+    _expect(scene_dir, _TREE_FILES['point_region'], t['point_region'], 'i',
+            (None, n), 'int32')
+    levels = t['point_region'].shape[0]
+    if levels == 0:
+        raise _fail(os.path.join(scene_dir, _TREE_FILES['point_region']),
+                    'tree has no levels')
+    _expect(scene_dir, _TREE_FILES['level_offset'], t['level_offset'], 'i',
+            (levels + 1,), 'int64')
+    r = int(t['level_offset'][-1]) if levels else 0
+    for k in ('region_parent', 'region_center'):
+        _expect(scene_dir, _TREE_FILES[k], t[k], 'i', (r,), 'int32')
+    tree = RegionTree(**t)
+    if check:
+        if not np.isfinite(coord).all():
+            bad = int((~np.isfinite(coord)).any(1).sum())
+            raise _fail(os.path.join(scene_dir, 'coord.npy'),
+                        f'{bad} points have NaN/Inf coordinates')
+        if not np.isfinite(normal).all():
+            raise _fail(os.path.join(scene_dir, 'normal.npy'),
+                        'has NaN/Inf values')
+        if segment is not None and segment.min() < -1:
+            raise _fail(os.path.join(scene_dir, 'segment.npy'),
+                        f'has id {segment.min()} < -1 (-1 is the only '
+                        'negative id: unlabelled)')
+        try:
+            check_tree(tree, n, name='tree')
+        except ValueError as e:
+            raise _fail(os.path.join(scene_dir, 'tree_*.npy'),
+                        str(e)) from None
+    return dict(coord=coord, normal=normal, color=color, segment=segment,
+                tree=tree, meta=meta,
+                scene_id=str(meta.get('scene_id')
+                             or os.path.basename(scene_dir.rstrip(os.sep))))

@@ -1,0 +1,4 @@
+"""Algorithms: the pre-training models."""
+from .dbbd import DBBD
+
+__all__ = ['DBBD']

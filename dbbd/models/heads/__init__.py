@@ -1,0 +1,4 @@
+"""Projection heads."""
+from .projection_head import ProjectionHead
+
+__all__ = ['ProjectionHead']

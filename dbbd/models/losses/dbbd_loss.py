@@ -1,0 +1,63 @@
+"""The DBBD objective: ``alpha * region + beta * point``."""
+from typing import Optional
+
+from dbbd.registry import MODELS
+from torch import nn
+
+__all__ = ['DBBDLoss']
+
+
+@MODELS.register_module()
+class DBBDLoss(nn.Module):
+    """Combine the region and point losses into mmengine's loss dict.
+
+    mmengine's ``BaseModel.parse_losses`` sums every key that contains
+    ``'loss'`` into the optimised (and logged) ``loss``; so exactly the two
+    weighted terms carry ``'loss'`` in their names and the logged total is
+    ``loss_region + loss_point = alpha * region + beta * point``. The
+    unweighted parts are logged under names without ``'loss'``.
+
+    Args:
+        alpha: weight of the region loss (1.0).
+        beta: weight of the point loss (0.5).
+        region_loss: config of the region loss (default
+            ``dict(type='RegionLoss')``).
+        point_loss: config of the point loss (default
+            ``dict(type='PointLoss')``).
+
+    ``forward(region_q, region_k, point_q, point_k, sample_seed,
+    point_head=None)``:
+
+    Args:
+        region_q, region_k: lists over levels of ``(R_l, E)`` region
+            embeddings (G2L, L2G).
+        point_q, point_k (P, D): point features (G2L, L2G), before the
+            point head.
+        sample_seed (B,) long: the batch's sampling seeds.
+        point_head: applied to the sampled point features.
+
+    Returns:
+        dict: ``loss_region`` (alpha * region), ``loss_point``
+        (beta * point), ``region``, ``point`` and ``region_l{l}`` for each
+        level that counts (see :class:`RegionLoss`), all 0-d tensors.
+    """
+
+    def __init__(self, alpha: float = 1.0, beta: float = 0.5,
+                 region_loss: Optional[dict] = None,
+                 point_loss: Optional[dict] = None):
+        super().__init__()
+        self.alpha = alpha
+        self.beta = beta
+        self.region_loss = MODELS.build(region_loss
+                                        or dict(type='RegionLoss'))
+        self.point_loss = MODELS.build(point_loss or dict(type='PointLoss'))
+
+    def forward(self, region_q, region_k, point_q, point_k, sample_seed,
+                point_head=None):
+        region, per_level = self.region_loss(region_q, region_k)
+        point = self.point_loss(point_q, point_k, sample_seed, point_head)
+        out = dict(loss_region=self.alpha * region,
+                   loss_point=self.beta * point, region=region.detach(),
+                   point=point.detach())
+        out.update({f'region_l{l}': v.detach() for l, v in per_level.items()})
+        return out

@@ -1,0 +1,10 @@
+"""Building blocks shared by the model's parts."""
+from .mlp import MLP, linear_cat
+from .segment import (segment_count, segment_max, segment_mean,
+                      segment_softmax, segment_sum)
+from .tree_index import LevelIndex, TreeIndex, index_tree
+
+__all__ = [
+    'MLP', 'linear_cat', 'segment_count', 'segment_max', 'segment_mean',
+    'segment_softmax', 'segment_sum', 'LevelIndex', 'TreeIndex', 'index_tree'
+]

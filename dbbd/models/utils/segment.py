@@ -1,0 +1,140 @@
+"""Segment reductions: rows of a ``(M, D)`` tensor grouped by a segment id.
+
+A tree level is a partition of points into regions, so pooling a whole level
+of a whole batch is one segment reduction. These functions take a segment id
+per row (``index (M,)`` long in ``[0, num_segments)``) and need no sorting.
+
+Why scatter and not ``torch.segment_reduce``: points are stored depth-first,
+so each region's rows are contiguous and ``segment_reduce`` (lengths) would
+apply, but measured on 2 CPU threads for ``(80000, 96)`` rows in 5000
+segments, ``scatter_reduce`` with a stride-0 (expanded) index took 1 ms
+forward against 10 ms, sorted or not (3 ms on shuffled rows). The
+autograd of ``scatter_reduce(amax)`` is the slow part (70 ms backward), so
+:func:`segment_max` has its own backward that sends each output's gradient
+to one argmax row, found once in the forward pass (11 ms, the argmax map is
+``(R, D)``: no ``(M, D)`` tensor is kept for backward).
+
+Empty segments reduce to 0 for every reduction.
+"""
+import torch
+
+__all__ = [
+    'segment_sum', 'segment_mean', 'segment_max', 'segment_softmax',
+    'segment_count'
+]
+
+
+def _expand_index(index, src):
+    """``index (M,)`` viewed as ``src``'s shape: a stride-0 view, no copy."""
+    return index.view(-1, *([1] * (src.dim() - 1))).expand_as(src)
+
+
+def segment_count(index, num_segments):
+    """Rows per segment: ``(num_segments,)`` long."""
+    return torch.bincount(index, minlength=num_segments)
+
+
+def segment_sum(src, index, num_segments):
+    """Sum of the rows of each segment.
+
+    Args:
+        src (M, *): rows.
+        index (M,) long: segment of each row, in ``[0, num_segments)``.
+        num_segments: R.
+
+    Returns:
+        (R, *): per-segment sums; 0 for empty segments. Gradients flow to
+        every row.
+    """
+    out = src.new_zeros((num_segments, *src.shape[1:]))
+    return out.index_add_(0, index, src)
+
+
+def segment_mean(src, index, num_segments, count=None):
+    """Mean of the rows of each segment; ``(R, *)``, 0 for empty segments.
+
+    ``count (R,)`` may be passed when already known (see
+    :func:`segment_count`).
+    """
+    if count is None:
+        count = segment_count(index, num_segments)
+    total = segment_sum(src, index, num_segments)
+    denom = count.clamp(min=1).to(src.dtype)
+    return total / denom.view(-1, *([1] * (src.dim() - 1)))
+
+
+class _SegmentMax(torch.autograd.Function):
+    """Segment max whose gradient goes to one argmax row per output."""
+
+    @staticmethod
+    def forward(ctx, src, index, num_segments):
+        flat = src.reshape(src.shape[0], -1)
+        idx = _expand_index(index, flat)
+        out = flat.new_zeros((num_segments, flat.shape[1]))
+        # include_self=False: a segment's max is over its rows only; empty
+        # segments keep the 0 they started with.
+        out.scatter_reduce_(0, idx, flat, 'amax', include_self=False)
+        ctx.src_shape = src.shape
+        if ctx.needs_input_grad[0]:
+            # Argmax: the first row equal to its segment's max. Row numbers
+            # travel as floats because float scatter_reduce is vectorised
+            # (4x faster than int32 here); float32 is exact below 2**24 rows.
+            m = flat.shape[0]
+            rdt = torch.float32 if m < 2 ** 24 else torch.float64
+            rows = torch.arange(m, device=src.device, dtype=rdt).view(-1, 1)
+            cand = torch.where(flat == out.index_select(0, index), rows,
+                               float(m))
+            arg = torch.full_like(out, float(m), dtype=rdt)
+            arg.scatter_reduce_(0, idx, cand, 'amin')
+            # empty segments (and NaN rows) point nowhere: their gradient
+            # is zeroed in backward and sent to row 0, adding nothing.
+            empty = arg >= m
+            ctx.save_for_backward(arg.masked_fill_(empty, 0).long(), empty)
+        return out.view(num_segments, *src.shape[1:])
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        arg, empty = ctx.saved_tensors
+        g = grad_out.reshape(grad_out.shape[0], -1).masked_fill(empty, 0)
+        m = ctx.src_shape[0]
+        grad = g.new_zeros((m, g.shape[1])).scatter_add_(0, arg, g)
+        return grad.view(ctx.src_shape), None, None
+
+
+def segment_max(src, index, num_segments):
+    """Max of the rows of each segment, per channel.
+
+    Args:
+        src (M, *): rows.
+        index (M,) long: segment of each row, in ``[0, num_segments)``.
+        num_segments: R.
+
+    Returns:
+        (R, *): per-segment, per-channel max; 0 for empty segments. The
+        gradient of each output entry goes to the first row (lowest index)
+        that attains the max, as in ``torch.max(dim)``.
+    """
+    return _SegmentMax.apply(src, index, num_segments)
+
+
+def segment_softmax(score, index, num_segments):
+    """Softmax of ``score`` within each segment.
+
+    Args:
+        score (M,) or (M, H): one score (or H scores) per row.
+        index (M,) long: segment of each row.
+        num_segments: R.
+
+    Returns:
+        Same shape as ``score``: weights that sum to 1 over the rows of each
+        (non-empty) segment.
+    """
+    # The per-segment max only stabilises exp(); softmax does not depend on
+    # it, so it needs no gradient.
+    with torch.no_grad():
+        peak = score.new_zeros((num_segments, *score.shape[1:]))
+        peak.scatter_reduce_(0, _expand_index(index, score), score, 'amax',
+                             include_self=False)
+    e = torch.exp(score - peak.index_select(0, index))
+    denom = segment_sum(e, index, num_segments).index_select(0, index)
+    return e / denom

@@ -1,0 +1,113 @@
+"""End to end: ``tools/train.py`` as a real subprocess, resume, TensorBoard.
+"""
+import glob
+import os
+import os.path as osp
+import subprocess
+import sys
+
+import pytest
+
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+TRAIN = osp.join(REPO, 'tools', 'train.py')
+DEMO = osp.join(REPO, 'configs', 'dbbd', 'dbbd_small_demo.py')
+SMALL = osp.join(REPO, 'configs', 'dbbd', 'dbbd_small_scannet.py')
+
+TINY = [
+    'model.hidden_channels=16', 'model.encoder.hidden_dims=[8,16]',
+    'model.encoder.out_channels=16', 'model.propagator.hidden_channels=16',
+    'model.propagator.out_channels=16', 'model.region_head.out_channels=16',
+    'model.point_head.out_channels=16',
+    'model.loss.point_loss.num_samples=128'
+]
+
+
+def run_train(*args, cwd=None, timeout=300):
+    env = dict(os.environ, PYTHONUNBUFFERED='1')
+    return subprocess.run([sys.executable, TRAIN, *args], cwd=cwd or REPO,
+                          env=env, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def read_scalars(work_dir):
+    from tensorboard.backend.event_processing.event_accumulator import \
+        EventAccumulator
+    files = glob.glob(osp.join(work_dir, '*', 'vis_data', 'events.out.*'))
+    assert files, f'no TensorBoard event file under {work_dir}'
+    series = {}
+    for f in sorted(files):
+        acc = EventAccumulator(f)
+        acc.Reload()
+        for tag in acc.Tags()['scalars']:
+            series.setdefault(tag, []).extend(
+                (e.step, e.value) for e in acc.Scalars(tag))
+    return series
+
+
+def test_demo_trains_then_resumes_with_tensorboard(demo_root, tmp_path):
+    work = str(tmp_path / 'work')
+    common = [DEMO, '--work-dir', work, '--cfg-options',
+              f'data_root={demo_root}', *TINY]
+    first = run_train(*common, 'train_cfg.max_epochs=2')
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert osp.isfile(osp.join(work, 'epoch_2.pth'))
+    assert open(osp.join(work, 'last_checkpoint')).read().strip().endswith(
+        'epoch_2.pth')
+    assert 'eta:' in first.stdout + first.stderr  # log lines with ETA
+
+    second = run_train(*common, 'train_cfg.max_epochs=3', '--resume')
+    out = second.stdout + second.stderr
+    assert second.returncode == 0, out[-3000:]
+    assert 'resumed epoch: 2' in out.lower() or 'resumed' in out.lower()
+    assert 'Epoch(train) [1]' not in out  # did not start over
+    assert 'Epoch(train) [3]' in out
+    assert osp.isfile(osp.join(work, 'epoch_3.pth'))
+
+    series = read_scalars(work)
+    for tag in ('train/loss', 'train/loss_region', 'train/loss_point',
+                'val/loss', 'learning_rate'):
+        assert tag in series, sorted(series)
+    iters = 2 * 3  # 4 scenes, batch 2 -> 2 iterations per epoch
+    train_steps = sorted({s for s, _ in series['train/loss']})
+    assert train_steps == list(range(1, iters + 1))
+    assert sorted({s for s, _ in series['val/loss']}) == [1, 2, 3]
+    lr = dict(series['learning_rate'])
+    assert lr[1] > lr[iters]  # cosine decay
+
+
+def test_missing_config_is_one_line(tmp_path):
+    r = run_train(str(tmp_path / 'nope.py'))
+    assert r.returncode != 0
+    err = r.stderr.strip().splitlines()
+    assert err == [f'error: config file {tmp_path / "nope.py"} does not exist']
+
+
+def test_unknown_type_names_close_matches(demo_root, tmp_path):
+    r = run_train(SMALL, '--work-dir', str(tmp_path), '--cfg-options',
+                  f'data_root={demo_root}',
+                  'model.encoder.type=PointNetEncodr')
+    assert r.returncode != 0
+    last = r.stderr.strip().splitlines()[-1]
+    assert 'model.encoder' in last and "'PointNetEncodr'" in last
+    assert "'PointNetEncoder'" in last  # the close match
+    assert 'Traceback' not in r.stderr
+
+
+def test_missing_data_says_how_to_prepare(tmp_path):
+    r = run_train(SMALL, '--work-dir', str(tmp_path), '--cfg-options',
+                  f'data_root={tmp_path / "no_data"}')
+    assert r.returncode != 0
+    last = r.stderr.strip().splitlines()[-1]
+    assert 'does not exist' in last and 'tools/create_data.py' in last
+    assert 'Traceback' not in r.stderr
+
+
+@pytest.mark.parametrize('bad', ['--resume=/no/such.pth', '--amp'])
+def test_bad_resume_path_and_amp_on_cpu(bad, demo_root, tmp_path):
+    import torch
+    if bad == '--amp' and torch.cuda.is_available():
+        pytest.skip('AMP is allowed with a GPU')
+    r = run_train(SMALL, '--work-dir', str(tmp_path), bad)
+    assert r.returncode != 0
+    assert r.stderr.strip().splitlines()[-1].startswith('error: ')
+    assert 'Traceback' not in r.stderr

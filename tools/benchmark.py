@@ -1,0 +1,335 @@
+"""Time one DBBD training step against the flat bound, and its peak memory.
+
+A step is what the trainer does: two views, forward of both branches, the
+loss, backward, AdamW step; at full dims (method defaults), depth 4,
+branching 8, a batch of 2 scenes. ``--regions`` picks ``min_points_to_split``
+so that the trees have about that many regions per scene (the actual number
+is printed).
+
+The *flat bound* applies the same layers (input and context projections,
+propagator, encoder MLP, aggregator MLPs, heads, the InfoNCE losses) to the
+same number of rows, one call per layer, with no tree: no gathers, no
+segment pooling, no per-level calls; forward + backward + the same AdamW
+step. ``step_s / flat_bound_s`` is the cost of walking the tree level by
+level; the original region-by-region walk cost 11-50 s a step on this kind
+of CPU (method section 6).
+
+Each configuration runs in a fresh subprocess, so its peak resident memory
+(``ru_maxrss``; on CUDA ``torch.cuda.max_memory_allocated``) is its own.
+The flat bound runs after the peak was read.
+
+Data: two synthetic rooms of ``--points`` points (``dbbd.datasets.synthetic``)
+or ``--scene PATH``, a prepared scene folder used for both scenes of the
+batch (its tree is rebuilt to reach the requested region count). The views
+are random rotations about z, scalings and jitter of the same points;
+features are the normals.
+
+    python tools/benchmark.py --regions 600 1500 2700
+    python tools/benchmark.py --device cuda --regions 2700
+
+Prints a table, then one JSON line: the last configuration's numbers at the
+top level, and every configuration under ``runs``.
+"""
+import argparse
+import json
+import os
+import os.path as osp
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+
+# Full-mode model (method defaults).
+MODEL = dict(
+    type='DBBD', in_channels=3, hidden_channels=96,
+    encoder=dict(type='PointNetEncoder', hidden_dims=[64, 128],
+                 out_channels=96, pooling='max'),
+    propagator=dict(type='MLPPropagator', hidden_channels=128,
+                    out_channels=96),
+    aggregator=dict(type='Aggregator', mode='max', spatial_context=True),
+    region_head=dict(type='ProjectionHead', out_channels=128),
+    point_head=dict(type='ProjectionHead', out_channels=128),
+    loss=dict(type='DBBDLoss', alpha=1.0, beta=0.5,
+              region_loss=dict(type='RegionLoss', temperature=0.1),
+              point_loss=dict(type='PointLoss', num_samples=4096,
+                              temperature=0.1)))
+
+
+def load_points(args):
+    """Per scene of the batch: ``(coord (N, 3) float32, normal (N, 3))``."""
+    if args.scene:
+        from dbbd.datasets.scene_io import load_scene
+        s = load_scene(args.scene)
+        pts = (np.asarray(s['coord'], np.float32),
+               np.asarray(s['normal'], np.float32))
+        return [pts] * args.batch
+    from dbbd.datasets.synthetic import make_room
+    out = []
+    for i in range(args.batch):
+        r = make_room(num_points=args.points, seed=i)
+        out.append((r['coord'].astype(np.float32), r['normal']))
+    return out
+
+
+def num_regions(coord, args, min_points):
+    from dbbd.datasets.region_tree import build_region_tree
+    tree, _ = build_region_tree(coord, args.branching, args.depth, min_points,
+                                args.tree_seed)
+    return int(tree.level_offset[-1])
+
+
+def choose_min_points(scenes, args, target):
+    """Bisect ``min_points_to_split`` (fewer regions as it grows)."""
+    lo, hi = 2, max(len(c) for c, _ in scenes) + 1
+
+    def mean_regions(m):
+        return np.mean([num_regions(c, args, m) for c, _ in scenes])
+
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if mean_regions(mid) >= target:
+            lo = mid
+        else:
+            hi = mid
+    return min((lo, hi), key=lambda m: abs(mean_regions(m) - target))
+
+
+def make_batch(scenes, args, min_points):
+    from dbbd.datasets import build_region_tree, dbbd_collate
+    rng = np.random.default_rng(0)
+    samples = []
+    for i, (coord, normal) in enumerate(scenes):
+        tree, order = build_region_tree(coord, args.branching, args.depth,
+                                        min_points, args.tree_seed)
+        coord, normal = coord[order], normal[order]
+        views = {}
+        for v in ('view1', 'view2'):
+            a = rng.uniform(0, 2 * np.pi)
+            rot = np.array([[np.cos(a), -np.sin(a), 0],
+                            [np.sin(a), np.cos(a), 0], [0, 0, 1]],
+                           np.float32)
+            s = rng.uniform(0.9, 1.1)
+            views[v] = dict(
+                coord=(coord @ rot.T * s + rng.normal(0, 0.005, coord.shape)
+                       ).astype(np.float32),
+                feat=(normal @ rot.T).astype(np.float32))
+        samples.append(dict(
+            scene_id=f'scene{i}', num_points=len(coord),
+            point_region=tree.point_region, region_parent=tree.region_parent,
+            region_center=tree.region_center, level_offset=tree.level_offset,
+            segment=np.full(len(coord), -1), sample_seed=i, **views))
+    return dbbd_collate(samples)
+
+
+def timed(fn, sync):
+    sync()
+    t = time.perf_counter()
+    fn()
+    sync()
+    return time.perf_counter() - t
+
+
+def flat_bound_step(model, tree, device):
+    """The model's layer arithmetic on the same row counts, without a tree.
+
+    Every layer runs once on all the rows it sees over all levels, through
+    the same code as in the model (so the same split first layers); what a
+    tree walk adds is left out: the gathers of parent and region features
+    (a broadcast stands in), the segment pooling, the per-level calls and
+    the assembly of leaf rows. Returns a function computing the loss.
+    """
+    import torch
+    p = tree.num_points
+    rows = sum(lv.region.numel() for lv in tree.levels[1:])  # G2L non-root
+    sizes = [lv.num_regions for lv in tree.levels]
+    c_in, d = model.in_channels, model.out_channels
+    gen = torch.Generator().manual_seed(0)
+
+    def rand(*shape, grad=False):
+        return torch.randn(*shape, generator=gen).to(device).requires_grad_(
+            grad)
+
+    raw_all = rand(2 * p, c_in)   # G2L roots + L2G leaves: every point twice
+    raw = rand(rows, c_in)
+    coord = rand(2 * p + rows, 3)
+    parent_coord = rand(rows, 3)
+    offset = rand(sum(sizes[1:]), 3)
+    # pooled features that the heads and the next level read
+    regions = rand(sum(sizes), d, grad=True)
+    points = rand(2 * p, d, grad=True)
+    prop = model.propagator.mlp.layers
+    agg = model.aggregator
+    crit = model.criterion
+
+    def step():
+        # propagator: parent part on the region rows, broadcast instead of
+        # gathered, coordinate part on the point rows
+        w = prop[0].weight
+        table = torch.nn.functional.linear(regions, w[:, :d], prop[0].bias)
+        h = torch.nn.functional.linear(parent_coord, w[:, d:])
+        h = h + table.mean(0)
+        for layer in prop[1:]:
+            h = layer(h)
+        x = torch.cat([model.input_proj(raw_all), model.context_proj(raw, h)])
+        enc = model.encoder.mlp(x, coord)
+        child = regions[sizes[0]:]
+        if agg.pre_mlp is not None:
+            child = agg.pre_mlp(child)
+        if agg.pos_mlp is not None:
+            child = child + agg.pos_mlp(offset)
+        if agg.score_mlp is not None:
+            child = child * agg.score_mlp(child)
+        q = model.region_head(regions).split(sizes)
+        k = model.region_head(torch.cat([regions[:sizes[0]], child])).split(
+            sizes)
+        losses = crit(list(q), list(k), points[:p], points[p:],
+                      torch.zeros(1, dtype=torch.long, device=device),
+                      model.point_head)
+        # the encoder's output gets a gradient, as pooling would give it
+        return sum(v for k, v in losses.items() if 'loss' in k) + enc.mean()
+
+    return step
+
+
+def worker(args):
+    """One configuration; prints one JSON line."""
+    import torch
+    from dbbd.registry import MODELS
+    device = torch.device(args.device)
+    scenes = load_points(args)
+    batch = make_batch(scenes, args, args.min_points)
+
+    cfg = json.loads(json.dumps(MODEL))
+    cfg['with_cp'] = args.with_cp
+    model = MODELS.build(cfg).to(device)
+    model.train()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.01)
+    data = model.data_preprocessor(batch, True)
+    tree = model.index_tree(data['inputs'])
+    cuda = device.type == 'cuda'
+
+    def sync():
+        if cuda:
+            torch.cuda.synchronize()
+
+    def train_step():
+        opt.zero_grad(set_to_none=True)
+        loss, _ = model.parse_losses(model(**data, mode='loss'))
+        loss.backward()
+        opt.step()
+
+    flat = flat_bound_step(model, tree, device)
+
+    def flat_step():
+        opt.zero_grad(set_to_none=True)
+        flat().backward()
+        opt.step()
+
+    # Peak memory first, from model steps alone (the flat bound's own
+    # peak must not count).
+    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
+    for _ in range(args.warmup):
+        train_step()
+    if cuda:
+        peak = torch.cuda.max_memory_allocated() / 2**30
+    else:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    for _ in range(args.warmup):
+        flat_step()
+    # Alternate the two so that a load change on the machine hits both.
+    step_t, flat_t = [], []
+    for _ in range(args.steps):
+        step_t.append(timed(train_step, sync))
+        flat_t.append(timed(flat_step, sync))
+    step_s, flat_s = statistics.median(step_t), statistics.median(flat_t)
+    if args.profile:
+        from torch.profiler import ProfilerActivity, profile
+        acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA]
+                                         if cuda else [])
+        for name, fn in (('model step', train_step), ('flat bound', flat_step)):
+            with profile(activities=acts) as prof:
+                fn()
+            print(f'== {name}', file=sys.stderr)
+            print(prof.key_averages().table(sort_by='self_cpu_time_total',
+                                            row_limit=25), file=sys.stderr)
+    rpl = tree.regions_per_level
+    print(json.dumps(dict(
+        step_s=round(step_s, 4), flat_bound_s=round(flat_s, 4),
+        ratio=round(step_s / flat_s, 3), peak_mem_gb=round(peak, 3),
+        rss_before_gb=round(rss0 / 2**20, 3),
+        regions_per_scene=round(sum(rpl) / args.batch, 1),
+        regions_per_level=rpl, leaves=tree.num_leaves,
+        points=int(tree.num_points), batch=args.batch,
+        min_points_to_split=args.min_points, max_depth=args.depth,
+        device=str(device) if not cuda else torch.cuda.get_device_name(),
+        threads=torch.get_num_threads(), with_cp=args.with_cp)))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    ap.add_argument('--regions', type=int, nargs='+', default=[2700],
+                    help='target regions per scene, one run each')
+    ap.add_argument('--points', type=int, default=40000,
+                    help='points per synthetic scene')
+    ap.add_argument('--scene', help='prepared scene folder (instead of '
+                    'synthetic rooms)')
+    ap.add_argument('--batch', type=int, default=2)
+    ap.add_argument('--depth', type=int, default=4, help='max_depth')
+    ap.add_argument('--branching', type=int, default=8)
+    ap.add_argument('--tree-seed', type=int, default=0)
+    ap.add_argument('--device', default='cpu')
+    ap.add_argument('--steps', type=int, default=5, help='timed steps')
+    ap.add_argument('--warmup', type=int, default=2,
+                    help='untimed steps of each kind; the peak memory is '
+                    'read after the model\'s')
+    ap.add_argument('--with-cp', action='store_true',
+                    help='gradient checkpointing of the per-level calls')
+    ap.add_argument('--profile', action='store_true',
+                    help='print a torch.profiler table of one step')
+    ap.add_argument('--worker', action='store_true', help=argparse.SUPPRESS)
+    ap.add_argument('--min-points', type=int, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.worker:
+        return worker(args)
+
+    scenes = load_points(args)
+    runs = []
+    for target in args.regions:
+        m = choose_min_points(scenes, args, target)
+        cmd = [sys.executable, osp.abspath(__file__), '--worker',
+               '--min-points', str(m)]
+        for key in ('points', 'scene', 'batch', 'depth', 'branching',
+                    'tree_seed', 'device', 'steps', 'warmup'):
+            if getattr(args, key) is not None:
+                cmd += ['--' + key.replace('_', '-'), str(getattr(args, key))]
+        cmd += ['--with-cp'] * args.with_cp + ['--profile'] * args.profile
+        res = subprocess.run(cmd, stdout=subprocess.PIPE, text=True,
+                             env=os.environ.copy())
+        if res.returncode:
+            sys.exit(f'benchmark worker for {target} regions failed '
+                     f'(exit {res.returncode})')
+        out = json.loads(res.stdout.strip().splitlines()[-1])
+        out['target_regions'] = target
+        runs.append(out)
+
+    head = ('target', 'regions/scene', 'points', 'step_s', 'flat_bound_s',
+            'ratio', 'peak_mem_gb', 'device')
+    print(' | '.join(head))
+    print(' | '.join('---' for _ in head))
+    for r in runs:
+        print(' | '.join(str(x) for x in (
+            r['target_regions'], r['regions_per_scene'], r['points'],
+            r['step_s'], r['flat_bound_s'], r['ratio'], r['peak_mem_gb'],
+            r['device'])))
+    print(json.dumps(dict(runs[-1], runs=runs)))
+
+
+if __name__ == '__main__':
+    main()

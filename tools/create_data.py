@@ -1,0 +1,69 @@
+"""Prepare scenes for DBBD: read an input layout, build region trees, write
+prepared scene folders (docs/data_format.md).
+
+    python tools/create_data.py --src data/scannet --out data/dbbd_scannet \\
+        --splits data/scannet/splits --workers 8
+
+A thin command line over :func:`dbbd.datasets.prepare.prepare_dataset`.
+Exit code: 0 when every scene is prepared (or was already), 1 when any
+scene failed, 2 on bad arguments.
+"""
+import argparse
+import os
+import sys
+
+# run from a checkout without installing: the repo root is this file's parent
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from dbbd.datasets.prepare import format_summary, prepare_dataset  # noqa: E402
+from dbbd.datasets.readers import LAYOUTS  # noqa: E402
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(
+        description='Prepare scenes (region trees) for DBBD pre-training.')
+    p.add_argument('--src', required=True, help='input folder')
+    p.add_argument('--out', required=True, help='output root '
+                   '(OUT/<split>/<scene_id>/)')
+    p.add_argument('--layout', default='auto', choices=('auto',) + LAYOUTS)
+    p.add_argument('--splits', default=None, help='folder with '
+                   'scannetv2_{train,val,test}.txt')
+    p.add_argument('--val-ratio', type=float, default=None,
+                   help='without split lists: fraction of scenes for val')
+    p.add_argument('--workers', type=int, default=None,
+                   help='processes (default: CPU count; 0/1: in-process)')
+    p.add_argument('--voxel-size', type=float, default=None,
+                   help='grid subsampling in metres (default: none)')
+    p.add_argument('--branching', type=int, default=8)
+    p.add_argument('--max-depth', type=int, default=4)
+    p.add_argument('--min-points-to-split', type=int, default=64)
+    p.add_argument('--seed', type=int, default=0)
+    p.add_argument('--mmdet3d-labels', default='nyu40',
+                   choices=('nyu40', 'scannet20'),
+                   help='what mmdet3d semantic_mask/*.bin holds (mmdet3d '
+                   'writes NYU40 ids)')
+    p.add_argument('--overwrite', action='store_true',
+                   help='re-prepare scenes already prepared')
+    p.add_argument('--no-progress', action='store_true')
+    return p.parse_args(argv)
+
+
+def main(argv=None):
+    a = parse_args(argv)
+    try:
+        summary = prepare_dataset(
+            a.src, a.out, layout=a.layout, splits=a.splits,
+            val_ratio=a.val_ratio, workers=a.workers,
+            voxel_size=a.voxel_size, branching=a.branching,
+            max_depth=a.max_depth, min_points_to_split=a.min_points_to_split,
+            seed=a.seed, overwrite=a.overwrite, progress=not a.no_progress,
+            mmdet3d_label_ids=a.mmdet3d_labels)
+    except ValueError as e:  # nothing to prepare: bad source, layout, splits
+        print(f'error: {e}', file=sys.stderr)
+        return 2
+    print(format_summary(summary))
+    return 1 if summary['failed'] else 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
