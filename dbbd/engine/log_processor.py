@@ -1,9 +1,14 @@
-"""Log processor: mmengine's, plus a ``learning_rate`` scalar."""
+"""Log processor: mmengine's, with honest validation scalars and a
+``learning_rate`` scalar."""
 from mmengine.runner import LogProcessor
 
 from dbbd.registry import LOG_PROCESSORS
 
 __all__ = ['DBBDLogProcessor']
+
+# The model logs weighted parts (``loss_region``) and unweighted ones
+# (``region``, ``point``, ``region_l{l}``): smooth them all alike.
+_MEAN_PATTERN = r'.*(loss|time|data_time|grad_norm|region|point).*'
 
 
 @LOG_PROCESSORS.register_module()
@@ -12,13 +17,31 @@ class DBBDLogProcessor(LogProcessor):
 
     Scalars then reach TensorBoard as ``train/loss``, ``train/loss_region``,
     ..., ``val/loss``, ``val/loss_point``, ..., and the learning rate also as
-    ``learning_rate`` (besides mmengine's ``train/lr``), the name users of
-    the original trainer know. The console log is unchanged.
+    ``learning_rate`` (besides mmengine's ``train/lr``).
+
+    mmengine averages every scalar whose name contains ``loss`` over the
+    last ``window_size`` values, validation metrics included: ``val/loss``
+    would be a running mean over the last validations, not this
+    validation's loss (and not the number ``save_best`` compares). Here a
+    validation or test metric is always its current value.
     """
 
-    def __init__(self, *args, log_with_hierarchy=True, **kwargs):
+    def __init__(self, *args, log_with_hierarchy=True,
+                 mean_pattern=_MEAN_PATTERN, **kwargs):
         super().__init__(*args, log_with_hierarchy=log_with_hierarchy,
-                         **kwargs)
+                         mean_pattern=mean_pattern, **kwargs)
+
+    def _collect_scalars(self, custom_cfg, runner, mode,
+                         reserve_prefix=False):
+        tag = super()._collect_scalars(custom_cfg, runner, mode,
+                                       reserve_prefix)
+        if mode in ('val', 'test'):
+            scalars = runner.message_hub.log_scalars
+            for key in tag:
+                name = key if reserve_prefix else f'{mode}/{key}'
+                if name in scalars and not name.endswith('time'):
+                    tag[key] = scalars[name].current()
+        return tag
 
     def get_log_after_iter(self, runner, batch_idx, mode):
         tag, log_str = super().get_log_after_iter(runner, batch_idx, mode)

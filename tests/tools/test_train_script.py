@@ -73,6 +73,15 @@ def test_demo_trains_then_resumes_with_tensorboard(demo_root, tmp_path):
     assert sorted({s for s, _ in series['val/loss']}) == [1, 2, 3]
     lr = dict(series['learning_rate'])
     assert lr[1] > lr[iters]  # cosine decay
+    # val/loss is each validation's own value (mmengine would log a running
+    # mean over validations): its minimum is the score save_best kept
+    from dbbd.engine import load_checkpoint_safe
+    ckpt = load_checkpoint_safe(osp.join(work, 'epoch_3.pth'))
+    best = ckpt['message_hub']['runtime_info']['best_score']
+    val = dict(series['val/loss'])
+    assert abs(min(val.values()) - best) < 1e-5, (val, best)
+    best_epoch = min(val, key=val.get)
+    assert glob.glob(osp.join(work, f'best_loss_epoch_{best_epoch}.pth'))
 
 
 def test_missing_config_is_one_line(tmp_path):
