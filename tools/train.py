@@ -97,7 +97,8 @@ def build_config(args):
         cfg.resume = True
         cfg.load_from = args.resume
 
-    if args.amp:
+    # --amp, or `amp = True` in the config (a config switch like with_cp)
+    if args.amp or cfg.get('amp', False):
         from dbbd.engine.amp import amp_optim_wrapper
         try:
             cfg.optim_wrapper = amp_optim_wrapper(cfg.optim_wrapper)
@@ -114,9 +115,11 @@ def main(argv=None):
     from dbbd.datasets.dbbd_dataset import DataPreparationError
     from dbbd.engine.distributed import setup_distributed
     from dbbd.utils.config_check import (ConfigError, check_config_types,
+                                         check_config_values,
                                          check_data_exists)
     try:
         check_config_types(cfg)
+        check_config_values(cfg)
         check_data_exists(cfg)
     except (ConfigError, DataPreparationError) as e:
         fail(str(e))
@@ -125,7 +128,12 @@ def main(argv=None):
 
     from mmengine.runner import Runner
     from dbbd.datasets.scene_io import SceneFormatError
-    known = (ConfigError, DataPreparationError, SceneFormatError)
+    from dbbd.engine import NonFiniteLossError
+    from dbbd.engine.checkpoint import CheckpointLoadError
+
+    # errors whose message already says what is wrong and what to do
+    known = (ConfigError, DataPreparationError, SceneFormatError,
+             NonFiniteLossError, CheckpointLoadError)
     try:
         runner = Runner.from_cfg(cfg)
         runner.train()

@@ -21,11 +21,17 @@ default_hooks = dict(
 # patience counts validations (every val_interval epochs).
 custom_hooks = [
     dict(
-        type='EarlyStoppingHook',
+        type='ResumableEarlyStoppingHook',
         monitor='loss',
         rule='less',
         min_delta=1e-3,
         patience=5),
+    dict(type='NonFiniteLossHook'),
+    dict(type='StrictLoadHook'),
+    # collapse/* scalars and a picture of the point features at each
+    # validation (docs/evaluation.md)
+    dict(type='CollapseWatchHook'),
+    dict(type='FeatureVisHook'),
 ]
 
 env_cfg = dict(
@@ -47,6 +53,10 @@ log_level = 'INFO'
 
 load_from = None
 resume = False
+
+# Mixed precision on GPU (bf16 where supported, else fp16 with dynamic loss
+# scaling), the same as --amp. Gradient checkpointing is model.with_cp.
+amp = False
 
 # An explicit seed: with seed=None a resumed run reshuffles differently.
 randomness = dict(seed=0, deterministic=False)

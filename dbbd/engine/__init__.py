@@ -10,14 +10,23 @@ from .checkpoint import (CHECKPOINT_FORMAT_VERSION, CheckpointLoadError,
                          CorruptCheckpointError, UnsafeCheckpointError,
                          find_latest_checkpoint, load_checkpoint_safe,
                          register_safe_loader, safe_globals_list)
-from .hooks import SafeCheckpointHook
+from .hooks import (NonFiniteLossError, NonFiniteLossHook,
+                    ResumableEarlyStoppingHook, SafeCheckpointHook,
+                    StrictLoadHook)
+from .hooks import CollapseWatchHook, FeatureVisHook
 # Registered in LOG_PROCESSORS; configs name it as type='DBBDLogProcessor',
 # which only resolves once this package is imported.
 from .log_processor import DBBDLogProcessor
+from .state_check import (CheckpointMismatchError, CheckpointVersionError,
+                          check_checkpoint, check_state_dict_matches)
 
 __all__ = [
     'CHECKPOINT_FORMAT_VERSION', 'CheckpointLoadError',
     'CorruptCheckpointError', 'UnsafeCheckpointError',
     'find_latest_checkpoint', 'load_checkpoint_safe', 'register_safe_loader',
-    'safe_globals_list', 'SafeCheckpointHook', 'DBBDLogProcessor'
+    'safe_globals_list', 'SafeCheckpointHook', 'DBBDLogProcessor',
+    'ResumableEarlyStoppingHook', 'NonFiniteLossHook', 'NonFiniteLossError',
+    'StrictLoadHook', 'CheckpointMismatchError', 'CheckpointVersionError',
+    'check_checkpoint', 'check_state_dict_matches'
 ]
+__all__ += ['CollapseWatchHook', 'FeatureVisHook']

@@ -80,7 +80,7 @@ class CheckpointMismatchError(CheckpointLoadError):
 
 
 def _shape(shape: tuple) -> str:
-    return '(' + ', '.join(str(d) for d in shape) + ')'
+    return str(tuple(int(d) for d in shape))  # (1,) for 1-d, as Python
 
 
 def _listed(title: str, items: List[str]) -> List[str]:

@@ -7,6 +7,7 @@ from .aggregators import *  # noqa: F401,F403
 from .algorithms import *  # noqa: F401,F403
 from .data_preprocessor import DBBDDataPreprocessor
 from .encoders import *  # noqa: F401,F403
+from .export import export_encoder, load_exported_encoder  # noqa: F401
 from .heads import *  # noqa: F401,F403
 from .losses import *  # noqa: F401,F403
 from .propagators import *  # noqa: F401,F403

@@ -5,12 +5,17 @@ name, and a dataset's type only when ``train()`` starts, after the model is
 built. :func:`check_config_types` walks every section of a training config,
 looks each ``type`` up in the registry that will build it and raises
 :class:`ConfigError` naming the key, the value and the closest registered
-names.
+names. :func:`check_config_values` checks the types and ranges of the keys
+users most often get wrong (a string where a number belongs, say).
 """
 import difflib
+import numbers
 import os.path as osp
 
-__all__ = ['ConfigError', 'check_config_types', 'check_data_exists']
+__all__ = [
+    'ConfigError', 'check_config_types', 'check_config_values',
+    'check_data_exists'
+]
 
 
 class ConfigError(ValueError):
@@ -128,3 +133,118 @@ def check_data_exists(cfg):
             raise DataPreparationError(
                 f'{loader}.dataset: split folder {split_dir} does not exist; '
                 f'{_prepare_hint(root)}')
+
+
+# ---------------------------------------------------------------------------
+# Value types
+# ---------------------------------------------------------------------------
+
+_MISSING = object()
+
+
+def _lookup(cfg, dotted):
+    """``cfg['a']['b']`` for ``'a.b'``; ``_MISSING`` when a level is absent
+    or not a dict."""
+    head, *rest = dotted.split('.')
+    # an mmengine Config is not a dict, but has get(); its sections are
+    # ConfigDicts
+    node = cfg.get(head, _MISSING)
+    for part in rest:
+        if not isinstance(node, dict) or part not in node:
+            return _MISSING
+        node = node[part]
+    return node
+
+
+def _is_int(value):
+    # bool is an int subclass, but max_epochs=True is a mistake
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _is_number(value):
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _parses_as_number(text):
+    try:
+        float(text.strip())
+    except ValueError:
+        return False
+    return True
+
+
+# (test, description of what is expected); None is only accepted where the
+# description says so.
+_POSITIVE_INT = (lambda v: _is_int(v) and v > 0, 'a positive int')
+_NON_NEGATIVE_INT = (lambda v: _is_int(v) and v >= 0, 'an int >= 0')
+_NON_NEGATIVE_NUMBER = (lambda v: _is_number(v) and v >= 0,
+                        'a number >= 0')
+_INT = (_is_int, 'an int')
+_POSITIVE_INT_OR_NONE = (lambda v: v is None or (_is_int(v) and v > 0),
+                         'a positive int or None')
+_NON_NEGATIVE_INT_OR_NONE = (lambda v: v is None or (_is_int(v) and v >= 0),
+                             'an int >= 0 or None')
+# mmengine's CheckpointHook: interval=-1 disables periodic saving (only
+# save_last / save_best then).
+_CKPT_INTERVAL = (lambda v: _is_int(v) and (v > 0 or v == -1),
+                  'a positive int (or -1: no periodic checkpoints)')
+
+
+def _value_rules():
+    """(dotted key, rule, extra hint) for every checked key."""
+    rules = [
+        ('train_cfg.max_epochs', _POSITIVE_INT, ''),
+        ('train_cfg.max_iters', _POSITIVE_INT, ''),
+        ('train_cfg.val_interval', _POSITIVE_INT, ''),
+        ('optim_wrapper.optimizer.lr', _NON_NEGATIVE_NUMBER, ''),
+        ('optim_wrapper.optimizer.weight_decay', _NON_NEGATIVE_NUMBER, ''),
+        ('randomness.seed', _INT,
+         'a run without a fixed seed cannot be resumed exactly'),
+        ('default_hooks.checkpoint.interval', _CKPT_INTERVAL, ''),
+    ]
+    for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        rules += [
+            (f'{loader}.batch_size', _POSITIVE_INT, ''),
+            (f'{loader}.num_workers', _NON_NEGATIVE_INT, ''),
+            (f'{loader}.dataset.max_scenes', _POSITIVE_INT_OR_NONE, ''),
+            (f'{loader}.dataset.max_depth', _NON_NEGATIVE_INT_OR_NONE, ''),
+        ]
+    return rules
+
+
+def check_config_values(cfg):
+    """Raise :class:`ConfigError` for the first common key whose value has
+    the wrong type or range.
+
+    Checked (where present; absent keys are left to their defaults):
+    ``train_cfg.max_epochs`` / ``max_iters`` / ``val_interval`` (positive
+    int), ``*_dataloader.batch_size`` (positive int),
+    ``*_dataloader.num_workers`` (int >= 0),
+    ``*_dataloader.dataset.max_scenes`` (positive int or None),
+    ``*_dataloader.dataset.max_depth`` (int >= 0 or None),
+    ``optim_wrapper.optimizer.lr`` / ``weight_decay`` (number >= 0),
+    ``randomness.seed`` (int), ``default_hooks.checkpoint.interval``
+    (positive int, or -1). Booleans are not accepted as numbers, and a
+    number written as a string (``lr='1e-3'``) gets a message saying to
+    write it without quotes.
+
+    The message is one line: the key, the value (with its type) and what
+    is expected. ``cfg`` is an mmengine ``Config`` (or a plain dict).
+    """
+    for key, (ok, expected), hint in _value_rules():
+        value = _lookup(cfg, key)
+        if value is _MISSING or ok(value):
+            continue
+        name = key.rsplit('.', 1)[-1]
+        if isinstance(value, str) and _parses_as_number(value):
+            advice = (f'write a number, without quotes: {name}='
+                      f'{value.strip()}')
+        elif isinstance(value, bool):
+            advice = f'{value} is a bool, not a number'
+        elif hint:
+            advice = hint
+        else:
+            advice = ''
+        raise ConfigError(
+            f'{key}: got {value!r} ({type(value).__name__}); expected '
+            f'{expected}' + (f'; {advice}' if advice else ''))

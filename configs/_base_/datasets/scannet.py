@@ -59,4 +59,10 @@ val_dataloader = dict(
         dual_view=True,
         pipeline=val_pipeline))
 
-val_evaluator = dict(type='ContrastiveLossMetric')
+# Validation loss ('loss': save_best, early stopping) and a linear probe of
+# the frozen point features on the labels (probe/miou, probe/acc, and the
+# raw-feature baseline probe/miou_raw, probe/acc_raw); docs/evaluation.md.
+val_evaluator = [
+    dict(type='ContrastiveLossMetric'),
+    dict(type='LinearProbeMetric'),
+]

@@ -1,4 +1,13 @@
 """Hooks (``HOOKS``)."""
 from .checkpoint_hook import SafeCheckpointHook, to_plain
+from .collapse_hook import CollapseWatchHook
+from .early_stopping_hook import ResumableEarlyStoppingHook
+from .feature_vis_hook import FeatureVisHook
+from .nonfinite_loss_hook import NonFiniteLossError, NonFiniteLossHook
+from .strict_load_hook import StrictLoadHook
 
-__all__ = ['SafeCheckpointHook', 'to_plain']
+__all__ = [
+    'SafeCheckpointHook', 'to_plain', 'ResumableEarlyStoppingHook',
+    'NonFiniteLossError', 'NonFiniteLossHook', 'StrictLoadHook'
+]
+__all__ += ['CollapseWatchHook', 'FeatureVisHook']

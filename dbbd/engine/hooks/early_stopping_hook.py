@@ -73,6 +73,9 @@ class ResumableEarlyStoppingHook(EarlyStoppingHook):
         # known that the checkpoint was resumed rather than load_from'd.
         self._loaded: Optional[Dict[str, Any]] = None
         self._warned_no_ckpt_hook = False
+        # Validation also runs outside training (Runner.val); early stopping
+        # must neither decide nor save a checkpoint there.
+        self._training = False
 
     # ------------------------------------------------------------------
     # State
@@ -133,6 +136,7 @@ class ResumableEarlyStoppingHook(EarlyStoppingHook):
     def before_train(self, runner) -> None:
         """Restore the state of a resumed checkpoint; keep a stopped run
         stopped."""
+        self._training = True
         loaded, self._loaded = self._loaded, None
         if loaded is None or not self._was_resumed(runner, loaded):
             return
@@ -151,11 +155,15 @@ class ResumableEarlyStoppingHook(EarlyStoppingHook):
         at = self._describe_step(self.stopped_at)
         if self._still_stopped():
             runner.train_loop.stop_training = True
+            how = {
+                'patience': f'raise patience above {self.wait_count}',
+                'threshold': 'change or remove stopping_threshold',
+                'non_finite': 'set check_finite=False',
+            }.get(self.stop_kind, 'change the early-stopping settings')
             runner.logger.info(
                 f'Early stopping had stopped this run{at} '
                 f'({self.stop_reason.strip()}); it stays stopped, no further '
-                'epochs are trained (change the early-stopping settings to '
-                'train on)')
+                f'epochs are trained ({how} to train on)')
         else:
             self.stopped = False
             self.stop_kind, self.stop_reason, self.stopped_at = None, '', None
@@ -199,6 +207,8 @@ class ResumableEarlyStoppingHook(EarlyStoppingHook):
     def after_val_epoch(self, runner, metrics) -> None:
         """mmengine's decision, then put the new state on disk (see the
         class docstring)."""
+        if not self._training:
+            return
         before = self.state_dict()
         super().after_val_epoch(runner, metrics)
         # stop_kind is set only by this hook's own decision (another hook
@@ -209,6 +219,9 @@ class ResumableEarlyStoppingHook(EarlyStoppingHook):
         if self.state_dict() == before:
             return
         self._save_state(runner)
+
+    def after_train(self, runner) -> None:
+        self._training = False
 
     def _checkpoint_hook(self, runner) -> Optional[CheckpointHook]:
         for hook in runner.hooks:

@@ -9,7 +9,7 @@ __all__ = ['MLPPropagator']
 
 @MODELS.register_module()
 class MLPPropagator(nn.Module):
-    """``Linear -> LayerNorm -> GELU -> Linear`` on ``cat(parent_feat, coord)``.
+    """``Linear -> LayerNorm -> GELU -> Linear`` of ``cat(parent, coord)``.
 
     Method default ``in_channels + 3 -> 128 -> 96``.
 

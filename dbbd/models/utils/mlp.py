@@ -64,7 +64,8 @@ def linear_cat(linear, parts):
         elif out is None:
             out = F.linear(p, cols[i], bias)
         else:
-            out = out.addmm_(p, cols[i].t())
+            # in-place ops escape autocast: match the buffer's dtype
+            out = out.addmm_(p.to(out.dtype), cols[i].t().to(out.dtype))
     return out
 
 

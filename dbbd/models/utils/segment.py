@@ -16,6 +16,8 @@ to one argmax row, found once in the forward pass (11 ms, the argmax map is
 
 Empty segments reduce to 0 for every reduction.
 """
+import math
+
 import torch
 
 __all__ = [
@@ -68,7 +70,7 @@ class _SegmentMax(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, src, index, num_segments):
-        flat = src.reshape(src.shape[0], -1)
+        flat = src.reshape(src.shape[0], math.prod(src.shape[1:]))
         idx = _expand_index(index, flat)
         out = flat.new_zeros((num_segments, flat.shape[1]))
         # include_self=False: a segment's max is over its rows only; empty
@@ -95,9 +97,10 @@ class _SegmentMax(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_out):
         arg, empty = ctx.saved_tensors
-        g = grad_out.reshape(grad_out.shape[0], -1).masked_fill(empty, 0)
-        m = ctx.src_shape[0]
-        grad = g.new_zeros((m, g.shape[1])).scatter_add_(0, arg, g)
+        g = grad_out.reshape(empty.shape).masked_fill(empty, 0)
+        grad = g.new_zeros((ctx.src_shape[0], g.shape[1]))
+        if grad.shape[0]:  # with no rows every segment is empty
+            grad.scatter_add_(0, arg, g)
         return grad.view(ctx.src_shape), None, None
 
 

@@ -100,6 +100,7 @@ def index_tree(point_region, region_parent, region_center):
 
     Loops over levels only.
     """
+    point_region = point_region.long()
     num_levels, num_points = point_region.shape
     if num_levels == 0 or len(region_parent) != num_levels \
             or len(region_center) != num_levels:

@@ -1,0 +1,308 @@
+"""``NonFiniteLossHook``: stop at the first NaN/Inf loss or gradient, before
+it reaches the weights or a checkpoint."""
+from typing import Any, Dict, List, Optional
+
+import torch
+from mmengine.dist import get_rank, get_world_size
+from mmengine.hooks import Hook
+from mmengine.model import is_model_wrapper
+from mmengine.optim import OptimWrapperDict
+from mmengine.runner import EpochBasedTrainLoop
+
+from dbbd.registry import HOOKS
+from ..checkpoint import find_latest_checkpoint
+
+__all__ = ['NonFiniteLossError', 'NonFiniteLossHook']
+
+
+class NonFiniteLossError(FloatingPointError):
+    """Training met a NaN/Inf loss or gradient. The message is one line: the
+    epoch, the iteration, the scene ids of the batch, the bad values and the
+    last good checkpoint."""
+
+
+def _scene_ids(data_batch: Any) -> List[str]:
+    """Scene ids of a DBBD batch (``data_samples``: dicts with
+    ``scene_id``); data elements with a ``scene_id`` field or metainfo key
+    work too."""
+    samples = data_batch.get('data_samples') if isinstance(
+        data_batch, dict) else None
+    ids = []
+    for sample in samples or []:
+        sid = None
+        if isinstance(sample, dict):
+            sid = sample.get('scene_id')
+        elif hasattr(sample, 'scene_id'):
+            sid = sample.scene_id
+        elif isinstance(getattr(sample, 'metainfo', None), dict):
+            sid = sample.metainfo.get('scene_id')
+        if sid is not None:
+            # the message must stay on one line
+            ids.append(' '.join(str(sid).split()))
+    return ids
+
+
+def _loss_values(losses: Any) -> Dict[str, Any]:
+    """The entries of a loss dict that count towards the loss (mmengine's
+    ``parse_losses`` sums the keys containing ``'loss'``), as tensors or
+    numbers; lists of tensors are summed as ``parse_losses`` does."""
+    out: Dict[str, Any] = {}
+    if not isinstance(losses, dict):
+        return out
+    for key, value in losses.items():
+        if 'loss' not in str(key):
+            continue
+        if isinstance(value, (list, tuple)):
+            tensors = [v for v in value if isinstance(v, torch.Tensor)]
+            if tensors:
+                out[key] = sum(t.detach().float().mean() for t in tensors)
+        elif isinstance(value, torch.Tensor):
+            out[key] = value.detach().float().mean()
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            out[key] = float(value)
+    return out
+
+
+def _non_finite(values: Dict[str, Any]) -> Dict[str, float]:
+    """{key: value} of the entries that are NaN or Inf, with one device
+    synchronisation for all tensors."""
+    if not values:
+        return {}
+    keys = list(values)
+    as_tensors = [
+        v.reshape(()).cpu() if isinstance(v, torch.Tensor) else
+        torch.tensor(float(v)) for v in values.values()
+    ]
+    stacked = torch.stack(as_tensors)
+    finite = torch.isfinite(stacked)
+    if bool(finite.all()):
+        return {}
+    return {
+        k: float(stacked[i])
+        for i, k in enumerate(keys) if not bool(finite[i])
+    }
+
+
+def _total_norm(grads: List[torch.Tensor]) -> torch.Tensor:
+    """2-norm of all gradients together: finite exactly when every entry is
+    (barring overflow of gradients near 1e19, which would wreck the weights
+    anyway). One reduction instead of a check per tensor."""
+    get_total_norm = getattr(torch.nn.utils, 'get_total_norm', None)
+    if get_total_norm is not None:  # torch >= 2.6: grouped foreach kernels
+        return get_total_norm(grads, error_if_nonfinite=False)
+    device = grads[0].device
+    return torch.stack(
+        [g.detach().norm().to(device) for g in grads]).norm()
+
+
+@HOOKS.register_module()
+class NonFiniteLossHook(Hook):
+    """Stop training with :class:`NonFiniteLossError` at the first NaN/Inf
+    loss or gradient.
+
+    The point is that nothing already saved is lost and nothing corrupted
+    is saved. Three checks, each as early as it can be made:
+
+    1. **Loss, before the backward pass.** A forward hook on the model sees
+       the loss dict that ``model(..., mode='loss')`` returns inside
+       ``train_step`` and raises if an entry counted as loss (key contains
+       ``'loss'``) is NaN/Inf, before ``OptimWrapper.update_params`` runs.
+       This works whatever optimizer wrapper the config uses (plain, AMP,
+       gradient accumulation), which an ``OptimWrapper`` subclass would not:
+       ``--amp`` replaces the wrapper type.
+    2. **Gradients, before the optimizer step.** An optimizer step pre-hook
+       raises if any gradient is NaN/Inf although the loss was finite (the
+       weights would become NaN). Under AMP the loss scaler skips such steps
+       by itself (and the optimizer's ``step`` is not called), so dynamic
+       loss scaling keeps working.
+    3. **Outputs, after the iteration.** ``after_train_iter`` checks the
+       logged losses too, for a model whose ``train_step`` does not go
+       through ``forward``.
+
+    The error propagates out of ``Runner.train``, so no later hook of that
+    iteration or epoch runs: the checkpoint hook (priority ``VERY_LOW``;
+    this hook is ``ABOVE_NORMAL``) writes nothing, and every checkpoint on
+    disk predates the bad batch. The message (one line) names the epoch and
+    iteration (1-based, as in the log), the scene ids of the batch (on
+    which rank, when distributed), the bad values and the last checkpoint,
+    and is also written to the log. ``tools/train.py`` catches
+    :class:`NonFiniteLossError` and prints it. Distributed, a loss that is
+    NaN on one rank stops that rank (the gradient check, after the
+    all-reduce, stops all of them); the launcher then ends the others.
+
+    Cost: the loss check reads the loss entries back from the device once
+    per iteration, as mmengine's logging does anyway.
+
+    Args:
+        check_grads (bool): also check gradients before each optimizer step
+            (one extra reduction over the gradients and one device sync per
+            step). Defaults to True.
+        max_scene_ids (int): scene ids listed in the message before it says
+            "and N more". Defaults to 16.
+
+    Config::
+
+        custom_hooks = [dict(type='NonFiniteLossHook')]
+    """
+
+    # Before EMAHook (NORMAL), the logger (BELOW_NORMAL), the scheduler
+    # (LOW) and the checkpoint hook (VERY_LOW) in after_train_iter.
+    priority = 'ABOVE_NORMAL'
+
+    def __init__(self, check_grads: bool = True,
+                 max_scene_ids: int = 16) -> None:
+        self.check_grads = bool(check_grads)
+        self.max_scene_ids = int(max_scene_ids)
+        self._handles: list = []
+        self._runner = None
+        self._batch: Optional[Dict[str, Any]] = None
+        self._param_names: Dict[int, str] = {}
+
+    # ------------------------------------------------------------------
+    # Installing the torch hooks
+    # ------------------------------------------------------------------
+
+    def before_train(self, runner) -> None:
+        """Attach the forward hook and the optimizer step pre-hooks (after
+        resume: ``Runner.resume`` may have rebuilt the optimizer)."""
+        self._remove_handles()
+        self._runner = runner
+        model = runner.model.module if is_model_wrapper(
+            runner.model) else runner.model
+        self._handles.append(
+            model.register_forward_hook(self._check_forward,
+                                        with_kwargs=True))
+        if self.check_grads:
+            for optimizer in self._optimizers(runner.optim_wrapper):
+                self._handles.append(
+                    optimizer.register_step_pre_hook(self._check_grads))
+        # Parameter names for the message, looked up only on failure.
+        self._param_names = {
+            id(p): n
+            for n, p in model.named_parameters()
+        }
+
+    def after_train(self, runner) -> None:
+        self._remove_handles()
+        self._batch = None
+
+    def _remove_handles(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
+
+    @staticmethod
+    def _optimizers(optim_wrapper) -> List[torch.optim.Optimizer]:
+        if isinstance(optim_wrapper, OptimWrapperDict):
+            return [w.optimizer for w in optim_wrapper.optim_wrappers.values()]
+        optimizer = getattr(optim_wrapper, 'optimizer', None)
+        return [optimizer] if optimizer is not None else []
+
+    # ------------------------------------------------------------------
+    # The checks
+    # ------------------------------------------------------------------
+
+    def before_train_iter(self, runner, batch_idx: int,
+                          data_batch: Any = None) -> None:
+        # What the torch hooks need to name the batch if they fire; None
+        # outside training iterations (validation also calls forward).
+        self._batch = dict(batch_idx=batch_idx, data_batch=data_batch)
+
+    def _check_forward(self, module, args, kwargs, output) -> None:
+        """Forward hook: the loss of a training forward pass."""
+        if self._batch is None or kwargs.get('mode') != 'loss':
+            return
+        bad = _non_finite(_loss_values(output))
+        if bad:
+            self._fail_current(
+                'non-finite loss',
+                ', '.join(f'{k}={v}' for k, v in bad.items()),
+                'stopped before the backward pass, the weights are '
+                'unchanged')
+
+    def _check_grads(self, optimizer, args, kwargs) -> None:
+        """Optimizer step pre-hook: every gradient is finite."""
+        if self._batch is None:
+            return
+        grads = [
+            p.grad for group in optimizer.param_groups
+            for p in group['params'] if p.grad is not None
+        ]
+        if not grads:
+            return
+        total = _total_norm(grads)
+        if bool(torch.isfinite(total)):
+            return
+        names = [
+            self._param_names.get(id(p), '?')
+            for group in optimizer.param_groups for p in group['params']
+            if p.grad is not None and not bool(torch.isfinite(p.grad).all())
+        ]
+        detail = (f'{len(names)} of {len(grads)} gradients non-finite, '
+                  f'first: {names[0]}' if names else
+                  'the gradient norm overflows')
+        self._fail_current('non-finite gradient', detail,
+                   'stopped before the optimizer step, the weights are '
+                   'unchanged')
+
+    def after_train_iter(self,
+                         runner,
+                         batch_idx: int,
+                         data_batch: Any = None,
+                         outputs: Optional[dict] = None) -> None:
+        """The logged losses (fallback for models that bypass
+        ``forward``)."""
+        self._batch = None
+        bad = _non_finite(_loss_values(outputs))
+        if bad:
+            self._fail(
+                runner, batch_idx, data_batch, 'non-finite loss',
+                ', '.join(f'{k}={v}' for k, v in bad.items()),
+                'stopped after the iteration, before anything was saved')
+
+    # ------------------------------------------------------------------
+    # The error
+    # ------------------------------------------------------------------
+
+    def _where(self, runner, batch_idx: int) -> str:
+        """'epoch 2, iteration 14 (batch 4/10)' in the log's 1-based
+        numbering."""
+        it = runner.iter + 1
+        if not isinstance(runner.train_loop, EpochBasedTrainLoop):
+            return f'iteration {it}'
+        try:
+            total = f'/{len(runner.train_dataloader)}'
+        except TypeError:  # an iterable dataset has no length
+            total = ''
+        return (f'epoch {runner.epoch + 1}, iteration {it} '
+                f'(batch {batch_idx + 1}{total} of the epoch)')
+
+    def _scenes(self, data_batch: Any) -> str:
+        ids = _scene_ids(data_batch)
+        rank = (f' on rank {get_rank()}' if get_world_size() > 1 else '')
+        if not ids:
+            return f'batch scene ids unknown{rank}'
+        shown = ', '.join(ids[:self.max_scene_ids])
+        more = (f' and {len(ids) - self.max_scene_ids} more'
+                if len(ids) > self.max_scene_ids else '')
+        return f'scenes{rank}: {shown}{more}'
+
+    def _fail_current(self, what: str, detail: str,
+                      consequence: str) -> None:
+        """:meth:`_fail` for the batch of the running iteration (the torch
+        hooks do not receive it)."""
+        batch, self._batch = self._batch or {}, None
+        self._fail(self._runner, batch.get('batch_idx', 0),
+                   batch.get('data_batch'), what, detail, consequence)
+
+    def _fail(self, runner, batch_idx: int, data_batch: Any, what: str,
+              detail: str, consequence: str) -> None:
+        """Log and raise the one-line :class:`NonFiniteLossError`."""
+        latest = find_latest_checkpoint(runner.work_dir)
+        last = (f'last good checkpoint: {latest}' if latest else
+                'no checkpoint had been saved yet')
+        message = (f'{what} at {self._where(runner, batch_idx)}, '
+                   f'{self._scenes(data_batch)} ({detail}); {consequence}; '
+                   f'{last}')
+        runner.logger.error(message)
+        raise NonFiniteLossError(message)

@@ -1,0 +1,130 @@
+"""``check_config_values``: a wrong value type in a common key fails in one
+line naming the key, the value and what is expected."""
+import copy
+import glob
+import os.path as osp
+
+import pytest
+from mmengine.config import Config
+
+from dbbd.utils.config_check import ConfigError, check_config_values
+
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+
+VALID = dict(
+    train_cfg=dict(type='EpochBasedTrainLoop', max_epochs=10, val_interval=1),
+    train_dataloader=dict(
+        batch_size=2, num_workers=2,
+        dataset=dict(type='DBBDDataset', max_scenes=None, max_depth=4)),
+    val_dataloader=dict(
+        batch_size=1, num_workers=0,
+        dataset=dict(type='DBBDDataset', max_scenes=8, max_depth=None)),
+    optim_wrapper=dict(
+        type='OptimWrapper',
+        optimizer=dict(type='AdamW', lr=1e-3, weight_decay=0.01)),
+    randomness=dict(seed=0),
+    default_hooks=dict(checkpoint=dict(type='SafeCheckpointHook',
+                                       interval=10)),
+)
+
+
+def with_value(key, value):
+    cfg = copy.deepcopy(VALID)
+    node = cfg
+    *parents, last = key.split('.')
+    for part in parents:
+        node = node.setdefault(part, {})
+    node[last] = value
+    return Config(cfg)
+
+
+# (key, bad value, expected description in the message)
+BAD = [
+    ('train_cfg.max_epochs', 0, 'a positive int'),
+    ('train_cfg.max_epochs', 10.0, 'a positive int'),
+    ('train_cfg.max_epochs', True, 'a positive int'),
+    ('train_cfg.max_iters', -5, 'a positive int'),
+    ('train_cfg.val_interval', '5', 'a positive int'),
+    ('train_dataloader.batch_size', 0, 'a positive int'),
+    ('val_dataloader.batch_size', 2.5, 'a positive int'),
+    ('test_dataloader.batch_size', None, 'a positive int'),
+    ('train_dataloader.num_workers', -1, 'an int >= 0'),
+    ('val_dataloader.num_workers', '4', 'an int >= 0'),
+    ('train_dataloader.dataset.max_scenes', 0, 'a positive int or None'),
+    ('val_dataloader.dataset.max_scenes', '8', 'a positive int or None'),
+    ('train_dataloader.dataset.max_depth', -1, 'an int >= 0 or None'),
+    ('train_dataloader.dataset.max_depth', 3.5, 'an int >= 0 or None'),
+    ('optim_wrapper.optimizer.lr', '1e-3', 'a number >= 0'),
+    ('optim_wrapper.optimizer.lr', -0.1, 'a number >= 0'),
+    ('optim_wrapper.optimizer.lr', None, 'a number >= 0'),
+    ('optim_wrapper.optimizer.weight_decay', 'none', 'a number >= 0'),
+    ('optim_wrapper.optimizer.weight_decay', False, 'a number >= 0'),
+    ('randomness.seed', '0', 'an int'),
+    ('randomness.seed', None, 'an int'),
+    ('randomness.seed', 1.5, 'an int'),
+    ('default_hooks.checkpoint.interval', 0, 'a positive int (or -1'),
+    ('default_hooks.checkpoint.interval', '10', 'a positive int (or -1'),
+]
+
+
+@pytest.mark.parametrize('key,value,expected', BAD,
+                         ids=[f'{k}={v!r}' for k, v, _ in BAD])
+def test_bad_value_names_key_value_and_expectation(key, value, expected):
+    with pytest.raises(ConfigError) as info:
+        check_config_values(with_value(key, value))
+    msg = str(info.value)
+    assert '\n' not in msg
+    assert msg.startswith(
+        f'{key}: got {value!r} ({type(value).__name__}); expected '
+        f'{expected}')
+
+
+@pytest.mark.parametrize('key,value', [
+    ('optim_wrapper.optimizer.lr', '1e-3'),
+    ('train_cfg.max_epochs', ' 100 '),
+    ('default_hooks.checkpoint.interval', '10'),
+])
+def test_number_in_quotes_says_to_write_a_number(key, value):
+    with pytest.raises(ConfigError) as info:
+        check_config_values(with_value(key, value))
+    name = key.rsplit('.', 1)[-1]
+    assert str(info.value).endswith(
+        f'write a number, without quotes: {name}={value.strip()}')
+
+
+def test_bool_is_called_out():
+    with pytest.raises(ConfigError, match='True is a bool, not a number'):
+        check_config_values(with_value('train_dataloader.batch_size', True))
+
+
+def test_unseeded_run_explains_why():
+    with pytest.raises(ConfigError, match='cannot be resumed exactly'):
+        check_config_values(with_value('randomness.seed', None))
+
+
+@pytest.mark.parametrize('key,value', [
+    ('train_cfg.max_epochs', 1),
+    ('optim_wrapper.optimizer.lr', 0),  # an int is a number
+    ('optim_wrapper.optimizer.weight_decay', 0.0),
+    ('train_dataloader.num_workers', 0),
+    ('train_dataloader.dataset.max_depth', 0),
+    ('default_hooks.checkpoint.interval', -1),
+    ('randomness.seed', -7),
+])
+def test_edge_values_that_are_fine(key, value):
+    check_config_values(with_value(key, value))
+
+
+def test_valid_and_sparse_configs_pass():
+    check_config_values(Config(VALID))
+    # absent sections are left to their defaults
+    check_config_values(Config(dict(model=dict(type='DBBD'))))
+    check_config_values(Config(dict(test_dataloader=None,
+                                    optim_wrapper=dict(type='X'))))
+
+
+@pytest.mark.parametrize(
+    'path', sorted(glob.glob(osp.join(REPO, 'configs', 'dbbd', '*.py'))),
+    ids=osp.basename)
+def test_shipped_configs_pass(path):
+    check_config_values(Config.fromfile(path))

@@ -1,0 +1,236 @@
+"""The registered parts one by one: shapes, gradients, modes."""
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from dbbd.models.utils import MLP, linear_cat, segment_sum
+from dbbd.registry import MODELS
+
+
+def _regions(m=120, r=7, c=16, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    region = torch.randint(0, r, (m, ), generator=g).sort().values
+    feat = torch.randn(m, c, generator=g)
+    coord = torch.randn(m, 3, generator=g)
+    return feat, coord, region, r
+
+
+def test_linear_cat_equals_linear_of_the_concatenation():
+    lin = torch.nn.Linear(4 + 3 + 5, 6)
+    a, b = torch.randn(10, 4), torch.randn(10, 3)
+    table, idx = torch.randn(3, 5), torch.randint(0, 3, (10, ))
+    ref = lin(torch.cat([a, b, table[idx]], 1))
+    torch.testing.assert_close(linear_cat(lin, [a, b, (table, idx)]), ref)
+    torch.testing.assert_close(linear_cat(lin, [(table, idx), a, b]),
+                               lin(torch.cat([table[idx], a, b], 1)))
+    with pytest.raises(ValueError, match='do not match'):
+        linear_cat(lin, [a, b])
+
+
+@pytest.mark.parametrize('enc_type', ['PointNetEncoder',
+                                      'TwoStagePointNetEncoder'])
+@pytest.mark.parametrize('pooling', ['max', 'mean'])
+def test_encoders_shapes_pooling_and_region_independence(enc_type, pooling):
+    enc = MODELS.build(dict(type=enc_type, in_channels=16, out_channels=12,
+                            pooling=pooling))
+    assert (enc.in_channels, enc.out_channels) == (16, 12)
+    feat, coord, region, r = _regions()
+    pf, rf = enc(feat, coord, region, r + 1)  # region r is empty
+    assert pf.shape == (120, 12) and rf.shape == (r + 1, 12)
+    assert not rf[r].any()
+    if enc_type == 'PointNetEncoder':
+        pool = pf[region == 2].max(0).values if pooling == 'max' else \
+            pf[region == 2].mean(0)
+        torch.testing.assert_close(rf[2], pool)
+    # a region alone gives the same as inside the batch
+    sel = region == 3
+    pf3, rf3 = enc(feat[sel], coord[sel], torch.zeros(int(sel.sum()),
+                                                      dtype=torch.long), 1)
+    torch.testing.assert_close(pf3, pf[sel], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(rf3[0], rf[3], atol=1e-5, rtol=1e-5)
+    (pf.sum() + rf.sum()).backward()
+    for name, p in enc.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+
+
+def test_pointnet_defaults_are_the_method_defaults():
+    enc = MODELS.build(dict(type='PointNetEncoder', in_channels=96))
+    dims = [m.out_features for m in enc.modules()
+            if isinstance(m, torch.nn.Linear)]
+    assert dims == [64, 128, 96] and enc.pooling == 'max'
+    with pytest.raises(ValueError, match='pooling'):
+        MODELS.build(dict(type='PointNetEncoder', in_channels=4,
+                          pooling='sum'))
+
+
+def test_propagator_equals_mlp_on_gathered_parent_features():
+    prop = MODELS.build(dict(type='MLPPropagator', in_channels=10,
+                             hidden_channels=20, out_channels=8))
+    parent_feat = torch.randn(4, 10, requires_grad=True)
+    coord = torch.randn(30, 3)
+    parent = torch.randint(0, 4, (30, ))
+    out = prop(parent_feat, coord, parent)
+    assert out.shape == (30, 8)
+    ref = prop.mlp(torch.cat([parent_feat[parent], coord], 1))
+    torch.testing.assert_close(out, ref)
+    layers = [type(m).__name__ for m in prop.mlp.layers]
+    assert layers == ['Linear', 'LayerNorm', 'GELU', 'Linear']
+    out.sum().backward()
+    assert parent_feat.grad.abs().sum() > 0
+
+
+def _children(c=40, r=9, d=16, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    parent = torch.randint(0, r - 1, (c, ), generator=g)  # parent r-1: none
+    return (torch.randn(c, d, generator=g), torch.randn(c, 3, generator=g),
+            parent, r)
+
+
+@pytest.mark.parametrize('mode', ['max', 'mean', 'attention'])
+@pytest.mark.parametrize('pre_mlp', [False, True])
+def test_aggregator_modes(mode, pre_mlp):
+    agg = MODELS.build(dict(type='Aggregator', channels=16, mode=mode,
+                            pre_mlp=pre_mlp))
+    child, offset, parent, r = _children()
+    out, w = agg(child, offset, parent, r, return_weights=True)
+    assert out.shape == (r, 16) and torch.isfinite(out).all()
+    assert not out[r - 1].any()  # no children: 0 (DBBD puts the leaf there)
+    if mode == 'attention':
+        sums = segment_sum(w, parent, r)[:r - 1]
+        present = torch.bincount(parent, minlength=r)[:r - 1] > 0
+        torch.testing.assert_close(sums[present],
+                                   torch.ones(int(present.sum())))
+        assert (w > 0).all()
+    else:
+        assert w is None
+    out.sum().backward()
+    for name, p in agg.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+
+
+def test_aggregator_spatial_context_changes_the_result():
+    child, offset, parent, r = _children()
+    torch.manual_seed(0)
+    with_ctx = MODELS.build(dict(type='Aggregator', channels=16))
+    torch.manual_seed(0)
+    without = MODELS.build(dict(type='Aggregator', channels=16,
+                                spatial_context=False))
+    a = with_ctx(child, offset, parent, r)
+    b = without(child, offset, parent, r)
+    c = with_ctx(child, offset + 1.0, parent, r)
+    assert not torch.allclose(a, b) and not torch.allclose(a, c)
+    torch.testing.assert_close(
+        b[:r - 1], torch.stack([child[parent == p].max(0).values
+                                for p in range(r - 1)]))
+    with pytest.raises(ValueError, match='mode'):
+        MODELS.build(dict(type='Aggregator', channels=4, mode='sum'))
+
+
+def test_projection_head_unit_norm_and_batch_of_one():
+    head = MODELS.build(dict(type='ProjectionHead', in_channels=12,
+                             out_channels=8))
+    layers = [type(m).__name__ for m in head.mlp.layers]
+    assert layers == ['Linear', 'LayerNorm', 'ReLU', 'Linear']
+    for n in (1, 5):
+        y = head(torch.randn(n, 12))
+        assert y.shape == (n, 8)
+        torch.testing.assert_close(y.norm(dim=1), torch.ones(n))
+
+
+def test_mlp_rejects_unknown_activation():
+    with pytest.raises(ValueError, match='act'):
+        MLP(3, [4], 5, act='tanh')
+
+
+def test_info_nce_by_hand():
+    loss = MODELS.build(dict(type='InfoNCELoss', temperature=1.0))
+    q = torch.eye(2)
+    # logits [[1, 0], [0, 1]]: each row -log(e / (e + 1))
+    expect = math.log(1 + math.exp(-1))
+    assert loss(q, q).item() == pytest.approx(expect, abs=1e-6)
+    loss_t = MODELS.build(dict(type='InfoNCELoss', temperature=0.5))
+    k = torch.tensor([[0.0, 1.0], [1.0, 0.0]])  # positives swapped
+    # logits [[0, 2], [2, 0]]: -log(1 / (1 + e^2))
+    assert loss_t(q, k).item() == pytest.approx(math.log(1 + math.exp(2)),
+                                                abs=1e-5)
+    one = torch.randn(1, 4, requires_grad=True)
+    assert loss(one, one).item() == 0.0
+    with pytest.raises(ValueError):
+        loss(q, torch.zeros(3, 2))
+    with pytest.raises(ValueError):
+        MODELS.build(dict(type='InfoNCELoss', temperature=0))
+
+
+def _unit(*shape):
+    return F.normalize(torch.randn(*shape), dim=-1)
+
+
+def test_region_loss_levels_weights_and_skips():
+    info = MODELS.build(dict(type='InfoNCELoss'))
+    q = [_unit(1, 8), _unit(5, 8), _unit(9, 8)]
+    k = [_unit(1, 8), _unit(5, 8), _unit(9, 8)]
+    loss, per = MODELS.build(dict(type='RegionLoss'))(q, k)
+    assert sorted(per) == [1, 2]  # level 0 has one region: skipped
+    expect = (info(q[1], k[1]) + info(q[2], k[2])) / 2
+    torch.testing.assert_close(loss, expect)
+    weighted, _ = MODELS.build(dict(type='RegionLoss',
+                                    level_weights=[5.0, 1.0, 3.0]))(q, k)
+    torch.testing.assert_close(
+        weighted, (info(q[1], k[1]) + 3 * info(q[2], k[2])) / 4)
+    with pytest.raises(ValueError, match='level_weights'):
+        MODELS.build(dict(type='RegionLoss', level_weights=[1.0]))(q, k)
+    # nothing to contrast: 0, still differentiable
+    qa = _unit(1, 8).requires_grad_()
+    zero, per = MODELS.build(dict(type='RegionLoss'))([qa], [_unit(1, 8)])
+    assert zero.item() == 0.0 and per == {}
+    zero.backward()
+    assert qa.grad is not None
+
+
+def test_point_loss_sampling_is_seeded_by_the_batch_only():
+    pl = MODELS.build(dict(type='PointLoss', num_samples=16))
+    seed = torch.tensor([3, 7])
+    torch.manual_seed(0)
+    a = pl.sample(100, seed)
+    state = torch.get_rng_state()
+    torch.manual_seed(123)
+    b = pl.sample(100, seed)
+    assert torch.equal(a, b) and a.unique().numel() == 16
+    torch.manual_seed(0)
+    pl.sample(100, seed)
+    assert torch.equal(torch.get_rng_state(), state)  # global RNG untouched
+    assert not torch.equal(a, pl.sample(100, torch.tensor([3, 8])))
+    assert torch.equal(pl.sample(10, seed), torch.arange(10))
+    q, k = _unit(100, 8), _unit(100, 8)
+    head = MODELS.build(dict(type='ProjectionHead', in_channels=8,
+                             out_channels=4))
+    v1 = pl(q, k, seed, head)
+    v2 = pl(q, k, seed, head)
+    assert v1.item() == v2.item()
+    info = MODELS.build(dict(type='InfoNCELoss'))
+    torch.testing.assert_close(v1, info(head(q[a]), head(k[a])))
+
+
+def test_dbbd_loss_logged_total_is_alpha_region_plus_beta_point():
+    from mmengine.model import BaseModel
+    crit = MODELS.build(dict(type='DBBDLoss', alpha=0.7, beta=0.3,
+                             point_loss=dict(type='PointLoss',
+                                             num_samples=20)))
+    q = [_unit(1, 8), _unit(6, 8)]
+    k = [_unit(1, 8), _unit(6, 8)]
+    out = crit(q, k, torch.randn(50, 8), torch.randn(50, 8),
+               torch.tensor([1]))
+    assert set(out) == {'loss_region', 'loss_point', 'region', 'point',
+                        'region_l1'}
+    total, log_vars = BaseModel.parse_losses(None, out)
+    torch.testing.assert_close(total,
+                               0.7 * out['region'] + 0.3 * out['point'])
+    assert log_vars['loss'] is total or torch.equal(log_vars['loss'], total)
+    torch.testing.assert_close(out['region'], out['region_l1'])
+
+
+def test_unknown_type_names_the_registry():
+    with pytest.raises(KeyError, match='model'):
+        MODELS.build(dict(type='PointNetEncodr', in_channels=3))
