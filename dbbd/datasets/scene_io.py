@@ -15,6 +15,8 @@ import numpy as np
 
 from .region_tree import RegionTree, check_tree
 
+from dbbd.utils.fs import fsync_dir
+
 __all__ = ['FORMAT_VERSION', 'SceneFormatError', 'save_scene', 'load_scene',
            'is_prepared', 'list_prepared', 'read_meta',
            'recover_interrupted']
@@ -114,19 +116,6 @@ def _save_npy(path, arr):
         os.fsync(f.fileno())
 
 
-def _fsync_dir(path):
-    # makes the renames durable; not every platform / filesystem allows it
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
 
 def save_scene(scene_dir, coord, normal, tree, color=None, segment=None,
                meta=None, origin=None, overwrite=False):
@@ -222,7 +211,7 @@ def save_scene(scene_dir, coord, normal, tree, color=None, segment=None,
             os.rename(scene_dir, old)
             moved_aside = True
         os.rename(tmp, scene_dir)
-        _fsync_dir(parent)
+        fsync_dir(parent)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         if moved_aside and not os.path.exists(scene_dir):

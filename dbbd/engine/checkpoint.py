@@ -36,6 +36,8 @@ import torch
 from mmengine.logging.history_buffer import HistoryBuffer
 from mmengine.runner.checkpoint import CheckpointLoader
 
+from dbbd.utils.fs import fsync_dir
+
 __all__ = [
     'CHECKPOINT_FORMAT_VERSION', 'CheckpointLoadError',
     'UnsafeCheckpointError', 'CorruptCheckpointError', 'safe_globals_list',
@@ -319,20 +321,6 @@ def tmp_path_for(path: str) -> str:
     folder, name = osp.split(path)
     return osp.join(folder, f'.{name}{TMP_SUFFIX}')
 
-
-def fsync_dir(folder: str) -> None:
-    """Persist a rename in ``folder``; a no-op where folders cannot be
-    opened (Windows)."""
-    try:
-        fd = os.open(folder or '.', os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def _remove_quietly(path: str) -> None:

@@ -572,3 +572,13 @@ def test_published_models_are_written_atomically(tmp_path):
         ckpt = load_checkpoint_safe(osp.join(work_dir, name))
         assert set(ckpt) == {'meta', 'state_dict'}
     assert tmp_files(work_dir) == []
+
+
+def test_standalone_validation_does_not_touch_checkpoints(tmp_path):
+    """runner.val() without training: metrics come back, nothing is saved
+    and the hook does not fail for want of a checkpoint folder."""
+    runner = make_runner(tmp_path, ckpt_hook(save_best='loss', rule='less'),
+                         max_epochs=1)
+    metrics = runner.val()
+    assert 'loss' in metrics
+    assert not [f for f in os.listdir(tmp_path) if f.endswith('.pth')]

@@ -159,6 +159,14 @@ class SafeCheckpointHook(CheckpointHook):
                 latest = local
             runner._load_from = latest
 
+    def after_val_epoch(self, runner, metrics) -> None:
+        """Track the best checkpoint, but only in a training run: a
+        standalone ``runner.val()`` has no checkpoint folder set up and
+        nothing to save."""
+        if getattr(self, 'file_backend', None) is None:
+            return
+        super().after_val_epoch(runner, metrics)
+
     def before_train(self, runner) -> None:
         """mmengine's setup, then map message-hub paths into this folder and
         clear temporary files of interrupted writes."""
