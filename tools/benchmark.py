@@ -15,8 +15,20 @@ level; the original region-by-region walk cost 11-50 s a step on this kind
 of CPU (method section 6).
 
 Each configuration runs in a fresh subprocess, so its peak resident memory
-(``ru_maxrss``; on CUDA ``torch.cuda.max_memory_allocated``) is its own.
-The flat bound runs after the peak was read.
+(``ru_maxrss`` of the whole process; on CUDA
+``torch.cuda.max_memory_allocated``) is its own; it is read after the
+warm-up steps of the model, before the flat bound first runs. Then model
+steps and flat-bound steps alternate (so that a change of load on the
+machine hits both) and each time is the median of ``--steps``; the minima
+are in the JSON too. On a CPU shared with other jobs the level-by-level
+step suffers more than the flat bound (hundreds of mid-sized parallel ops,
+each waiting for a descheduled thread), so measure on an idle machine.
+
+``--malloc tuned`` (the default) runs the worker with glibc thresholds that
+keep freed memory for reuse: with glibc's defaults every block above 32 MiB
+goes back to the OS when freed and is faulted in again on the next step,
+which costs the flat bound's few huge calls seconds of system time per step
+and would make it no bound. ``--malloc default`` measures glibc as is.
 
 Data: two synthetic rooms of ``--points`` points (``dbbd.datasets.synthetic``)
 or ``--scene PATH``, a prepared scene folder used for both scenes of the
@@ -277,7 +289,8 @@ def worker(args):
         rss_before_gb=round(rss0 / 2**20, 3),
         regions_per_scene=round(sum(rpl) / args.batch, 1),
         regions_per_level=rpl, leaves=tree.num_leaves,
-        points=int(tree.num_points), batch=args.batch,
+        points=round(tree.num_points / args.batch),
+        batch_points=int(tree.num_points), batch=args.batch,
         min_points_to_split=args.min_points, max_depth=args.depth,
         device=str(device) if not cuda else torch.cuda.get_device_name(),
         threads=torch.get_num_threads(), with_cp=args.with_cp,
@@ -339,15 +352,15 @@ def main():
         out['target_regions'] = target
         runs.append(out)
 
-    head = ('target', 'regions/scene', 'points', 'step_s', 'flat_bound_s',
-            'ratio', 'peak_mem_gb', 'device')
+    head = ('target', 'regions/scene', 'points/scene', 'step_s',
+            'flat_bound_s', 'ratio', 'peak_mem_gb', 'device', 'malloc')
     print(' | '.join(head))
     print(' | '.join('---' for _ in head))
     for r in runs:
         print(' | '.join(str(x) for x in (
             r['target_regions'], r['regions_per_scene'], r['points'],
             r['step_s'], r['flat_bound_s'], r['ratio'], r['peak_mem_gb'],
-            r['device'])))
+            r['device'], r['malloc'])))
     print(json.dumps(dict(runs[-1], runs=runs)))
 
 

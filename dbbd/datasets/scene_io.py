@@ -13,9 +13,8 @@ import shutil
 
 import numpy as np
 
-from .region_tree import RegionTree, check_tree
-
 from dbbd.utils.fs import fsync_dir
+from .region_tree import RegionTree, check_tree
 
 __all__ = ['FORMAT_VERSION', 'SceneFormatError', 'save_scene', 'load_scene',
            'is_prepared', 'list_prepared', 'read_meta',

@@ -191,7 +191,8 @@ def test_two_stage_encoder_and_mean_pooling_equal_recursive_walk():
     model = MODELS.build(small_cfg(encoder=dict(
         type='TwoStagePointNetEncoder', first_dims=[8, 12],
         second_dims=[16], out_channels=16, pooling='mean')))
-    _check(model, batch)
+    tree = _check(model, batch)  # asserts features, loss and gradients
+    assert tree.num_levels == 4
 
 
 def test_points_out_of_depth_first_order_give_the_same_result():
