@@ -39,7 +39,8 @@ def test_training_raises_linear_probe_miou(demo_root, tmp_path,
     while it < ITERS:
         for batch in runner.train_dataloader:
             runner.model.train()
-            losses.append(float(runner.model.train_step(batch, optim)['loss']))
+            log_vars = runner.model.train_step(batch, optim)
+            losses.append(float(log_vars['loss'].detach()))
             it += 1
             if it == ITERS:
                 break
