@@ -1,5 +1,14 @@
-"""Shared fixtures: a tiny prepared dataset of synthetic rooms."""
+"""Shared fixtures: a tiny prepared dataset of synthetic rooms.
+
+Also puts ``tests/helpers`` on ``sys.path`` (``import tiny``,
+``import dbbd_faults``).
+"""
+import os.path as osp
+import sys
+
 import pytest
+
+sys.path.insert(0, osp.join(osp.dirname(osp.abspath(__file__)), 'helpers'))
 
 
 @pytest.fixture(scope='session')

@@ -15,7 +15,6 @@ In-process runs (mmengine ``Runner``) with 0 and 2 loader workers
 real subprocess.
 """
 import os.path as osp
-import sys
 import uuid
 
 import numpy as np
@@ -23,8 +22,7 @@ import pytest
 import torch
 from mmengine.hooks import Hook
 
-sys.path.insert(0, osp.join(osp.dirname(osp.abspath(__file__)), 'helpers'))
-import dbbd_faults  # noqa: E402
+import dbbd_faults
 
 ITERS_PER_EPOCH = 2  # 4 demo scenes, batch 2
 TIMING = dbbd_faults.TIMING_KEYS

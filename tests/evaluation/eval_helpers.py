@@ -2,23 +2,11 @@
 tiny widths on the session's synthetic rooms, and predict outputs."""
 import contextlib
 import copy
-import os.path as osp
-import uuid
 
 import torch
-from mmengine.config import Config
 
-REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-SMALL = osp.join(REPO, 'configs/dbbd/dbbd_small_scannet.py')
-
-TINY_MODEL = dict(
-    hidden_channels=16,
-    encoder=dict(hidden_dims=[8, 16], out_channels=16),
-    propagator=dict(hidden_channels=16, out_channels=16),
-    region_head=dict(out_channels=16),
-    point_head=dict(out_channels=16),
-    loss=dict(point_loss=dict(num_samples=128)),
-)
+from tiny import build_runner  # noqa: F401  (re-exported)
+from tiny import tiny_cfg as _tiny_cfg
 
 
 @contextlib.contextmanager
@@ -35,26 +23,8 @@ def one_thread():
 
 
 def tiny_cfg(data_root, work_dir, max_epochs=1, **extra):
-    """The small config (base hooks and evaluators included) on the test
-    data, with tiny widths."""
-    cfg = Config.fromfile(SMALL)
-    cfg.merge_from_dict(dict(
-        model=TINY_MODEL,
-        work_dir=str(work_dir),
-        experiment_name=f'test_{uuid.uuid4().hex[:8]}',
-        train_cfg=dict(max_epochs=max_epochs, val_interval=1),
-        default_hooks=dict(checkpoint=dict(interval=1),
-                           logger=dict(interval=1)),
-        **extra))
-    for loader in ('train_dataloader', 'val_dataloader'):
-        cfg[loader].dataset.data_root = data_root
-    return cfg
-
-
-def build_runner(cfg):
-    import dbbd.engine  # noqa: F401  safe loading, hooks
-    from mmengine.runner import Runner
-    return Runner.from_cfg(copy.deepcopy(cfg))
+    """:func:`tiny.tiny_cfg`, one epoch by default."""
+    return _tiny_cfg(data_root, work_dir, max_epochs, **extra)
 
 
 def scene_dataset(cfg, split):

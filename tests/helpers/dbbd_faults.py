@@ -26,20 +26,7 @@ from mmengine.hooks import Hook
 
 from dbbd.registry import HOOKS
 
-HELPERS_DIR = osp.dirname(osp.abspath(__file__))
-REPO = osp.dirname(osp.dirname(HELPERS_DIR))
-TRAIN = osp.join(REPO, 'tools', 'train.py')
-SMALL = osp.join(REPO, 'configs', 'dbbd', 'dbbd_small_scannet.py')
-
-#: Tiny widths (dims 8/16): a training iteration takes milliseconds.
-TINY_MODEL = dict(
-    hidden_channels=16,
-    encoder=dict(hidden_dims=[8, 16], out_channels=16),
-    propagator=dict(hidden_channels=16, out_channels=16),
-    region_head=dict(out_channels=16),
-    point_head=dict(out_channels=16),
-    loss=dict(point_loss=dict(num_samples=128)),
-)
+from tiny import HELPERS_DIR, REPO, SMALL, TINY_MODEL, TRAIN  # noqa: F401
 
 #: Logged scalars that measure wall time, not training: never compared.
 TIMING_KEYS = ('time', 'data_time', 'eta')

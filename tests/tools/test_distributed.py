@@ -20,19 +20,12 @@ import time
 import numpy as np
 import pytest
 
-REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-TRAIN = osp.join(REPO, 'tools', 'train.py')
+from tiny import DEMO, REPO, TRAIN, cfg_options
+
 DIST_TRAIN = osp.join(REPO, 'tools', 'dist_train.sh')
-DEMO = osp.join(REPO, 'configs', 'dbbd', 'dbbd_small_demo.py')
 TIMEOUT = 240
 
-TINY = [
-    'model.hidden_channels=16', 'model.encoder.hidden_dims=[8,16]',
-    'model.encoder.out_channels=16', 'model.propagator.hidden_channels=16',
-    'model.propagator.out_channels=16', 'model.region_head.out_channels=16',
-    'model.point_head.out_channels=16',
-    'model.loss.point_loss.num_samples=128'
-]
+TINY = cfg_options()
 
 PROBE = r'''
 """Test-only hook: what each rank saw, one JSON line per iteration."""

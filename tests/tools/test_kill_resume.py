@@ -11,14 +11,11 @@ killed.
 import glob
 import os
 import os.path as osp
-import sys
 
 import pytest
 import torch
 
-sys.path.insert(0, osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))),
-                            'helpers'))
-import dbbd_faults  # noqa: E402
+import dbbd_faults
 
 EPOCHS = 3
 TIMEOUT = 180  # per subprocess

@@ -8,18 +8,10 @@ import sys
 
 import pytest
 
-REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-TRAIN = osp.join(REPO, 'tools', 'train.py')
-DEMO = osp.join(REPO, 'configs', 'dbbd', 'dbbd_small_demo.py')
-SMALL = osp.join(REPO, 'configs', 'dbbd', 'dbbd_small_scannet.py')
+from tiny import DEMO, REPO, SMALL, TRAIN, cfg_options
 
-TINY = [
-    'model.hidden_channels=16', 'model.encoder.hidden_dims=[8,16]',
-    'model.encoder.out_channels=16', 'model.propagator.hidden_channels=16',
-    'model.propagator.out_channels=16', 'model.region_head.out_channels=16',
-    'model.point_head.out_channels=16',
-    'model.loss.point_loss.num_samples=128'
-]
+
+TINY = cfg_options()
 
 
 def run_train(*args, cwd=None, timeout=300):
