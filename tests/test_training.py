@@ -194,7 +194,8 @@ def test_overfitting_one_batch_lowers_the_loss(demo_root, tmp_path):
     runner = build_runner(cfg)
     ow = runner.build_optim_wrapper(cfg.optim_wrapper)
     batch = first_batch(runner)
-    losses = [float(_step(runner, ow, batch)['loss']) for _ in range(10)]
+    losses = [float(_step(runner, ow, batch)['loss'].detach())
+              for _ in range(10)]
     assert losses[-1] < losses[0] - 0.05, losses
 
 
