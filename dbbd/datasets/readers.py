@@ -23,6 +23,7 @@ uint8`` or None, ``normal (N, 3) float32`` or None, ``segment (N,) int16``
 (ScanNet-20 ids, -1 unlabelled) or None and ``faces (F, 3) int64`` or None,
 and raises a one-line ``ValueError`` naming the file on bad input.
 """
+import contextlib
 import functools
 import glob
 import os
@@ -123,13 +124,12 @@ def _check_points(path, coord, color=None, normal=None, segment=None,
                 faces=faces)
 
 
-def _npload(path, required=True):
-    if not os.path.isfile(path):
-        if required:
-            raise ValueError(f'{path}: missing')
-        return None
+@contextlib.contextmanager
+def _numpy_errors(path):
+    """Turn numpy's read errors into one line naming ``path``; a pickled
+    array is refused, never unpickled."""
     try:
-        return np.load(path, allow_pickle=False)
+        yield
     except ValueError as e:
         if 'pickle' in str(e).lower() or 'object' in str(e).lower():
             raise ValueError(f'{path}: holds pickled data; refusing to '
@@ -138,6 +138,14 @@ def _npload(path, required=True):
     except (OSError, EOFError) as e:
         raise ValueError(f'{path}: cannot be read ({e})') from None
 
+
+def _npload(path, required=True):
+    if not os.path.isfile(path):
+        if required:
+            raise ValueError(f'{path}: missing')
+        return None
+    with _numpy_errors(path):
+        return np.load(path, allow_pickle=False)
 
 def load_scannet_scene(ply_path, labels_path=None):
     """A raw ScanNet mesh: vertices, colours, faces, labels mapped from NYU40
@@ -230,16 +238,8 @@ def load_point_file(path):
         color = color_to_uint8(a[:, 3:6]) if a.shape[1] >= 6 else None
         return _check_points(path, a[:, :3], color)
     if ext == '.npz':
-        try:
-            with np.load(path, allow_pickle=False) as z:
-                d = {k: z[k] for k in z.files}
-        except ValueError as e:
-            if 'pickle' in str(e).lower() or 'object' in str(e).lower():
-                raise ValueError(f'{path}: holds pickled data; refusing to '
-                                 'unpickle') from None
-            raise ValueError(f'{path}: cannot be read ({e})') from None
-        except (OSError, EOFError) as e:
-            raise ValueError(f'{path}: cannot be read ({e})') from None
+        with _numpy_errors(path), np.load(path, allow_pickle=False) as z:
+            d = {k: z[k] for k in z.files}
         coord = d.get('coord', d.get('xyz'))
         if coord is None:
             raise ValueError(f'{path}: no "coord" or "xyz" array (has '

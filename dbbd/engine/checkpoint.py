@@ -341,13 +341,15 @@ def commit_file(tmp_path: str, path: str) -> None:
     fsync_dir(osp.dirname(path))
 
 
-def atomic_write_text(path: str, text: str) -> None:
-    """Write ``text`` to ``path`` so readers see the old or the new
-    content, never a mix or an empty file."""
+def _atomic_write(path: str, mode: str, write: Callable) -> None:
+    """Call ``write(f)`` on a temporary file beside ``path``, make it
+    durable, then rename it onto ``path``: readers see the old or the new
+    file, never a mix; a failure leaves no temporary file."""
     tmp = tmp_path_for(path)
     try:
-        with open(tmp, 'w', encoding='utf-8') as f:
-            f.write(text)
+        with open(tmp, mode, **({} if 'b' in mode else
+                                dict(encoding='utf-8'))) as f:
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -355,21 +357,15 @@ def atomic_write_text(path: str, text: str) -> None:
     except BaseException:
         _remove_quietly(tmp)
         raise
+
+
+def atomic_write_text(path: str, text: str) -> None:
+    """Write ``text`` to ``path`` atomically (see :func:`_atomic_write`)."""
+    _atomic_write(path, 'w', lambda f: f.write(text))
 
 
 def atomic_torch_save(obj: Any, path: str) -> None:
     """``torch.save(obj, path)`` through a temporary file and a rename."""
-    tmp = tmp_path_for(path)
-    try:
-        with open(tmp, 'wb') as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        fsync_dir(osp.dirname(path))
-    except BaseException:
-        _remove_quietly(tmp)
-        raise
-
+    _atomic_write(path, 'wb', lambda f: torch.save(obj, f))
 
 register_safe_loader()

@@ -101,7 +101,7 @@ def test_ply_vertex_index_name_and_uchar_colour(tmp_path):
     assert set(read_ply(p)) == {'vertex', 'face'}
 
 
-def _ply_error(path, *words):
+def _assert_ply_error(path, *words):
     with pytest.raises(ValueError) as e:
         read_ply_points(path)
     msg = str(e.value)
@@ -117,39 +117,39 @@ def test_ply_bad_files(tmp_path):
     raw = p.read_bytes()
     t = tmp_path / 'trunc.ply'
     t.write_bytes(raw[:-10])
-    _ply_error(t, 'truncated')
+    _assert_ply_error(t, 'truncated')
     n = tmp_path / 'notply.ply'
     n.write_bytes(b'hello world')
-    _ply_error(n, 'not a PLY')
+    _assert_ply_error(n, 'not a PLY')
     h = tmp_path / 'noend.ply'
     h.write_bytes(b'ply\nformat ascii 1.0\nelement vertex 1\n')
-    _ply_error(h, 'end_header')
+    _assert_ply_error(h, 'end_header')
     x = tmp_path / 'nox.ply'
     x.write_text('ply\nformat ascii 1.0\nelement vertex 1\nproperty float a'
                  '\nend_header\n1\n')
-    _ply_error(x, 'x, y, z')
+    _assert_ply_error(x, 'x, y, z')
     f = tmp_path / 'badface.ply'
     write_ply(f, coord, faces=faces + 100)
-    _ply_error(f, 'out of range')
+    _assert_ply_error(f, 'out of range')
     a = tmp_path / 'ascii.ply'
     a.write_text('ply\nformat ascii 1.0\nelement vertex 1\nproperty float x'
                  '\nproperty float y\nproperty float z\nend_header\n'
                  '1 2 oops\n')
-    _ply_error(a, 'not a number')
-    _ply_error(tmp_path / 'missing.ply', 'cannot read')
+    _assert_ply_error(a, 'not a number')
+    _assert_ply_error(tmp_path / 'missing.ply', 'cannot read')
     head = ('ply\nformat {} 1.0\nelement vertex 4\nproperty float x\n'
             'property float y\nproperty float z\nelement face 2\n'
             'property list uchar int vertex_indices\nend_header\n')
     mixed = tmp_path / 'mixed.ply'
     mixed.write_text(head.format('ascii') + '0 0 0\n1 0 0\n1 1 0\n0 1 0\n'
                      '3 0 1 2\n4 0 1 2 3\n')
-    _ply_error(mixed, 'different lengths')
+    _assert_ply_error(mixed, 'different lengths')
     rows = np.zeros(4, [('x', '<f4'), ('y', '<f4'), ('z', '<f4')]).tobytes()
     tri = np.array([3], 'u1').tobytes() + np.array([0, 1, 2], '<i4').tobytes()
     quad = np.array([4], 'u1').tobytes() + np.arange(4, dtype='<i4').tobytes()
     mixed.write_bytes(head.format('binary_little_endian').encode() + rows
                       + tri + quad + b'\0' * 3)
-    _ply_error(mixed, 'different lengths')
+    _assert_ply_error(mixed, 'different lengths')
 
 
 # ----------------------------------------------------------- label maps

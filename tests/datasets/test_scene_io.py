@@ -35,7 +35,7 @@ def saved(tmp_path):
     return d, s
 
 
-def _expect_error(d, *words, mmap=True):
+def _assert_refused(d, *words, mmap=True):
     with pytest.raises(SceneFormatError) as e:
         load_scene(d, mmap=mmap)
     msg = str(e.value)
@@ -146,21 +146,21 @@ def test_truncated_file(saved, mmap):
     d, _ = saved
     p = d / 'coord.npy'
     p.write_bytes(p.read_bytes()[:200])
-    _expect_error(d, 'coord.npy', '--overwrite', mmap=mmap)
+    _assert_refused(d, 'coord.npy', '--overwrite', mmap=mmap)
 
 
 def test_corrupt_file(saved):
     d, _ = saved
     (d / 'normal.npy').write_bytes(b'\x93NUMPY garbage' + b'\0' * 50)
-    _expect_error(d, 'normal.npy')
+    _assert_refused(d, 'normal.npy')
 
 
 def test_pickled_object_array_refused(saved):
     d, _ = saved
     np.save(d / 'segment.npy', np.array([{'a': 1}] * 2000, dtype=object),
             allow_pickle=True)
-    _expect_error(d, 'segment.npy', 'refusing to unpickle')
-    _expect_error(d, 'segment.npy', 'refusing to unpickle', mmap=False)
+    _assert_refused(d, 'segment.npy', 'refusing to unpickle')
+    _assert_refused(d, 'segment.npy', 'refusing to unpickle', mmap=False)
 
 
 class _Payload:
@@ -178,8 +178,8 @@ def test_crafted_pickle_never_runs(saved, tmp_path):
     marker = tmp_path / 'PWNED'
     # a bare pickle in place of an .npy, and an object .npy holding one
     (d / 'coord.npy').write_bytes(pickle.dumps(_Payload(marker)))
-    _expect_error(d, 'coord.npy', 'refusing to unpickle', mmap=False)
-    _expect_error(d, 'coord.npy', 'refusing to unpickle', mmap=True)
+    _assert_refused(d, 'coord.npy', 'refusing to unpickle', mmap=False)
+    _assert_refused(d, 'coord.npy', 'refusing to unpickle', mmap=True)
     np.save(d / 'normal.npy',
             np.array([_Payload(marker)], dtype=object), allow_pickle=True)
     with pytest.raises(SceneFormatError):
@@ -193,19 +193,19 @@ def test_crafted_pickle_never_runs(saved, tmp_path):
 def test_mismatched_lengths(saved):
     d, s = saved
     np.save(d / 'normal.npy', s['normal'][:-1].astype(np.float32))
-    _expect_error(d, 'normal.npy', '(1999, 3)', '(2000, 3)')
+    _assert_refused(d, 'normal.npy', '(1999, 3)', '(2000, 3)')
 
 
 def test_mismatched_segment_and_meta(saved):
     d, s = saved
     np.save(d / 'segment.npy', s['segment'][:10])
-    _expect_error(d, 'segment.npy')
+    _assert_refused(d, 'segment.npy')
 
 
 def test_wrong_dtype(saved):
     d, s = saved
     np.save(d / 'coord.npy', s['coord'].astype(np.int32))
-    _expect_error(d, 'coord.npy', 'dtype')
+    _assert_refused(d, 'coord.npy', 'dtype')
 
 
 def test_tree_index_out_of_range(saved):
@@ -213,7 +213,7 @@ def test_tree_index_out_of_range(saved):
     pr = s['tree'].point_region.copy()
     pr[1, 5] = 10_000
     np.save(d / 'tree_point_region.npy', pr)
-    _expect_error(d, 'tree', 'out of range')
+    _assert_refused(d, 'tree', 'out of range')
 
 
 def test_tree_center_out_of_range(saved):
@@ -221,7 +221,7 @@ def test_tree_center_out_of_range(saved):
     c = s['tree'].region_center.copy()
     c[0] = 2000
     np.save(d / 'tree_region_center.npy', c)
-    _expect_error(d, 'tree', 'region_center')
+    _assert_refused(d, 'tree', 'region_center')
 
 
 @pytest.mark.parametrize('value', [np.nan, np.inf])
@@ -230,34 +230,34 @@ def test_nonfinite_coords(saved, value):
     c = s['coord'].astype(np.float32)
     c[7, 1] = value
     np.save(d / 'coord.npy', c)
-    _expect_error(d, 'coord.npy', 'NaN/Inf')
+    _assert_refused(d, 'coord.npy', 'NaN/Inf')
     load_scene(d, check=False)  # value checks can be skipped
 
 
 def test_empty_scene(saved):
     d, _ = saved
     np.save(d / 'coord.npy', np.zeros((0, 3), np.float32))
-    _expect_error(d, 'coord.npy', 'empty')
+    _assert_refused(d, 'coord.npy', 'empty')
 
 
 def test_missing_folder_and_file(saved, tmp_path):
     d, _ = saved
-    _expect_error(tmp_path / 'nope', 'nope', 'does not exist')
+    _assert_refused(tmp_path / 'nope', 'nope', 'does not exist')
     os.remove(d / 'normal.npy')
-    _expect_error(d, 'normal.npy', 'missing')
+    _assert_refused(d, 'normal.npy', 'missing')
 
 
 def test_meta_unreadable_or_newer(saved):
     d, _ = saved
     meta = json.loads((d / 'meta.json').read_text())
     (d / 'meta.json').write_text('{"format_version": ')
-    _expect_error(d, 'meta.json', 'unreadable')
+    _assert_refused(d, 'meta.json', 'unreadable')
     meta['format_version'] = FORMAT_VERSION + 1
     (d / 'meta.json').write_text(json.dumps(meta))
-    _expect_error(d, 'meta.json', 'newer')
+    _assert_refused(d, 'meta.json', 'newer')
     os.remove(d / 'meta.json')
     assert not is_prepared(d)
-    _expect_error(d, 'meta.json', 'missing')
+    _assert_refused(d, 'meta.json', 'missing')
 
 
 def test_save_rejects_bad_input(tmp_path):
