@@ -121,7 +121,7 @@ def test_amp_trains_without_nan(demo_cfg, batches, dtype):
         dtype=dtype))
     seen = []
     # the encoder's last Linear (called as a module): its output dtype
-    linear = [m for m in model.encoder.modules()
+    linear = [m for m in model.backbone.encoder.modules()
               if isinstance(m, torch.nn.Linear)][-1]
     handle = linear.register_forward_hook(
         lambda m, a, out: seen.append(out.dtype))
@@ -160,10 +160,10 @@ def test_amp_switch_builds_amp_optim_wrapper(tmp_path):
 # ----------------------------------------------------------------------
 @pytest.mark.parametrize('device', DEVICES)
 def test_with_cp_same_loss_and_grads(demo_cfg, batches, device, exact_fp32):
-    plain = build_model(demo_cfg, with_cp=False).to(device)
-    cp = build_model(demo_cfg, with_cp=True).to(device)
+    plain = build_model(demo_cfg, **{"backbone.with_cp": False}).to(device)
+    cp = build_model(demo_cfg, **{"backbone.with_cp": True}).to(device)
     cp.load_state_dict(plain.state_dict())
-    assert cp.with_cp and not plain.with_cp
+    assert cp.backbone.with_cp and not plain.backbone.with_cp
     for batch in batches[:2]:
         lv_plain, g_plain = loss_and_grads(plain, batch)
         lv_cp, g_cp = loss_and_grads(cp, batch)

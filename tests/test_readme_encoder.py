@@ -32,19 +32,20 @@ def test_readme_encoder_example_trains(demo_root, tmp_path, monkeypatch):
 
     from mmengine.config import Config
     user_cfg = Config.fromfile(str(cfg_file))  # runs custom_imports
-    assert user_cfg.model.encoder.type == 'MeanShiftEncoder'
+    encoder = user_cfg.model.backbone.encoder
+    assert encoder.type == 'MeanShiftEncoder'
     cfg = tiny_cfg(demo_root, tmp_path / 'work', max_epochs=1)
-    cfg.model.encoder = user_cfg.model.encoder
-    cfg.model.propagator.out_channels = user_cfg.model.encoder.out_channels
+    cfg.model.backbone.encoder = encoder
+    cfg.model.backbone.propagator.out_channels = encoder.out_channels
     runner = build_runner(cfg)
-    assert type(runner.model.encoder).__name__ == 'MeanShiftEncoder'
+    assert type(runner.model.backbone.encoder).__name__ == 'MeanShiftEncoder'
     ow = runner.build_optim_wrapper(cfg.optim_wrapper)
     batch = next(iter(runner.train_dataloader))
-    before = [p.clone() for p in runner.model.encoder.parameters()]
+    before = [p.clone() for p in runner.model.backbone.encoder.parameters()]
     runner.model.train()
     log_vars = runner.model.train_step(batch, ow)
     assert torch.isfinite(log_vars['loss'].detach())
-    after = list(runner.model.encoder.parameters())
+    after = list(runner.model.backbone.encoder.parameters())
     assert all(not torch.equal(a, b) for a, b in zip(before, after))
     sys.modules.pop('my_pkg.my_encoder', None)
     sys.modules.pop('my_pkg', None)

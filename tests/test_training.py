@@ -32,10 +32,10 @@ def test_full_config_defaults():
     assert cfg.default_hooks.checkpoint.interval == 10
     assert cfg.default_hooks.checkpoint.save_best == 'loss'
     assert cfg.train_dataloader.batch_size == 8
-    assert cfg.model.encoder.hidden_dims == [64, 128]
-    assert cfg.model.encoder.out_channels == 96
-    assert cfg.model.hidden_channels == 96
-    assert cfg.model.propagator.hidden_channels == 128
+    assert cfg.model.backbone.encoder.hidden_dims == [64, 128]
+    assert cfg.model.backbone.encoder.out_channels == 96
+    assert cfg.model.backbone.hidden_channels == 96
+    assert cfg.model.backbone.propagator.hidden_channels == 128
     assert cfg.model.loss.alpha == 1.0 and cfg.model.loss.beta == 0.5
     assert cfg.model.loss.point_loss.num_samples == 4096
     assert cfg.model.loss.region_loss.temperature == 0.1
@@ -61,9 +61,10 @@ def test_small_mode_overrides_exactly_the_small_settings():
     changed = {k for k in set(full) | set(small) if full.get(k) !=
                small.get(k)}
     assert changed == {
-        'model.hidden_channels', 'model.encoder.hidden_dims',
-        'model.encoder.out_channels', 'model.propagator.hidden_channels',
-        'model.propagator.out_channels', 'model.region_head.out_channels',
+        'model.backbone.hidden_channels', 'model.backbone.encoder.hidden_dims',
+        'model.backbone.encoder.out_channels',
+        'model.backbone.propagator.hidden_channels',
+        'model.backbone.propagator.out_channels', 'model.region_head.out_channels',
         'model.point_head.out_channels',
         'model.loss.point_loss.num_samples',
         'train_dataloader.batch_size', 'train_dataloader.num_workers',
@@ -74,11 +75,11 @@ def test_small_mode_overrides_exactly_the_small_settings():
         'val_dataloader.dataset.max_scenes',
         'val_dataloader.dataset.max_depth'
     }
-    assert small['model.encoder.hidden_dims'] == [32, 64]
-    assert small['model.encoder.out_channels'] == 64
-    assert small['model.hidden_channels'] == 64
+    assert small['model.backbone.encoder.hidden_dims'] == [32, 64]
+    assert small['model.backbone.encoder.out_channels'] == 64
+    assert small['model.backbone.hidden_channels'] == 64
     assert small['model.region_head.out_channels'] == 64
-    assert small['model.propagator.hidden_channels'] == 64
+    assert small['model.backbone.propagator.hidden_channels'] == 64
     assert small['train_dataloader.batch_size'] == 2
     assert small['train_dataloader.num_workers'] == 0
     assert small['model.loss.point_loss.num_samples'] == 512
@@ -115,13 +116,13 @@ def test_custom_values_stay_on_top_of_small_mode(tmp_path):
     child.write_text(
         f'_base_ = [{SMALL!r}]\n'
         'train_dataloader = dict(batch_size=6, dataset=dict(max_scenes=3))\n'
-        'model = dict(encoder=dict(hidden_dims=[16, 16]))\n')
+        'model = dict(backbone=dict(encoder=dict(hidden_dims=[16, 16])))\n')
     cfg = Config.fromfile(str(child))
     assert cfg.train_dataloader.batch_size == 6
     assert cfg.train_dataloader.dataset.max_scenes == 3
-    assert cfg.model.encoder.hidden_dims == [16, 16]
+    assert cfg.model.backbone.encoder.hidden_dims == [16, 16]
     # the rest of small mode is untouched
-    assert cfg.model.encoder.out_channels == 64
+    assert cfg.model.backbone.encoder.out_channels == 64
     assert cfg.train_dataloader.dataset.max_depth == 2
     assert cfg.val_dataloader.dataset.max_scenes == 2
     assert cfg.train_dataloader.num_workers == 0
@@ -291,12 +292,12 @@ def test_small_mode_builds_the_small_encoder():
     from dbbd.registry import MODELS
     cfg = Config.fromfile(SMALL)
     model = MODELS.build(cfg.model)
-    linears = [m for m in model.encoder.modules()
+    linears = [m for m in model.backbone.encoder.modules()
                if isinstance(m, torch.nn.Linear)]
     assert [l.out_features for l in linears] == [32, 64, 64]
-    assert model.encoder.out_channels == 64
+    assert model.backbone.encoder.out_channels == 64
     full = MODELS.build(Config.fromfile(FULL).model)
-    assert [l.out_features for l in full.encoder.modules()
+    assert [l.out_features for l in full.backbone.encoder.modules()
             if isinstance(l, torch.nn.Linear)] == [64, 128, 96]
     n_small = sum(p.numel() for p in model.parameters())
     n_full = sum(p.numel() for p in full.parameters())

@@ -37,7 +37,7 @@ are random rotations about z, scalings and jitter of the same points;
 features are the normals.
 
     python tools/benchmark.py --regions 600 1500 2700
-    python tools/benchmark.py --device cuda --regions 2700
+    python tools/benchmark.py --device cuda --regions 2700 [--amp]
 
 Prints a table, then one JSON line: the last configuration's numbers at the
 top level, and every configuration under ``runs``.
@@ -58,12 +58,15 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 # Full-mode model (method defaults).
 MODEL = dict(
-    type='DBBD', in_channels=3, hidden_channels=96,
-    encoder=dict(type='PointNetEncoder', hidden_dims=[64, 128],
-                 out_channels=96, pooling='max'),
-    propagator=dict(type='MLPPropagator', hidden_channels=128,
-                    out_channels=96),
-    aggregator=dict(type='Aggregator', mode='max', spatial_context=True),
+    type='DBBD',
+    backbone=dict(
+        type='DBBDTreeBackbone', in_channels=3, hidden_channels=96,
+        encoder=dict(type='PointNetEncoder', hidden_dims=[64, 128],
+                     out_channels=96, pooling='max'),
+        propagator=dict(type='MLPPropagator', hidden_channels=128,
+                        out_channels=96),
+        aggregator=dict(type='Aggregator', mode='max',
+                        spatial_context=True)),
     region_head=dict(type='ProjectionHead', out_channels=128),
     point_head=dict(type='ProjectionHead', out_channels=128),
     loss=dict(type='DBBDLoss', alpha=1.0, beta=0.5,
@@ -165,9 +168,10 @@ def flat_bound_step(model, tree, device):
     """
     import torch
     p = tree.num_points
-    rows = sum(lv.region.numel() for lv in tree.levels[1:])  # G2L non-root
+    rows = sum(lv.num_rows for lv in tree.levels[1:])  # G2L non-root
     sizes = [lv.num_regions for lv in tree.levels]
-    c_in, d = model.in_channels, model.out_channels
+    bb = model.backbone
+    c_in, d = bb.in_channels, bb.out_channels
     gen = torch.Generator().manual_seed(0)
 
     def rand(*shape, grad=False):
@@ -182,8 +186,9 @@ def flat_bound_step(model, tree, device):
     # pooled features that the heads and the next level read
     regions = rand(sum(sizes), d, grad=True)
     points = rand(2 * p, d, grad=True)
-    prop = model.propagator.mlp.layers
-    agg = model.aggregator
+    prop = bb.propagator.mlp.layers
+    agg = bb.aggregator
+    order = torch.arange(p, device=device)
     crit = model.criterion
 
     def step():
@@ -195,8 +200,8 @@ def flat_bound_step(model, tree, device):
         h = h + table.mean(0)
         for layer in prop[1:]:
             h = layer(h)
-        x = torch.cat([model.input_proj(raw_all), model.context_proj(raw, h)])
-        enc = model.encoder.mlp(x, coord)
+        x = torch.cat([bb.input_proj(raw_all), bb.context_proj(raw, h)])
+        enc = bb.encoder.mlp(x, coord)
         child = regions[sizes[0]:]
         if agg.pre_mlp is not None:
             child = agg.pre_mlp(child)
@@ -207,8 +212,7 @@ def flat_bound_step(model, tree, device):
         q = model.region_head(regions).split(sizes)
         k = model.region_head(torch.cat([regions[:sizes[0]], child])).split(
             sizes)
-        losses = crit(list(q), list(k), points[:p], points[p:],
-                      torch.zeros(1, dtype=torch.long, device=device),
+        losses = crit(list(q), list(k), points[:p], points[p:], order,
                       model.point_head)
         # the encoder's output gets a gradient, as pooling would give it
         return sum(v for k, v in losses.items() if 'loss' in k) + enc.mean()
@@ -225,21 +229,27 @@ def worker(args):
     batch = make_batch(scenes, args, args.min_points)
 
     cfg = json.loads(json.dumps(MODEL))
-    cfg['with_cp'] = args.with_cp
+    cfg['backbone']['with_cp'] = args.with_cp
     model = MODELS.build(cfg).to(device)
     model.train()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.01)
     data = model.data_preprocessor(batch, True)
-    tree = model.index_tree(data['inputs'])
+    tree = data['inputs']['tree']
     cuda = device.type == 'cuda'
 
     def sync():
         if cuda:
             torch.cuda.synchronize()
 
+    def autocast():
+        # bf16 autocast of the forward pass, as --amp trains on a GPU
+        return torch.autocast(device.type, dtype=torch.bfloat16,
+                              enabled=args.amp)
+
     def train_step():
         opt.zero_grad(set_to_none=True)
-        loss, _ = model.parse_losses(model(**data, mode='loss'))
+        with autocast():
+            loss, _ = model.parse_losses(model(**data, mode='loss'))
         loss.backward()
         opt.step()
 
@@ -247,7 +257,9 @@ def worker(args):
 
     def flat_step():
         opt.zero_grad(set_to_none=True)
-        flat().backward()
+        with autocast():
+            loss = flat()
+        loss.backward()
         opt.step()
 
     # Peak memory first, from model steps alone (the flat bound's own
@@ -284,6 +296,8 @@ def worker(args):
     print(json.dumps(dict(
         step_s=round(step_s, 4), flat_bound_s=round(flat_s, 4),
         ratio=round(step_s / flat_s, 3), peak_mem_gb=round(peak, 3),
+        points_per_s=round(tree.num_points / step_s),
+        amp='bf16' if args.amp else None,
         step_min_s=round(min(step_t), 4), flat_bound_min_s=round(
             min(flat_t), 4),
         rss_before_gb=round(rss0 / 2**20, 3),
@@ -299,18 +313,25 @@ def worker(args):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    ap = argparse.ArgumentParser(
+        description=__doc__.split('\n')[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     ap.add_argument('--regions', type=int, nargs='+', default=[2700],
                     help='target regions per scene, one run each')
     ap.add_argument('--points', type=int, default=40000,
                     help='points per synthetic scene')
     ap.add_argument('--scene', help='prepared scene folder (instead of '
                     'synthetic rooms)')
-    ap.add_argument('--batch', type=int, default=2)
+    ap.add_argument('--batch', type=int, default=2, help='scenes per batch')
     ap.add_argument('--depth', type=int, default=4, help='max_depth')
-    ap.add_argument('--branching', type=int, default=8)
-    ap.add_argument('--tree-seed', type=int, default=0)
-    ap.add_argument('--device', default='cpu')
+    ap.add_argument('--branching', type=int, default=8,
+                    help='children per region')
+    ap.add_argument('--tree-seed', type=int, default=0,
+                    help='seed of the trees\' FPS')
+    ap.add_argument('--device', default='cpu', help='cpu or cuda')
+    ap.add_argument('--amp', action='store_true',
+                    help='bf16 autocast of the forward passes (as --amp '
+                    'trains)')
     ap.add_argument('--steps', type=int, default=5, help='timed steps')
     ap.add_argument('--warmup', type=int, default=2,
                     help='untimed steps of each kind; the peak memory is '
@@ -330,6 +351,8 @@ def main():
     if args.worker:
         return worker(args)
 
+    print(f'building {args.batch} scenes of {args.points} points and '
+          'choosing tree sizes ...', flush=True)
     scenes = load_points(args)
     runs = []
     for target in args.regions:
@@ -341,6 +364,10 @@ def main():
             if getattr(args, key) is not None:
                 cmd += ['--' + key.replace('_', '-'), str(getattr(args, key))]
         cmd += ['--with-cp'] * args.with_cp + ['--profile'] * args.profile
+        cmd += ['--amp'] * args.amp
+        print(f'[{len(runs) + 1}/{len(args.regions)}] {target} regions per '
+              f'scene (min_points_to_split={m}): {args.warmup} warm-up and '
+              f'{args.steps} timed steps of each kind ...', flush=True)
         env = os.environ.copy()
         if args.malloc == 'tuned':
             env.update(MALLOC_TUNED)
@@ -351,16 +378,20 @@ def main():
         out = json.loads(res.stdout.strip().splitlines()[-1])
         out['target_regions'] = target
         runs.append(out)
+        print(f'    step {out["step_s"]} s, flat bound '
+              f'{out["flat_bound_s"]} s, peak {out["peak_mem_gb"]} GB',
+              flush=True)
 
     head = ('target', 'regions/scene', 'points/scene', 'step_s',
-            'flat_bound_s', 'ratio', 'peak_mem_gb', 'device', 'malloc')
+            'flat_bound_s', 'ratio', 'points/s', 'peak_mem_gb', 'device',
+            'malloc')
     print(' | '.join(head))
     print(' | '.join('---' for _ in head))
     for r in runs:
         print(' | '.join(str(x) for x in (
             r['target_regions'], r['regions_per_scene'], r['points'],
-            r['step_s'], r['flat_bound_s'], r['ratio'], r['peak_mem_gb'],
-            r['device'], r['malloc'])))
+            r['step_s'], r['flat_bound_s'], r['ratio'], r['points_per_s'],
+            r['peak_mem_gb'], r['device'], r['malloc'])))
     print(json.dumps(dict(runs[-1], runs=runs)))
 
 

@@ -41,7 +41,9 @@ def parse_args(argv=None):
         nargs='+',
         action=DictAction,
         help='override config keys, e.g. train_cfg.max_epochs=10; '
-        'data_root=PATH sets the data root of both loaders')
+        'data_root=PATH sets the data root of both loaders; '
+        "feat_keys=\"('normal','color')\" sets the point features of both "
+        'loaders and the model\'s input width')
     parser.add_argument(
         '--launcher',
         choices=['none', 'pytorch', 'slurm'],
@@ -74,7 +76,14 @@ def build_config(args):
     if args.cfg_options:
         opts = dict(args.cfg_options)
         data_root = opts.pop('data_root', None)
+        feat_keys = opts.pop('feat_keys', None)
         cfg.merge_from_dict(opts)
+        if feat_keys is not None:
+            from dbbd.datasets.formatting import set_feat_keys
+            try:
+                set_feat_keys(cfg, feat_keys)
+            except ValueError as e:
+                fail(f'--cfg-options feat_keys: {e}')
         if data_root is not None:
             cfg.data_root = data_root
             for loader in ('train_dataloader', 'val_dataloader',
@@ -113,6 +122,7 @@ def main(argv=None):
 
     import dbbd.engine  # noqa: F401  safe checkpoint loading, hooks
     from dbbd.datasets.dbbd_dataset import DataPreparationError
+    from dbbd.datasets.formatting import check_feat_width
     from dbbd.engine.distributed import setup_distributed
     from dbbd.utils.config_check import (ConfigError, check_config_types,
                                          check_config_values,
@@ -120,8 +130,9 @@ def main(argv=None):
     try:
         check_config_types(cfg)
         check_config_values(cfg)
+        check_feat_width(cfg)
         check_data_exists(cfg)
-    except (ConfigError, DataPreparationError) as e:
+    except (ConfigError, DataPreparationError, ValueError) as e:
         fail(str(e))
 
     setup_distributed(cfg)

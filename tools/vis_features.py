@@ -6,10 +6,10 @@ by the first three principal components of their G2L features.
         --scene data/dbbd_demo/val/scene0004_00 --out features.png
 
 CHECKPOINT is a training checkpoint or an encoder exported by
-``tools/export_encoder.py``. The scene goes through the config's validation
-pipeline without its random transforms (so the room is drawn as stored) and
-the config's ``max_depth``; ``--augment`` keeps the random transforms
-(seeded, as validation does for the first scene).
+``tools/export_encoder.py``. The scene is read by the config's validation
+dataset, so it goes through that dataset's own pipeline (its light,
+seeded augmentation included) and ``max_depth``, exactly as validation
+feeds it to the model; the points are drawn where the scene stores them.
 """
 import argparse
 import os
@@ -35,72 +35,53 @@ def parse_args(argv=None):
     parser.add_argument('--point-radius', type=int, default=None,
                         help='pixels around each point (default: from '
                         'the point density)')
-    parser.add_argument('--augment', action='store_true',
-                        help='keep the random validation transforms')
     parser.add_argument('--device', default='cpu')
     return parser.parse_args(argv)
 
 
 def build_model(cfg, checkpoint, device='cpu'):
-    """The config's model with the checkpoint's (or export's) weights."""
+    """The config's model with the checkpoint's (or export's) backbone.
+
+    A training checkpoint must fit the whole model but its heads; an export
+    holds the backbone only. Either way a mismatch is one error listing
+    the keys (:func:`dbbd.engine.state_check.load_state_dict_checked`).
+    """
     from dbbd.engine import load_checkpoint_safe
-    from dbbd.models.export import HEAD_PREFIXES
+    from dbbd.engine.state_check import load_state_dict_checked
+    from dbbd.models.export import EXPORT_FORMAT, HEAD_PREFIXES, check_export
     from dbbd.registry import MODELS
     model = MODELS.build(cfg.model)
     ckpt = load_checkpoint_safe(checkpoint)
-    state = ckpt.get('state_dict', ckpt)
-    state = {k[7:] if k.startswith('module.') else k: v
-             for k, v in state.items()}
-    res = model.load_state_dict(state, strict=False)
-    missing = [k for k in res.missing_keys if not k.startswith(HEAD_PREFIXES)]
-    if missing or res.unexpected_keys:
-        raise ValueError(f'{checkpoint} does not fit the config\'s model '
-                         f'(missing {missing[:5]}, unexpected '
-                         f'{res.unexpected_keys[:5]})')
+    if isinstance(ckpt, dict) and ckpt.get('format') == EXPORT_FORMAT:
+        payload = check_export(ckpt, checkpoint)
+        load_state_dict_checked(model.backbone, payload['state_dict'],
+                                checkpoint)
+    else:
+        heads = [f'^{p}' for p in HEAD_PREFIXES]
+        load_state_dict_checked(model, ckpt.get('state_dict', ckpt),
+                                checkpoint, allow_missing=heads)
     return model.to(device).eval()
 
 
-def scene_batch(cfg, scene_dir, augment=False, seed=0):
-    """A one-scene batch of ``scene_dir`` as the validation loader makes
-    it (one view); also returns the stored coordinates."""
-    import numpy as np
-    from dbbd.datasets import dbbd_collate, truncate_tree
-    from dbbd.datasets.scene_io import load_scene
-    from dbbd.registry import TRANSFORMS
-    from mmengine.dataset import Compose
+def scene_batch(cfg, scene_dir):
+    """A one-scene batch of ``scene_dir``, made by the config's validation
+    dataset (its own pipeline); also returns the stored coordinates."""
+    import copy
 
-    ds = cfg.val_dataloader.dataset
-    feat_keys = tuple(ds.get('feat_keys', ('normal', )))
-    scene = load_scene(scene_dir, mmap=False)
-    tree = truncate_tree(scene['tree'], ds.get('max_depth'))
-    steps = []
-    for t in ds.get('pipeline', []):
-        name = t['type'] if isinstance(t, dict) else type(t).__name__
-        if augment or not (name.startswith('Random') or name in (
-                'ColorJitter', 'ChromaticAutoContrast')):
-            steps.append(TRANSFORMS.build(t) if isinstance(t, dict) else t)
-    coord = np.array(scene['coord'], np.float32)
-    results = Compose(steps)(dict(
-        coord=coord.copy(), normal=np.array(scene['normal'], np.float32),
-        color=None if scene.get('color') is None else np.array(
-            scene['color'], np.float32),
-        rng=np.random.default_rng([seed, 0, 0, 0])))
-    for k in feat_keys:
-        if results.get(k) is None:
-            raise ValueError(f'{scene_dir}: the config\'s feat_keys asks for '
-                             f'{k!r}, which the scene lacks')
-    feat = np.concatenate([np.asarray(results[k], np.float32)
-                           for k in feat_keys], axis=1)
-    n = coord.shape[0]
-    sample = dict(
-        scene_id=scene['scene_id'], num_points=n,
-        point_region=np.asarray(tree.point_region),
-        region_parent=np.asarray(tree.region_parent),
-        region_center=np.asarray(tree.region_center),
-        level_offset=np.asarray(tree.level_offset),
-        segment=np.full(n, -1, np.int64), sample_seed=seed,
-        view1=dict(coord=np.ascontiguousarray(results['coord'], np.float32),
-                   feat=np.ascontiguousarray(feat)))
+    import numpy as np
+    from dbbd.datasets import dbbd_collate
+    from dbbd.datasets.scene_io import load_scene
+    from dbbd.registry import DATASETS
+
+    scene_dir = osp.normpath(scene_dir)
+    split_dir, scene_id = osp.split(scene_dir)
+    ds_cfg = copy.deepcopy(cfg.val_dataloader.dataset)
+    ds_cfg.update(data_root=osp.dirname(split_dir),
+                  split=osp.basename(split_dir), max_scenes=None,
+                  auto_prepare=None)
+    dataset = DATASETS.build(ds_cfg)
+    sample = dataset[dataset.index_of(scene_id)]
+    coord = np.array(load_scene(scene_dir, mmap=True)['coord'], np.float32)
     return dbbd_collate([sample]), coord
 
 
@@ -116,7 +97,7 @@ def main(argv=None):
     try:
         cfg = Config.fromfile(args.config)
         model = build_model(cfg, args.checkpoint, args.device)
-        batch, coord = scene_batch(cfg, args.scene, args.augment)
+        batch, coord = scene_batch(cfg, args.scene)
         with torch.no_grad():
             data = model.data_preprocessor(batch, False)
             feat = model(data['inputs'], mode='tensor')['point_feat']

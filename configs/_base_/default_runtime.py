@@ -30,8 +30,8 @@ custom_hooks = [
     dict(type='StrictLoadHook'),
     # collapse/* scalars and a picture of the point features at each
     # validation (docs/evaluation.md)
-    # one extra no-grad forward per validation batch: the first 8 batches
-    # are plenty for the statistics and bound the cost on large val sets
+    # reads the embeddings the validation loss compared (no extra forward);
+    # the first 8 batches are plenty for the statistics
     dict(type='CollapseWatchHook', max_batches=8),
     dict(type='FeatureVisHook'),
 ]

@@ -4,9 +4,10 @@
 _base_ = ['./dbbd_scannet.py']
 
 model = dict(
-    hidden_channels=64,
-    encoder=dict(hidden_dims=[32, 64], out_channels=64),
-    propagator=dict(hidden_channels=64, out_channels=64),
+    backbone=dict(
+        hidden_channels=64,
+        encoder=dict(hidden_dims=[32, 64], out_channels=64),
+        propagator=dict(hidden_channels=64, out_channels=64)),
     region_head=dict(out_channels=64),
     point_head=dict(out_channels=64),
     loss=dict(point_loss=dict(num_samples=512)),

@@ -23,12 +23,22 @@ def dbbd_collate(samples):
     shifted by the scene's point offset. Scenes shallower than the deepest
     one simply have no regions in the deeper levels.
 
+    Everything the model derives from the tree alone is built here too, on
+    the host (in the loader workers): ``inputs['tree']``, the
+    :class:`~dbbd.models.utils.TreeIndex` both branches index with, and
+    ``inputs['sample_order']``, the seeded permutation of the batch's
+    points whose head the point loss samples. The training step then needs
+    no host synchronisation to learn sizes.
+
     Only a loop over scenes and levels (to compute offsets); the per-point
     work is array arithmetic.
 
     Returns:
         dict(inputs=dict(...), data_samples=[dict(scene_id, num_points)])
     """
+    from dbbd.models.losses.point_loss import point_sample_order
+    from dbbd.models.utils.tree_index import build_tree_index
+
     if len(samples) == 0:
         raise ValueError('dbbd_collate: got an empty list of samples')
     n_pts = np.array([s['num_points'] for s in samples], dtype=np.int64)
@@ -58,19 +68,24 @@ def dbbd_collate(samples):
                 np.asarray(s['region_center'][lo[l]:lo[l + 1]], np.int64)
                 + offset[b])
 
-    def level_tensors(chunks):
-        return [torch.from_numpy(np.concatenate(c)) if c else
-                torch.zeros(0, dtype=torch.long) for c in chunks]
+    parents = [np.concatenate(c) if c else np.zeros(0, np.int64)
+               for c in parents]
+    centers = [np.concatenate(c) if c else np.zeros(0, np.int64)
+               for c in centers]
+    sample_seed = [int(s['sample_seed']) for s in samples]
 
     inputs = dict(
         offset=torch.from_numpy(offset),
+        num_points=[int(n) for n in n_pts],
         point_region=torch.from_numpy(point_region),
-        region_parent=level_tensors(parents),
-        region_center=level_tensors(centers),
+        region_parent=[torch.from_numpy(p) for p in parents],
+        region_center=[torch.from_numpy(c) for c in centers],
         region_offset=torch.from_numpy(np.ascontiguousarray(region_offset)),
         segment=_cat([s['segment'] for s in samples], np.int64),
-        sample_seed=torch.tensor([s['sample_seed'] for s in samples],
-                                 dtype=torch.long),
+        sample_seed=torch.tensor(sample_seed, dtype=torch.long),
+        sample_order=torch.from_numpy(
+            point_sample_order(sample_seed, int(offset[-1]))),
+        tree=build_tree_index(point_region, parents, centers),
     )
     for view in ('view1', 'view2'):
         if view in samples[0]:

@@ -11,8 +11,6 @@ from .region_tree import truncate_tree
 
 __all__ = ['DBBDDataset', 'DataPreparationError']
 
-_FEATURE_CHANNELS = dict(normal=3, color=3, coord=3)
-
 
 class DataPreparationError(FileNotFoundError):
     """A split is missing or empty; the message says which command fixes it.
@@ -35,23 +33,23 @@ class DBBDDataset(BaseDataset):
         max_scenes: keep only the first ``max_scenes`` scenes (sorted by
             id); a value larger than the split warns and keeps them all.
         max_depth: truncate trees at load time to levels ``0..max_depth``.
-        feat_keys: point features, concatenated in this order; any of
-            ``'normal'`` (default), ``'color'`` (put ``NormalizeColor`` in the
-            pipeline), ``'coord'``.
-        pipeline: transforms (``TRANSFORMS`` configs) applied to each view.
-        dual_view: two independently augmented views (training and
-            validation of the contrastive loss) or one (``mode='tensor'``).
+        pipeline: transforms (``TRANSFORMS`` configs) applied to the scene
+            dict, ending with ``PackDBBDInputs``; two views for the
+            contrastive loss come from ``MultiView(num_views=2, ...)`` (see
+            :mod:`dbbd.datasets.formatting`).
         seed: base seed used when indexed with a plain int (no sampler).
         auto_prepare: optional ``dict(num_train=..., num_val=...,
             num_points=..., seed=..., **tree_options)``: when the split is
             absent, generate synthetic rooms and prepare them into
             ``data_root`` first (the demo config uses this).
 
-    A sample (input of :func:`dbbd_collate`) holds ``view1`` (and ``view2``)
-    ``dict(coord (N, 3), feat (N, C))``, the tree arrays ``point_region
-    (L, N)``, ``region_parent (R,)``, ``region_center (R,)``,
-    ``level_offset (L + 1,)``, ``segment (N,)``, ``scene_id``,
-    ``num_points`` and ``sample_seed``.
+    The pipeline receives ``scene_id``, ``scene_dir``, ``coord (N, 3)``,
+    ``normal (N, 3)``, ``color (N, 3)`` or None, ``segment (N,)`` or None,
+    the tree arrays ``point_region (L, N)``, ``region_parent (R,)``,
+    ``region_center (R,)``, ``level_offset (L + 1,)``, ``seed_key`` (the
+    ``(seed, epoch, index)`` all augmentation randomness derives from) and
+    ``sample_seed``. Its output (``PackDBBDInputs``) is the input of
+    :func:`dbbd_collate`.
     """
 
     METAINFO = dict(classes=(
@@ -65,17 +63,10 @@ class DBBDDataset(BaseDataset):
                  split='train',
                  max_scenes=None,
                  max_depth=None,
-                 feat_keys=('normal', ),
                  pipeline=(),
-                 dual_view=True,
                  seed=0,
                  auto_prepare=None,
                  **kwargs):
-        for k in feat_keys:
-            if k not in _FEATURE_CHANNELS:
-                raise ValueError(
-                    f'DBBDDataset: unknown feat_keys entry {k!r}; use any of '
-                    f'{sorted(_FEATURE_CHANNELS)}')
         if max_scenes is not None and (not isinstance(max_scenes, int)
                                        or max_scenes < 1):
             raise ValueError('DBBDDataset: max_scenes must be a positive int '
@@ -87,8 +78,6 @@ class DBBDDataset(BaseDataset):
         self.split = split
         self.max_scenes = max_scenes
         self.max_depth = max_depth
-        self.feat_keys = tuple(feat_keys)
-        self.dual_view = dual_view
         self.seed = seed
         self.auto_prepare = auto_prepare
         kwargs.setdefault('serialize_data', False)
@@ -99,10 +88,13 @@ class DBBDDataset(BaseDataset):
             TRANSFORMS.build(t) if isinstance(t, dict) else t
             for t in pipeline
         ])
-
-    @property
-    def in_channels(self):
-        return sum(_FEATURE_CHANNELS[k] for k in self.feat_keys)
+        last = self.pipeline.transforms[-1] if \
+            self.pipeline.transforms else None
+        if not type(last).__name__.startswith('Pack'):
+            raise ValueError(
+                'DBBDDataset: the pipeline must end with a packing transform '
+                "(dict(type='PackDBBDInputs', feat_keys=...)), got "
+                f'{type(last).__name__ if last is not None else "none"}')
 
     def load_data_list(self):
         split_dir = osp.join(self.data_root, self.split)
@@ -137,28 +129,7 @@ class DBBDDataset(BaseDataset):
         from .scene_io import load_scene
         scene = load_scene(info['scene_dir'], mmap=True, check=True)
         tree = truncate_tree(scene['tree'], self.max_depth)
-        for k in self.feat_keys:
-            if k != 'coord' and scene.get(k) is None:
-                raise ValueError(
-                    f'{info["scene_dir"]}: feat_keys asks for {k!r} but the '
-                    f'scene has no {k}; drop it from feat_keys or prepare '
-                    'the data with that attribute')
         return scene, tree
-
-    def _view(self, scene, rng):
-        results = dict(
-            coord=np.array(scene['coord'], dtype=np.float32),
-            normal=np.array(scene['normal'], dtype=np.float32),
-            color=None if scene.get('color') is None else np.array(
-                scene['color'], dtype=np.float32),
-            rng=rng)
-        results = self.pipeline(results)
-        feat = np.concatenate(
-            [np.asarray(results[k], dtype=np.float32) for k in self.feat_keys],
-            axis=1)
-        return dict(coord=np.ascontiguousarray(results['coord'],
-                                               dtype=np.float32),
-                    feat=np.ascontiguousarray(feat))
 
     def __getitem__(self, index):
         """``index``: an int, or ``(index, epoch, seed)`` from
@@ -171,24 +142,33 @@ class DBBDDataset(BaseDataset):
             idx, epoch, seed = int(index), 0, int(self.seed)
         info = self.get_data_info(idx)
         scene, tree = self._load(info)
-        n = int(tree.point_region.shape[1])
-        sample = dict(
+        results = dict(
             scene_id=info['scene_id'],
-            num_points=n,
+            scene_dir=info['scene_dir'],
+            coord=scene['coord'],
+            normal=scene['normal'],
+            color=scene.get('color'),
+            segment=scene.get('segment'),
             point_region=np.asarray(tree.point_region),
             region_parent=np.asarray(tree.region_parent),
             region_center=np.asarray(tree.region_center),
             level_offset=np.asarray(tree.level_offset),
-            segment=(np.full(n, -1, np.int64) if scene.get('segment') is None
-                     else np.asarray(scene['segment'], dtype=np.int64)),
+            seed_key=(seed, epoch, idx),
             sample_seed=int(
                 np.random.SeedSequence([seed, epoch, idx, 2]).generate_state(
                     1, np.uint32)[0]),
         )
-        for v in range(2 if self.dual_view else 1):
-            rng = np.random.default_rng([seed, epoch, idx, v])
-            sample[f'view{v + 1}'] = self._view(scene, rng)
-        return sample
+        return self.pipeline(results)
+
+    def index_of(self, scene_id: str) -> int:
+        """Position of ``scene_id`` in the dataset (ValueError if absent)."""
+        if not self._fully_initialized:
+            self.full_init()
+        for i, info in enumerate(self.data_list):
+            if info['scene_id'] == scene_id:
+                return i
+        raise ValueError(f'scene {scene_id} is not in {self.data_root}/'
+                         f'{self.split} (or beyond max_scenes)')
 
     def get_data_info(self, idx):
         return copy.copy(self.data_list[idx])

@@ -24,7 +24,8 @@ from .checkpoint import CHECKPOINT_FORMAT_VERSION, CheckpointLoadError
 __all__ = [
     'CheckpointMismatchError', 'CheckpointVersionError',
     'check_checkpoint', 'check_checkpoint_version',
-    'check_state_dict_matches', 'model_cfg_differences'
+    'check_state_dict_matches', 'load_state_dict_checked',
+    'model_cfg_differences', 'revise_state_dict'
 ]
 
 #: What ``Runner.load_checkpoint`` applies to checkpoint keys by default
@@ -137,6 +138,17 @@ def _revise(keys: Iterable[str],
     return out
 
 
+def revise_state_dict(
+        state_dict: Dict[str, Any],
+        revise_keys: Sequence[Tuple[str, str]] = DEFAULT_REVISE_KEYS
+) -> Dict[str, Any]:
+    """``state_dict`` with its keys renamed as ``Runner.load_checkpoint``
+    renames them (by default: ``module.`` of a DDP-wrapped model dropped).
+    The one place the project strips that prefix."""
+    return {new: state_dict[old]
+            for new, old in _revise(state_dict.keys(), revise_keys).items()}
+
+
 def check_state_dict_matches(
         model: nn.Module,
         state_dict: Dict[str, Any],
@@ -190,6 +202,24 @@ def check_state_dict_matches(
     if missing or unexpected or shapes:
         raise CheckpointMismatchError(source, missing, unexpected, shapes,
                                       hints)
+
+
+def load_state_dict_checked(model: nn.Module,
+                            state_dict: Dict[str, Any],
+                            source: str,
+                            allow_missing: Sequence[str] = (),
+                            allow_unexpected: Sequence[str] = (),
+                            hints: Sequence[str] = ()) -> None:
+    """Check ``state_dict`` against ``model``
+    (:func:`check_state_dict_matches`), then load it; nothing is loaded
+    when the check fails. Keys matching ``allow_missing`` keep the model's
+    values; ``allow_unexpected`` keys are ignored."""
+    check_state_dict_matches(model, state_dict, source,
+                             allow_missing=allow_missing,
+                             allow_unexpected=allow_unexpected, hints=hints)
+    expected = model.state_dict()
+    model.load_state_dict({k: v for k, v in revise_state_dict(
+        state_dict).items() if k in expected}, strict=False)
 
 
 def _flatten(obj: Any, prefix: str = '') -> Dict[str, Any]:

@@ -17,11 +17,9 @@ A collapsed model has ``align`` 0 (trivially) together with ``std`` near 0
 and ``uniform`` near 0: that combination is what :class:`CollapseStats`
 flags.
 
-:func:`dbbd_embeddings` computes the projected region and point embeddings
-of both branches for a validation batch, from the model's public parts
-(``data_preprocessor``, ``index_tree``, ``g2l``, ``l2g``, ``region_head``,
-``point_head``); ``dbbd.engine.hooks.CollapseWatchHook`` runs it on every
-validation batch.
+``dbbd.engine.hooks.CollapseWatchHook`` streams the embeddings that
+``DBBD.predict`` returns with ``return_embeddings`` (those its loss compared)
+into :class:`CollapseStats` at every validation.
 """
 import math
 from typing import Dict, Optional, Tuple
@@ -29,8 +27,7 @@ from typing import Dict, Optional, Tuple
 import torch
 import torch.nn.functional as F
 
-__all__ = ['embedding_std', 'alignment', 'uniformity', 'CollapseStats',
-           'dbbd_embeddings']
+__all__ = ['embedding_std', 'alignment', 'uniformity', 'CollapseStats']
 
 
 def _unit(z: torch.Tensor) -> torch.Tensor:
@@ -142,45 +139,3 @@ class CollapseStats:
         if uniform:
             out['uniform'] = sum(uniform) / len(uniform)
         return out
-
-
-def _unwrap(model):
-    # DDP / MMDistributedDataParallel keep the model in ``module``
-    return getattr(model, 'module', model)
-
-
-@torch.no_grad()
-def dbbd_embeddings(model, data_batch: dict, max_points: int = 4096,
-                    seed: int = 0) -> Optional[Dict[str, tuple]]:
-    """Projected embeddings of both branches for one collated batch.
-
-    Args:
-        model: a ``DBBD`` (or a wrapper with ``.module``).
-        data_batch: the collated batch as the loader yields it (needs
-            ``view2``).
-        max_points: point pairs kept (a random subset, ``seed``) of the
-            batch; regions are all kept.
-
-    Returns:
-        ``dict(region=(g2l (R, E), l2g (R, E)), point=(g2l (M, E),
-        l2g (M, E)))``, rows matching across branches (regions of all
-        levels concatenated), or None when the batch has no ``view2``.
-    """
-    model = _unwrap(model)
-    data = model.data_preprocessor(data_batch, False)
-    inputs = data['inputs']
-    if 'view2' not in inputs:
-        return None
-    tree = model.index_tree(inputs)
-    g2l = model.g2l(inputs['view1'], tree)
-    l2g = model.l2g(inputs['view2'], tree)
-    region = (model.region_head(torch.cat(g2l['region_feat'])),
-              model.region_head(torch.cat(l2g['region_feat'])))
-    pg, pl = g2l['point_feat'], l2g['point_feat']
-    if pg.shape[0] > max_points:
-        gen = torch.Generator().manual_seed(seed)
-        idx = torch.randperm(pg.shape[0], generator=gen)[:max_points]
-        idx = idx.sort().values.to(pg.device)
-        pg, pl = pg.index_select(0, idx), pl.index_select(0, idx)
-    point = (model.point_head(pg), model.point_head(pl))
-    return dict(region=region, point=point)

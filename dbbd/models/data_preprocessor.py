@@ -2,6 +2,8 @@
 from dbbd.registry import MODELS
 from mmengine.model import BaseDataPreprocessor
 
+from .utils import TreeIndex
+
 __all__ = ['DBBDDataPreprocessor']
 
 
@@ -9,8 +11,8 @@ __all__ = ['DBBDDataPreprocessor']
 class DBBDDataPreprocessor(BaseDataPreprocessor):
     """Cast the batch of ``docs/data_format.md`` to the model's device.
 
-    ``cast_data`` walks the nested ``inputs`` dict (tensors and lists of
-    per-level tensors) and leaves ``data_samples`` (plain dicts of strings
+    ``cast_data`` walks the nested ``inputs`` dict (tensors, lists of
+    per-level tensors, the tree index) and leaves ``data_samples`` (plain dicts of strings
     and ints) as they are. Nothing is normalised here: the features are
     whatever the dataset's pipeline produced.
 
@@ -20,6 +22,13 @@ class DBBDDataPreprocessor(BaseDataPreprocessor):
 
     def __init__(self, non_blocking: bool = False):
         super().__init__(non_blocking=non_blocking)
+
+    def cast_data(self, data):
+        """mmengine's ``cast_data``, plus the batch's
+        :class:`~dbbd.models.utils.TreeIndex` (moved with its ``to``)."""
+        if isinstance(data, TreeIndex):
+            return data.to(self.device, non_blocking=self._non_blocking)
+        return super().cast_data(data)
 
     def forward(self, data: dict, training: bool = False) -> dict:
         data = self.cast_data(data)

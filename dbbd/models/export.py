@@ -1,9 +1,11 @@
-"""The pre-trained encoder alone: export from a training checkpoint, load
-back into ``DBBD`` or into your own model.
+"""The pre-trained backbone alone: export from a training checkpoint, load
+back into ``DBBD``, into a downstream model, or into your own.
 
-What "the encoder" is for DBBD: every trained part that turns points into
-features, i.e. everything except the two projection heads (which only map
-features into the contrastive space of the loss) and the loss:
+What "the encoder" is for DBBD: its backbone (``model.backbone``, a
+:class:`~dbbd.models.backbones.DBBDTreeBackbone`), every trained part that
+turns points into features. Dropped: the two projection heads (they only
+map features into the contrastive space of the loss) and the loss; no
+optimizer state, no message hub. The backbone's keys:
 
 ========================  =================================================
 key prefix                part
@@ -18,21 +20,24 @@ key prefix                part
 
 ``mode='tensor'`` (G2L point and region features of one view) uses the
 first four; ``aggregator.`` is kept so that the L2G branch can be computed
-too. Dropped: ``region_head.``, ``point_head.``, ``criterion.``; no
-optimizer state, no message hub.
+too.
 
 The exported file is a plain dict that ``torch.load(path,
 weights_only=True)`` reads (tensors, str, int, float, list, dict only)::
 
-    dict(format='dbbd-encoder', format_version=1, dbbd_version=str,
-         state_dict={key: tensor},      # keys with the prefixes above
+    dict(format='dbbd-encoder', format_version=2, dbbd_version=str,
+         state_dict={key: tensor},      # the backbone's, keys as above
          key_prefixes=[...],            # the prefixes above
-         model_cfg=dict(type='DBBD', ...),  # rebuilds the model
+         backbone_cfg=dict(type=...),   # rebuilds the backbone
+         model_cfg=dict(type='DBBD', ...),  # rebuilds the whole model
          in_channels=int,               # width of the raw point features
          out_channels=int,              # width D of the features
          feat_keys=[...] or None,       # which raw features (from --config)
          max_depth=int or None,         # tree depth used in training
          source=dict(checkpoint=str, epoch=int, iter=int))
+
+Format 1 (before the backbone split) is refused: re-export from the
+training checkpoint with this version.
 """
 import os
 import os.path as osp
@@ -41,48 +46,44 @@ from typing import Any, Dict, Optional, Union
 
 import torch
 
-__all__ = ['EXPORT_FORMAT', 'EXPORT_FORMAT_VERSION', 'ENCODER_PREFIXES',
+__all__ = ['EXPORT_FORMAT', 'EXPORT_FORMAT_VERSION', 'BACKBONE_PREFIX',
            'HEAD_PREFIXES', 'encoder_state_dict', 'export_encoder',
-           'load_exported_encoder']
+           'load_exported_encoder', 'read_export', 'check_export']
 
 EXPORT_FORMAT = 'dbbd-encoder'
-EXPORT_FORMAT_VERSION = 1
-ENCODER_PREFIXES = ('input_proj.', 'context_proj.', 'propagator.',
-                    'encoder.', 'aggregator.')
+EXPORT_FORMAT_VERSION = 2
+BACKBONE_PREFIX = 'backbone.'
 HEAD_PREFIXES = ('region_head.', 'point_head.', 'criterion.')
-
-
-def _strip_module(key: str) -> str:
-    # weights saved from a DDP-wrapped model
-    return key[len('module.'):] if key.startswith('module.') else key
 
 
 def encoder_state_dict(model_or_state: Union[torch.nn.Module, Dict[str, Any]]
                        ) -> 'OrderedDict[str, torch.Tensor]':
-    """The encoder's entries of a ``DBBD`` model or state dict (CPU copies).
+    """The backbone's entries of a ``DBBD`` model or state dict (CPU
+    copies), keys relative to the backbone.
 
     Raises:
-        ValueError: an entry belongs to neither the encoder nor the heads
-            (not a DBBD state dict, or a newer DBBD with parts this code
-            does not know).
+        ValueError: an entry belongs to neither the backbone nor the heads
+            (not a DBBD state dict, or one of the layout before the
+            backbone split).
     """
+    from dbbd.engine.state_check import revise_state_dict
     state = model_or_state.state_dict() if isinstance(
         model_or_state, torch.nn.Module) else model_or_state
     out = OrderedDict()
     unknown = []
-    for key, value in state.items():
-        key = _strip_module(key)
-        if key.startswith(ENCODER_PREFIXES):
-            out[key] = value.detach().cpu().clone()
+    for key, value in revise_state_dict(state).items():
+        if key.startswith(BACKBONE_PREFIX):
+            out[key[len(BACKBONE_PREFIX):]] = value.detach().cpu().clone()
         elif not key.startswith(HEAD_PREFIXES):
             unknown.append(key)
     if unknown:
         raise ValueError(
-            'encoder_state_dict: entries that are neither encoder '
-            f'{ENCODER_PREFIXES} nor heads {HEAD_PREFIXES}: '
-            f'{", ".join(unknown[:10])}')
+            'encoder_state_dict: entries that are neither backbone '
+            f'({BACKBONE_PREFIX}) nor heads {HEAD_PREFIXES}: '
+            f'{", ".join(unknown[:10])} (a checkpoint of the layout before '
+            'the backbone split? it cannot be exported by this version)')
     if not out:
-        raise ValueError('encoder_state_dict: no encoder entry found (is '
+        raise ValueError('encoder_state_dict: no backbone entry found (is '
                          'this a DBBD model?)')
     return out
 
@@ -95,7 +96,8 @@ def _config_parts(config):
     for loader in ('val_dataloader', 'train_dataloader'):
         ds = (cfg.get(loader) or {}).get('dataset') or {}
         if ds:
-            feat_keys = ds.get('feat_keys', ('normal', ))
+            from dbbd.datasets.formatting import pipeline_feat_keys
+            feat_keys = pipeline_feat_keys(ds)
             max_depth = ds.get('max_depth')
             break
     return cfg.get('model'), feat_keys, max_depth
@@ -139,24 +141,24 @@ def export_encoder(checkpoint: Union[str, Dict[str, Any]],
     model_cfg = to_plain(model_cfg)
     weights = encoder_state_dict(state)
 
-    # widths from the weights' own config, as DBBD fills them in
-    from .algorithms import DBBD  # noqa: F401  registers DBBD
     from dbbd.registry import MODELS
-    model = MODELS.build(model_cfg)
+    model = MODELS.build(model_cfg)  # fills in the widths it leaves out
+    backbone = model.backbone
     payload = dict(
         format=EXPORT_FORMAT,
         format_version=EXPORT_FORMAT_VERSION,
         dbbd_version=__version__,
         state_dict=dict(weights),
-        key_prefixes=list(ENCODER_PREFIXES),
+        key_prefixes=sorted({k.split('.')[0] + '.' for k in weights}),
+        backbone_cfg=to_plain(model_cfg['backbone']),
         model_cfg=model_cfg,
-        in_channels=int(model.in_channels),
-        out_channels=int(model.out_channels),
+        in_channels=int(backbone.in_channels),
+        out_channels=int(backbone.out_channels),
         feat_keys=None if feat_keys is None else [str(k) for k in feat_keys],
         max_depth=max_depth,
         source=dict(checkpoint=osp.basename(source) if source else None,
                     epoch=meta.get('epoch'), iter=meta.get('iter')))
-    _load_into(model, payload, source or 'checkpoint')  # fails early
+    _load_into(backbone, payload, source or 'checkpoint')  # fails early
     if out is not None:
         folder = osp.dirname(osp.abspath(out))
         os.makedirs(folder, exist_ok=True)
@@ -164,42 +166,56 @@ def export_encoder(checkpoint: Union[str, Dict[str, Any]],
     return payload
 
 
-def _load_into(model, payload, source):
-    result = model.load_state_dict(payload['state_dict'], strict=False)
-    missing = [k for k in result.missing_keys
-               if not k.startswith(HEAD_PREFIXES)]
-    if missing or result.unexpected_keys:
-        raise ValueError(
-            f'{source}: the encoder weights do not fit the model of its '
-            f'model_cfg (missing: {missing[:10]}, unexpected: '
-            f'{result.unexpected_keys[:10]})')
+def _load_into(backbone, payload, source):
+    from dbbd.engine.state_check import load_state_dict_checked
+    load_state_dict_checked(backbone, payload['state_dict'], source)
 
 
-def load_exported_encoder(path: str, map_location: Any = 'cpu'):
-    """Rebuild ``DBBD`` from an exported encoder, in eval mode.
+def read_export(path: str, map_location: Any = 'cpu') -> Dict[str, Any]:
+    """The dict of an exported encoder (``weights_only=True``), its format
+    checked.
 
-    The encoder weights are loaded strictly (every encoder entry must be
-    there and fit); the projection heads are freshly initialised (they are
-    not part of the export), so use the model for ``mode='tensor'`` (or
-    continue pre-training, which trains new heads).
-
-    Returns:
-        DBBD: ``model(inputs, mode='tensor')`` gives the G2L point features.
+    Raises:
+        ValueError: not an export, or of another format version.
     """
-    payload = torch.load(path, map_location=map_location, weights_only=True)
+    return check_export(
+        torch.load(path, map_location=map_location, weights_only=True), path)
+
+
+def check_export(payload: Any, path: str) -> Dict[str, Any]:
+    """``payload`` if it is an encoder export of the format this DBBD
+    reads; ValueError naming ``path`` otherwise."""
     if not isinstance(payload, dict) or payload.get('format') != \
             EXPORT_FORMAT:
         raise ValueError(f'{path}: not a DBBD encoder export (make one with '
                          'tools/export_encoder.py)')
     version = payload.get('format_version')
-    if not isinstance(version, int) or version > EXPORT_FORMAT_VERSION:
+    if version != EXPORT_FORMAT_VERSION:
+        hint = ('newer than this DBBD reads; upgrade dbbd' if isinstance(
+            version, int) and version > EXPORT_FORMAT_VERSION else
+                'of the layout before the backbone split; export the '
+                'training checkpoint again with tools/export_encoder.py')
         raise ValueError(f'{path}: encoder export format {version!r} is '
-                         'newer than this DBBD reads '
-                         f'({EXPORT_FORMAT_VERSION}); upgrade dbbd')
-    from .algorithms import DBBD  # noqa: F401  registers DBBD
+                         f'{hint} (this DBBD reads format '
+                         f'{EXPORT_FORMAT_VERSION})')
+    return payload
+
+
+def load_exported_encoder(path: str, map_location: Any = 'cpu'):
+    """Rebuild ``DBBD`` from an exported encoder, in eval mode.
+
+    The backbone weights are loaded strictly (every entry must be there
+    and fit); the projection heads are freshly initialised (they are not
+    part of the export), so use the model for ``mode='tensor'`` (or
+    continue pre-training, which trains new heads).
+
+    Returns:
+        DBBD: ``model(inputs, mode='tensor')`` gives the G2L point features.
+    """
+    payload = read_export(path, map_location)
     from dbbd.registry import MODELS
     model = MODELS.build(payload['model_cfg'])
-    _load_into(model, payload, path)
+    _load_into(model.backbone, payload, path)
     if map_location is not None and not callable(map_location) and \
             not isinstance(map_location, dict):
         model.to(map_location)

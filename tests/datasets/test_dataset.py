@@ -9,7 +9,7 @@ from torch.utils.data import DataLoader
 from dbbd.datasets import (DataPreparationError, DBBDDataset,
                            EpochSeedSampler, dbbd_collate)
 
-PIPELINE = [
+VIEW = [
     dict(type='CenterShift'),
     dict(type='RandomRotateZ'),
     dict(type='RandomScale'),
@@ -17,8 +17,13 @@ PIPELINE = [
 ]
 
 
+def pipeline(num_views=2, view=VIEW, feat_keys=('normal', )):
+    return [dict(type='MultiView', num_views=num_views, transforms=view),
+            dict(type='PackDBBDInputs', feat_keys=feat_keys)]
+
+
 def _ds(root, **kw):
-    kw.setdefault('pipeline', PIPELINE)
+    kw.setdefault('pipeline', pipeline())
     return DBBDDataset(data_root=root, **kw)
 
 
@@ -32,7 +37,6 @@ def test_loads_prepared_scenes(demo_root):
     assert s['point_region'].shape[1] == n
     assert s['segment'].shape == (n, )
     assert s['segment'].max() < 20 and s['segment'].min() >= -1
-    assert ds.in_channels == 3
 
 
 def test_max_scenes_and_warning(demo_root):
@@ -61,19 +65,22 @@ def test_dual_views_differ_and_share_the_tree(demo_root):
     d1 = np.linalg.norm(s['view1']['coord'] - s['view1']['coord'][0], axis=1)
     d2 = np.linalg.norm(s['view2']['coord'] - s['view2']['coord'][0], axis=1)
     assert np.corrcoef(d1, d2)[0, 1] > 0.95
-    single = _ds(demo_root, dual_view=False)[1]
+    single = _ds(demo_root, pipeline=pipeline(num_views=1))[1]
     assert 'view2' not in single
     np.testing.assert_array_equal(single['view1']['coord'],
                                   s['view1']['coord'])
 
 
 def test_features_colour_and_both(demo_root):
-    s = _ds(demo_root, feat_keys=('normal', 'color'),
-            pipeline=PIPELINE + [dict(type='NormalizeColor')])[0]
+    s = _ds(demo_root, pipeline=pipeline(
+        view=VIEW + [dict(type='NormalizeColor')],
+        feat_keys=('normal', 'color')))[0]
     assert s['view1']['feat'].shape[1] == 6
     assert np.abs(s['view1']['feat'][:, 3:]).max() <= 1.0
-    with pytest.raises(ValueError, match='unknown feat_keys'):
-        _ds(demo_root, feat_keys=('rgb', ))
+    with pytest.raises(ValueError, match="feat_keys.*'rgb'"):
+        _ds(demo_root, pipeline=pipeline(feat_keys=('rgb', )))
+    with pytest.raises(ValueError, match='must end with a packing'):
+        _ds(demo_root, pipeline=VIEW)
 
 
 def test_augmentation_is_a_function_of_seed_epoch_index(demo_root):

@@ -54,7 +54,7 @@ def fake_runner():
     from mmengine.logging import MessageHub
     hub = MessageHub.get_instance(f'collapse_test_{id(object())}')
     return SimpleNamespace(message_hub=hub, logger=mock.MagicMock(),
-                           model=None)
+                           model=SimpleNamespace(return_embeddings=False))
 
 
 def run_hook(g2l, l2g):
@@ -62,11 +62,14 @@ def run_hook(g2l, l2g):
     hook = CollapseWatchHook()
     runner = fake_runner()
     hook.before_val_epoch(runner)
-    with mock.patch('dbbd.engine.hooks.collapse_hook.dbbd_embeddings',
-                    return_value=dict(region=(g2l, l2g), point=(g2l, l2g))):
-        hook.after_val_iter(runner, 0, data_batch={}, outputs=[])
+    # the hook asks the model for its embeddings during the validation
+    assert runner.model.return_embeddings is True
+    emb = dict(region=(g2l, l2g), point=(g2l, l2g))
+    hook.after_val_iter(runner, 0, data_batch={},
+                        outputs=[dict(embeddings=emb)])
     metrics = {'loss': 1.0}
     hook.after_val_epoch(runner, metrics)
+    assert runner.model.return_embeddings is False  # restored
     return runner, metrics
 
 

@@ -60,6 +60,33 @@ def test_config_validation_reports_loss_probe_and_collapse(validated):
     assert 0 < metrics['collapse/point_std'] < 1
 
 
+def test_collapse_watch_on_the_real_runner_reads_the_models_embeddings(
+        validated):
+    """The hook's figures are those of the embeddings the validation loss
+    compared, recomputed here from DBBD.predict batch by batch; the model
+    is asked for them only while the hook watches."""
+    from dbbd.evaluation.collapse import CollapseStats
+    runner, metrics, work = validated
+    model = runner.model
+    assert model.return_embeddings is False  # switched off again
+    stats = {k: CollapseStats(1024, seed=0) for k in ('region', 'point')}
+    model.return_embeddings = True
+    try:
+        with torch.no_grad():
+            for batch in runner.val_dataloader:
+                out = model.val_step(batch)
+                for kind, (g2l, l2g) in out[0]['embeddings'].items():
+                    stats[kind].update(g2l, l2g)
+    finally:
+        model.return_embeddings = False
+    for kind in ('region', 'point'):
+        want = stats[kind].compute()
+        for m in ('std', 'std_l2g', 'align', 'uniform'):
+            assert metrics[f'collapse/{kind}_{m}'] == pytest.approx(
+                want[m], rel=1e-9), (kind, m)
+    assert want['dim'] == 16  # the tiny heads' width
+
+
 def test_feature_picture_reaches_tensorboard(validated):
     from tensorboard.backend.event_processing.event_accumulator import \
         EventAccumulator

@@ -16,9 +16,10 @@ DEMO = osp.join(REPO, 'configs', 'dbbd', 'dbbd_small_demo.py')
 
 #: Model overrides on top of small mode: an iteration takes milliseconds.
 TINY_MODEL = dict(
-    hidden_channels=16,
-    encoder=dict(hidden_dims=[8, 16], out_channels=16),
-    propagator=dict(hidden_channels=16, out_channels=16),
+    backbone=dict(
+        hidden_channels=16,
+        encoder=dict(hidden_dims=[8, 16], out_channels=16),
+        propagator=dict(hidden_channels=16, out_channels=16)),
     region_head=dict(out_channels=16),
     point_head=dict(out_channels=16),
     loss=dict(point_loss=dict(num_samples=128)),

@@ -42,13 +42,18 @@ def make_batch(*scenes, **kwargs):
 def small_cfg(width=16, aggregator=None, encoder=None, num_samples=64,
               **kwargs):
     """A DBBD config with tiny widths (every dim set explicitly)."""
-    cfg = dict(
-        type='DBBD', in_channels=3, hidden_channels=width,
+    backbone = dict(
+        type='DBBDTreeBackbone', in_channels=3, hidden_channels=width,
         encoder=encoder or dict(type='PointNetEncoder',
                                 hidden_dims=[8, width], out_channels=width),
         propagator=dict(type='MLPPropagator', hidden_channels=width,
                         out_channels=width),
-        aggregator=aggregator or dict(type='Aggregator', mode='max'),
+        aggregator=aggregator or dict(type='Aggregator', mode='max'))
+    for key in ('in_channels', 'hidden_channels', 'with_cp'):
+        if key in kwargs:
+            backbone[key] = kwargs.pop(key)
+    cfg = dict(
+        type='DBBD', backbone=backbone,
         region_head=dict(type='ProjectionHead', out_channels=width),
         point_head=dict(type='ProjectionHead', out_channels=width),
         loss=dict(type='DBBDLoss', alpha=1.0, beta=0.5,

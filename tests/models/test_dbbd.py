@@ -100,6 +100,7 @@ def test_empty_level_changes_nothing():
     inp['region_center'] = inp['region_center'] + [torch.zeros(0).long()]
     inp['region_offset'] = torch.cat(
         [inp['region_offset'], torch.zeros(1, 3).long()])
+    del inp['tree']  # derived again from the arrays
     total, losses, _ = _step(model, batch)
     torch.testing.assert_close(total, base)
     out = model(**model.data_preprocessor(batch), mode='tensor')
@@ -119,7 +120,7 @@ def test_single_region_scene_and_batch_of_one(scenes):
         assert losses['region'].item() == 0.0 and 'region_l0' not in losses
     else:
         assert losses['region'].item() > 0
-    enc = [p.grad for p in model.encoder.parameters()]
+    enc = [p.grad for p in model.backbone.encoder.parameters()]
     assert all(g is not None and g.any() for g in enc)
 
 
@@ -141,14 +142,14 @@ def test_gradient_checkpointing_gives_the_same_loss_and_grads():
 def test_dims_are_filled_in_and_checked():
     cfg = small_cfg()
     model = MODELS.build(cfg)
-    assert model.propagator.in_channels == 16
+    assert model.backbone.propagator.in_channels == 16
     assert model.region_head.in_channels == 16
     bad = small_cfg(encoder=dict(type='PointNetEncoder', in_channels=8,
                                  out_channels=16))
     with pytest.raises(ValueError, match='encoder.in_channels'):
         MODELS.build(bad)
     bad = small_cfg()
-    bad['aggregator'] = dict(type='Aggregator', channels=32)
+    bad['backbone']['aggregator'] = dict(type='Aggregator', channels=32)
     with pytest.raises(ValueError, match='aggregator.channels'):
         MODELS.build(bad)
 
@@ -195,15 +196,15 @@ def test_encoder_from_outside_the_package_via_custom_imports(tmp_path,
         f'model = {model_cfg!r}\n')
     cfg = Config.fromfile(str(cfg_path))
     model = MODELS.build(cfg.model)
-    assert type(model.encoder).__name__ == 'ToyTestEncoder'
+    assert type(model.backbone.encoder).__name__ == 'ToyTestEncoder'
     assert model.out_channels == 8 and model.point_head.in_channels == 8
     opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
     total, _, _ = _step(model, make_batch(dict(n=300), dict(n=200)))
     total.backward()
     _grads_everywhere(model)
-    before = model.encoder.fc.weight.detach().clone()
+    before = model.backbone.encoder.fc.weight.detach().clone()
     opt.step()
-    assert not torch.equal(before, model.encoder.fc.weight)
+    assert not torch.equal(before, model.backbone.encoder.fc.weight)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason='needs CUDA')
@@ -242,3 +243,40 @@ def test_autocast_bf16_on_cpu():
     assert torch.isfinite(total)
     total.backward()
     _grads_everywhere(model)
+
+
+def test_tree_backbone_alone_equals_what_dbbd_computes():
+    """The backbone built by itself from the config (the same weights)
+    gives DBBD's G2L and L2G readings and its per-point features."""
+    from mmengine.config import Config
+
+    from dbbd.models.utils import tree_index_of
+    from tiny import SMALL, TINY_MODEL
+    cfg = Config.fromfile(SMALL)
+    cfg.merge_from_dict(dict(model=TINY_MODEL))
+    model = MODELS.build(cfg.model).eval()
+    backbone = MODELS.build(cfg.model.backbone).eval()
+    assert type(backbone).__name__ == 'DBBDTreeBackbone'
+    backbone.load_state_dict(model.backbone.state_dict())
+    batch = make_batch(dict(n=500, max_depth=2), dict(n=300, max_depth=1),
+                       in_channels=3)
+    inputs = model.data_preprocessor(batch)['inputs']
+    tree = tree_index_of(inputs)
+    with torch.no_grad():
+        g2l = backbone.g2l(inputs['view1'], tree)
+        l2g = backbone.l2g(inputs['view2'], tree)
+        point = backbone(inputs)
+        want = model(inputs, mode='tensor')
+        preds = model(inputs, mode='predict')
+        losses = model(inputs, mode='loss')
+        # the loss of the backbone's readings through DBBD's heads
+        from_parts = model._losses(g2l, l2g, inputs['sample_order'])
+    assert torch.equal(point, want['point_feat'])
+    assert torch.equal(g2l['point_feat'], want['point_feat'])
+    for a, b in zip(g2l['region_feat'], want['region_feat']):
+        assert torch.equal(a, b)
+    assert torch.equal(torch.cat([p['point_feat_l2g'] for p in preds]),
+                       l2g['point_feat'])
+    assert len(l2g['region_feat']) == tree.num_levels
+    for key in losses:
+        assert torch.equal(losses[key], from_parts[key]), key

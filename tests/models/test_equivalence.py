@@ -8,6 +8,7 @@ computes the losses of section 4 level by level. Same weights, float64.
 import pytest
 import torch
 
+from dbbd.models.utils import tree_index_of
 from dbbd.registry import MODELS
 
 from model_helpers import make_batch, small_cfg
@@ -36,6 +37,7 @@ class Reference:
 
     def __init__(self, model, inputs):
         self.m = model
+        self.b = model.backbone
         self.inp = inputs
         self.pr = inputs['point_region']
         self.parent = inputs['region_parent']
@@ -62,7 +64,7 @@ class Reference:
         return torch.zeros(n, dtype=torch.long)
 
     def g2l(self, l, r, parent_feat=None, parent_center=None):
-        m, view = self.m, self.inp['view1']
+        m, view = self.b, self.inp['view1']
         pts = self.points(l, r)
         coord, feat = view['coord'][pts], view['feat'][pts]
         if parent_feat is None:
@@ -81,7 +83,7 @@ class Reference:
             self.g2l(l + 1, c, rf[0], center)
 
     def l2g(self, l, r):
-        m, view = self.m, self.inp['view2']
+        m, view = self.b, self.inp['view2']
         kids = self.children(l, r)
         center = view['coord'][self.center[l][r]]
         if not kids:
@@ -129,8 +131,7 @@ class Reference:
             if len(q) >= 2:
                 levels.append(info(m.region_head(q), m.region_head(k)))
         region = sum(levels) / len(levels)
-        idx = crit.point_loss.sample(len(g2l['point_feat']),
-                                     self.inp['sample_seed'])
+        idx = crit.point_loss.sample(self.inp['sample_order'])
         point = info(m.point_head(g2l['point_feat'][idx]),
                      m.point_head(l2g['point_feat'][idx]))
         return crit.alpha * region + crit.beta * point, levels
@@ -140,9 +141,9 @@ def _check(model, batch, with_grads=True):
     model = model.double()
     data = model.data_preprocessor(_double(batch), True)
     inputs = data['inputs']
-    tree = model.index_tree(inputs)
-    g2l = model.g2l(inputs['view1'], tree)
-    l2g = model.l2g(inputs['view2'], tree)
+    tree = tree_index_of(inputs)
+    g2l = model.backbone.g2l(inputs['view1'], tree)
+    l2g = model.backbone.l2g(inputs['view2'], tree)
     ref = Reference(model, inputs)
     rg2l, rl2g = ref.run()
     tol = dict(atol=1e-9, rtol=1e-9)
@@ -206,6 +207,7 @@ def test_points_out_of_depth_first_order_give_the_same_result():
     inv = torch.empty_like(perm)
     inv[perm] = torch.arange(len(perm))
     shuffled = dict(inp)
+    del shuffled['tree']  # the index of the unshuffled points
     for v in ('view1', 'view2'):
         shuffled[v] = {k: t[perm] for k, t in inp[v].items()}
     shuffled['point_region'] = inp['point_region'][:, perm]

@@ -1,6 +1,9 @@
 """Segment reductions against per-segment loops."""
 import pytest
 import torch
+from torch.multiprocessing.reductions import StorageWeakRef
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_flatten
 
 from dbbd.models.utils import (segment_count, segment_max, segment_mean,
                                segment_softmax, segment_sum)
@@ -68,19 +71,80 @@ def test_sum_mean_gradcheck():
 
 
 @pytest.mark.parametrize('shape', [(200, ), (200, 3)])
-def test_softmax_sums_to_one_per_segment(shape):
+def test_softmax_equals_a_softmax_per_segment(shape):
     g = torch.Generator().manual_seed(1)
     index = torch.randint(0, 11, (200, ), generator=g)
     score = torch.randn(*shape, generator=g) * 30  # large: needs the shift
     w = segment_softmax(score, index, 12)
     assert torch.isfinite(w).all()
-    total = segment_sum(w, index, 12)
-    nonempty = segment_count(index, 12) > 0
-    torch.testing.assert_close(total[nonempty],
-                               torch.ones_like(total[nonempty]))
-    ref = _loop(score.view(200, -1), index, 12,
-                lambda s: torch.softmax(s, 0).sum(0))
-    assert torch.allclose(ref[nonempty], torch.ones_like(ref[nonempty]))
+    # torch.softmax over the rows of each segment, written out here
+    want = torch.empty_like(score)
+    for s in range(12):
+        rows = (index == s).nonzero().squeeze(1)
+        if len(rows):
+            want[rows] = torch.softmax(score[rows], 0)
+    torch.testing.assert_close(w, want)
+
+
+def test_softmax_gradient_equals_the_per_segment_softmax():
+    g = torch.Generator().manual_seed(2)
+    index = torch.randint(0, 5, (40, ), generator=g)
+    score = torch.randn(40, generator=g, dtype=torch.float64)
+    up = torch.randn(40, generator=g, dtype=torch.float64)
+    a = score.clone().requires_grad_()
+    (segment_softmax(a, index, 5) * up).sum().backward()
+    b = score.clone().requires_grad_()
+    parts = [torch.softmax(b[index == s], 0) * up[index == s]
+             for s in range(5)]
+    sum(p.sum() for p in parts).backward()
+    torch.testing.assert_close(a.grad, b.grad)
+
+
+class _LiveBytes(TorchDispatchMode):
+    """Peak bytes of the tensors created inside the mode that are alive at
+    once (storages tracked with weak references, read after every op);
+    views of the ``inputs`` do not count."""
+
+    def __init__(self, *inputs):
+        super().__init__()
+        self.inputs = {t.untyped_storage().data_ptr() for t in inputs}
+        self.storages = {}
+        self.peak = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        for t in tree_flatten(out)[0]:
+            if isinstance(t, torch.Tensor):
+                st = t.untyped_storage()
+                if st.data_ptr() in self.inputs:
+                    continue
+                self.storages.setdefault(
+                    st.data_ptr(), (StorageWeakRef(st), st.nbytes()))
+        live = sum(n for ref, n in self.storages.values()
+                   if not ref.expired())
+        self.peak = max(self.peak, live)
+        return out
+
+
+@pytest.mark.parametrize('reduce', ['max', 'softmax'])
+def test_pooling_transient_memory_is_at_most_two_row_tensors(reduce):
+    """segment_max (with what its backward keeps) and the attention
+    softmax allocate at most 2 x (M, D) floats besides their inputs (and
+    two per-segment (R, D) buffers). Measured before they were rewritten
+    in place: the softmax took 3.0 x (M, D)."""
+    m, d, r = 20000, 32, 500
+    g = torch.Generator().manual_seed(3)
+    index = torch.randint(0, r, (m, ), generator=g).sort().values
+    x = torch.randn(m, d, generator=g).requires_grad_()
+    mode = _LiveBytes(x, index)
+    with mode:
+        if reduce == 'max':
+            out = segment_max(x, index, r)
+        else:
+            out = segment_softmax(x, index, r)
+    del out
+    assert mode.peak <= 2 * m * d * 4 + 2 * r * d * 4, \
+        mode.peak / (m * d * 4)
 
 
 def test_empty_input_and_float32():

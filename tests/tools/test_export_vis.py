@@ -33,7 +33,6 @@ def val_batch(runner):
 
 def test_export_then_reload_gives_identical_features(trained_ckpt, tmp_path):
     from dbbd.models import load_exported_encoder
-    from dbbd.models.export import ENCODER_PREFIXES
     from tools.export_encoder import main
     runner, ckpt, _ = trained_ckpt
     out = str(tmp_path / 'encoder.pth')
@@ -43,13 +42,15 @@ def test_export_then_reload_gives_identical_features(trained_ckpt, tmp_path):
     assert payload['format'] == 'dbbd-encoder'
     assert 'optimizer' not in payload and 'message_hub' not in payload
     keys = set(payload['state_dict'])
-    assert all(k.startswith(ENCODER_PREFIXES) for k in keys)
     assert {k.split('.')[0] for k in keys} == {
         'input_proj', 'context_proj', 'propagator', 'encoder', 'aggregator'}
-    model_keys = set(runner.model.state_dict())
-    assert keys == {k for k in model_keys
-                    if not k.startswith(('region_head.', 'point_head.'))}
+    # exactly the backbone, each tensor equal to the trained one
+    backbone = runner.model.backbone.state_dict()
+    assert keys == set(backbone)
+    assert all(torch.equal(payload['state_dict'][k], backbone[k].cpu())
+               for k in keys)
     assert payload['out_channels'] == 16 and payload['in_channels'] == 3
+    assert payload['backbone_cfg']['type'] == 'DBBDTreeBackbone'
 
     model = load_exported_encoder(out)
     assert not model.training
@@ -74,7 +75,7 @@ def test_exported_weights_load_into_a_users_own_module(trained_ckpt,
     sd = torch.load(str(tmp_path / 'enc.pth'),
                     weights_only=True)['state_dict']
     # e.g. only the point encoder, under its own name
-    cfg = payload['model_cfg']
+    cfg = payload['backbone_cfg']
     encoder = MODELS.build(dict(cfg['encoder'],
                                 in_channels=cfg['hidden_channels']))
     encoder.load_state_dict({k[len('encoder.'):]: v for k, v in sd.items()

@@ -2,10 +2,15 @@
 data_root = 'data/scannet'
 dataset_type = 'DBBDDataset'
 # Point features fed to the network: normals (3 channels) by default.
-# ('normal', 'color') uses colours too (NormalizeColor is in the pipelines).
+# ('normal', 'color') uses colours too (NormalizeColor is in the views).
+# From the command line, `--cfg-options feat_keys="('normal','color')"`
+# sets both loaders and the model's input width together.
 feat_keys = ('normal', )
 
-train_pipeline = [
+# Per-view augmentations; MultiView makes two independently augmented views
+# of each scene (same points, same region tree), PackDBBDInputs assembles
+# the sample.
+train_view = [
     dict(type='CenterShift', apply_z=True),
     dict(type='RandomRotateZ', angle=(-3.141592653589793, 3.141592653589793)),
     dict(type='RandomScale', scale=(0.9, 1.1)),
@@ -16,13 +21,21 @@ train_pipeline = [
     dict(type='ColorJitter', std=0.05, p=0.95),
     dict(type='NormalizeColor'),
 ]
+train_pipeline = [
+    dict(type='MultiView', num_views=2, transforms=train_view),
+    dict(type='PackDBBDInputs', feat_keys=feat_keys),
+]
 # Validation: two views with light augmentation, reproducible (the same
 # every validation), so the validation loss is comparable across epochs.
-val_pipeline = [
+val_view = [
     dict(type='CenterShift', apply_z=True),
     dict(type='RandomRotateZ', angle=(-3.141592653589793, 3.141592653589793)),
     dict(type='RandomJitter', sigma=0.002, clip=0.01),
     dict(type='NormalizeColor'),
+]
+val_pipeline = [
+    dict(type='MultiView', num_views=2, transforms=val_view),
+    dict(type='PackDBBDInputs', feat_keys=feat_keys),
 ]
 
 # The collate function is named with its scope: mmengine's Runner looks
@@ -37,10 +50,8 @@ train_dataloader = dict(
         type=dataset_type,
         data_root=data_root,
         split='train',
-        feat_keys=feat_keys,
         max_scenes=None,
         max_depth=None,
-        dual_view=True,
         pipeline=train_pipeline))
 
 val_dataloader = dict(
@@ -53,10 +64,8 @@ val_dataloader = dict(
         type=dataset_type,
         data_root=data_root,
         split='val',
-        feat_keys=feat_keys,
         max_scenes=None,
         max_depth=None,
-        dual_view=True,
         pipeline=val_pipeline))
 
 # Validation loss ('loss': save_best, early stopping) and a linear probe of

@@ -4,8 +4,9 @@ import math
 from typing import Dict, Optional
 
 from mmengine.hooks import Hook
+from mmengine.model import is_model_wrapper
 
-from dbbd.evaluation.collapse import CollapseStats, dbbd_embeddings
+from dbbd.evaluation.collapse import CollapseStats
 from dbbd.registry import HOOKS
 
 __all__ = ['CollapseWatchHook']
@@ -15,13 +16,13 @@ __all__ = ['CollapseWatchHook']
 class CollapseWatchHook(Hook):
     """Watch the region and point embeddings for collapse.
 
-    After each validation batch, the projected embeddings of both branches
-    (region head on every region of every level, point head on up to
-    ``max_points`` points of the batch) are computed with
-    :func:`dbbd.evaluation.collapse.dbbd_embeddings` and streamed into
-    :class:`~dbbd.evaluation.collapse.CollapseStats`. This is one extra
-    forward pass of both branches per validation batch, without gradients;
-    ``max_batches`` bounds it on large validation sets.
+    During a watched validation the hook switches on the model's
+    ``return_embeddings``: ``DBBD.predict`` then also returns the projected
+    embeddings its validation loss compared (region head on every region of
+    every level, point head on the point loss's sampled points), and the
+    hook streams them into :class:`~dbbd.evaluation.collapse.CollapseStats`.
+    No extra forward pass; ``max_batches`` bounds the statistics' cost on
+    large validation sets.
 
     After the validation these scalars are logged (console, TensorBoard, as
     ``val/collapse/...``) and added to the metrics dict the validation
@@ -38,7 +39,6 @@ class CollapseWatchHook(Hook):
 
     Args:
         interval: watch validations ``1, 1 + interval, ...``.
-        max_points: points per batch entering the point measures.
         max_batches: validation batches used (None: all).
         max_uniform_points: samples per batch entering the pairwise
             uniformity (memory is its square).
@@ -47,25 +47,39 @@ class CollapseWatchHook(Hook):
     """
     priority = 'NORMAL'  # before LoggerHook (BELOW_NORMAL) logs the scalars
 
-    def __init__(self, interval: int = 1, max_points: int = 4096,
+    def __init__(self, interval: int = 1,
                  max_batches: Optional[int] = None,
                  max_uniform_points: int = 1024, threshold: float = 0.1,
                  seed: int = 0):
         if interval < 1:
             raise ValueError('CollapseWatchHook: interval must be >= 1')
         self.interval = interval
-        self.max_points = max_points
         self.max_batches = max_batches
         self.max_uniform_points = max_uniform_points
         self.threshold = threshold
         self.seed = seed
         self._count = 0
         self._active = False
+        self._saved_flag = False
         self._stats: Dict[str, CollapseStats] = {}
+
+    @staticmethod
+    def _model(runner):
+        return runner.model.module if is_model_wrapper(
+            runner.model) else runner.model
 
     def before_val_epoch(self, runner) -> None:
         self._count += 1
         self._active = (self._count - 1) % self.interval == 0
+        model = self._model(runner)
+        if not hasattr(model, 'return_embeddings'):
+            self._active = False
+            runner.logger.warning(
+                f'CollapseWatchHook: {type(model).__name__} has no '
+                'return_embeddings option; nothing to watch')
+        else:
+            self._saved_flag = model.return_embeddings
+            model.return_embeddings = self._active
         self._stats = {
             k: CollapseStats(self.max_uniform_points, seed=self.seed)
             for k in ('region', 'point')
@@ -77,9 +91,8 @@ class CollapseWatchHook(Hook):
             return
         if self.max_batches is not None and batch_idx >= self.max_batches:
             return
-        emb = dbbd_embeddings(runner.model, data_batch, self.max_points,
-                              seed=self.seed + batch_idx)
-        if emb is None:
+        emb = outputs[0].get('embeddings') if outputs else None
+        if not emb:  # a batch without view2 has no loss to compare
             return
         for k, (g2l, l2g) in emb.items():
             self._stats[k].update(g2l, l2g)
@@ -94,6 +107,9 @@ class CollapseWatchHook(Hook):
         return out
 
     def after_val_epoch(self, runner, metrics: Optional[dict] = None) -> None:
+        model = self._model(runner)
+        if hasattr(model, 'return_embeddings'):
+            model.return_embeddings = self._saved_flag
         if not self._active:
             return
         scalars = self.compute()

@@ -1,6 +1,7 @@
 """``NonFiniteLossHook``: stop at the first NaN/Inf loss or gradient, before
 it reaches the weights or a checkpoint."""
-from typing import Any, Dict, List, Optional
+import math
+from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 from mmengine.dist import get_rank, get_world_size
@@ -63,24 +64,26 @@ def _loss_values(losses: Any) -> Dict[str, Any]:
     return out
 
 
-def _non_finite(values: Dict[str, Any]) -> Dict[str, float]:
-    """{key: value} of the entries that are NaN or Inf, with one device
-    synchronisation for all tensors."""
-    if not values:
-        return {}
+_GRAD_NORM = '__grad_norm__'
+
+
+def _to_host(values: Dict[str, Any], extra: list) -> Dict[str, float]:
+    """{key: float} of ``values`` (tensors or numbers) and, under
+    ``_GRAD_NORM``, of ``extra[0]``: one host synchronisation for all."""
     keys = list(values)
-    as_tensors = [
-        v.reshape(()).cpu() if isinstance(v, torch.Tensor) else
-        torch.tensor(float(v)) for v in values.values()
-    ]
-    stacked = torch.stack(as_tensors)
-    finite = torch.isfinite(stacked)
-    if bool(finite.all()):
+    tensors = [values[k] for k in keys] + extra
+    if not tensors:
         return {}
-    return {
-        k: float(stacked[i])
-        for i, k in enumerate(keys) if not bool(finite[i])
-    }
+    device = next((t.device for t in tensors if isinstance(t, torch.Tensor)),
+                  torch.device('cpu'))
+    stacked = torch.stack([
+        t.detach().float().mean().to(device) if isinstance(t, torch.Tensor)
+        else torch.tensor(float(t), device=device) for t in tensors
+    ]).tolist()
+    out = dict(zip(keys, stacked))
+    if extra:
+        out[_GRAD_NORM] = stacked[-1]
+    return out
 
 
 def _total_norm(grads: List[torch.Tensor]) -> torch.Tensor:
@@ -101,23 +104,25 @@ class NonFiniteLossHook(Hook):
     loss or gradient.
 
     The point is that nothing already saved is lost and nothing corrupted
-    is saved. Three checks, each as early as it can be made:
+    is saved, at the cost of one host synchronisation per step:
 
-    1. **Loss, before the backward pass.** A forward hook on the model sees
-       the loss dict that ``model(..., mode='loss')`` returns inside
-       ``train_step`` and raises if an entry counted as loss (key contains
-       ``'loss'``) is NaN/Inf, before ``OptimWrapper.update_params`` runs.
-       This works whatever optimizer wrapper the config uses (plain, AMP,
-       gradient accumulation), which an ``OptimWrapper`` subclass would not:
-       ``--amp`` replaces the wrapper type.
-    2. **Gradients, before the optimizer step.** An optimizer step pre-hook
-       raises if any gradient is NaN/Inf although the loss was finite (the
-       weights would become NaN). Under AMP the loss scaler skips such steps
-       by itself (and the optimizer's ``step`` is not called), so dynamic
-       loss scaling keeps working.
-    3. **Outputs, after the iteration.** ``after_train_iter`` checks the
-       logged losses too, for a model whose ``train_step`` does not go
-       through ``forward``.
+    1. **Loss and gradients, before the optimizer step.** An optimizer
+       step pre-hook reads the step's logged values (the model's
+       ``step_log_vars``, see :class:`dbbd.models.base.DBBDBaseModel`; for
+       other models the loss entries a forward hook kept) and the total
+       gradient norm back from the device in ONE transfer, and raises if an
+       entry counted as loss (key contains ``'loss'``) or the gradient norm
+       is NaN/Inf; the weights are unchanged. The host values replace the
+       tensors in the dict ``train_step`` returns, so the logger reads them
+       without synchronising again. This works whatever optimizer wrapper
+       the config uses (plain, AMP, gradient accumulation): ``--amp``
+       replaces the wrapper type, not the optimizer. Under AMP the loss
+       scaler skips steps with non-finite gradients by itself (the
+       optimizer's ``step`` is not called), so dynamic loss scaling keeps
+       working.
+    2. **Outputs, after the iteration.** When no optimizer step ran (or the
+       model's ``train_step`` does not go through ``forward``),
+       ``after_train_iter`` checks the logged losses, in one transfer too.
 
     The error propagates out of ``Runner.train``, so no later hook of that
     iteration or epoch runs: the checkpoint hook (priority ``VERY_LOW``;
@@ -126,17 +131,13 @@ class NonFiniteLossHook(Hook):
     iteration (1-based, as in the log), the scene ids of the batch (on
     which rank, when distributed), the bad values and the last checkpoint,
     and is also written to the log. ``tools/train.py`` catches
-    :class:`NonFiniteLossError` and prints it. Distributed, a loss that is
-    NaN on one rank stops that rank (the gradient check, after the
-    all-reduce, stops all of them); the launcher then ends the others.
-
-    Cost: the loss check reads the loss entries back from the device once
-    per iteration, as mmengine's logging does anyway.
+    :class:`NonFiniteLossError` and prints it. Distributed, the logged
+    losses are averaged over ranks before the check, so every rank stops.
 
     Args:
         check_grads (bool): also check gradients before each optimizer step
-            (one extra reduction over the gradients and one device sync per
-            step). Defaults to True.
+            (one reduction over the gradients, read back in the same
+            transfer as the losses). Defaults to True.
         max_scene_ids (int): scene ids listed in the message before it says
             "and N more". Defaults to 16.
 
@@ -155,6 +156,7 @@ class NonFiniteLossHook(Hook):
         self.max_scene_ids = int(max_scene_ids)
         self._handles: list = []
         self._runner = None
+        self._model = None
         self._batch: Optional[Dict[str, Any]] = None
         self._param_names: Dict[int, str] = {}
 
@@ -169,13 +171,13 @@ class NonFiniteLossHook(Hook):
         self._runner = runner
         model = runner.model.module if is_model_wrapper(
             runner.model) else runner.model
+        self._model = model
         self._handles.append(
             model.register_forward_hook(self._check_forward,
                                         with_kwargs=True))
-        if self.check_grads:
-            for optimizer in self._optimizers(runner.optim_wrapper):
-                self._handles.append(
-                    optimizer.register_step_pre_hook(self._check_grads))
+        for optimizer in self._optimizers(runner.optim_wrapper):
+            self._handles.append(
+                optimizer.register_step_pre_hook(self._check_grads))
         # Parameter names for the message, looked up only on failure.
         self._param_names = {
             id(p): n
@@ -209,29 +211,50 @@ class NonFiniteLossHook(Hook):
         self._batch = dict(batch_idx=batch_idx, data_batch=data_batch)
 
     def _check_forward(self, module, args, kwargs, output) -> None:
-        """Forward hook: the loss of a training forward pass."""
+        """Forward hook: keep the loss of a training forward pass for the
+        check before the optimizer step (reading it back now would cost a
+        host synchronisation of its own)."""
         if self._batch is None or kwargs.get('mode') != 'loss':
             return
-        bad = _non_finite(_loss_values(output))
+        self._batch['losses'] = output
+
+    def _step_values(self) -> Tuple[Dict[str, Any], Optional[dict]]:
+        """The step's values to check: the model's ``step_log_vars`` (which
+        are then written back as host values) or, for other models, the
+        loss entries the forward hook kept."""
+        log_vars = getattr(self._model, 'step_log_vars', None)
+        if isinstance(log_vars, dict) and log_vars:
+            return dict(log_vars), log_vars
+        return _loss_values((self._batch or {}).get('losses')), None
+
+    def _check_grads(self, optimizer, args, kwargs) -> None:
+        """Optimizer step pre-hook: the step's loss and every gradient are
+        finite. One host transfer for the losses, the logged values and the
+        gradient norm together."""
+        if self._batch is None:
+            return
+        values, log_vars = self._step_values()
+        grads = [
+            p.grad for group in optimizer.param_groups
+            for p in group['params'] if p.grad is not None
+        ] if self.check_grads else []
+        extra = [_total_norm(grads)] if grads else []
+        host = _to_host(values, extra)
+        if log_vars is not None:
+            self._model.step_log_vars = None
+            # the dict train_step returns: the logger reads floats from it
+            for key in log_vars:
+                log_vars[key] = host[key]
+            self._batch['host'] = True
+        bad = {k: v for k, v in host.items()
+               if 'loss' in str(k) and not math.isfinite(v)}
         if bad:
             self._fail_current(
                 'non-finite loss',
                 ', '.join(f'{k}={v}' for k, v in bad.items()),
-                'stopped before the backward pass, the weights are '
+                'stopped before the optimizer step, the weights are '
                 'unchanged')
-
-    def _check_grads(self, optimizer, args, kwargs) -> None:
-        """Optimizer step pre-hook: every gradient is finite."""
-        if self._batch is None:
-            return
-        grads = [
-            p.grad for group in optimizer.param_groups
-            for p in group['params'] if p.grad is not None
-        ]
-        if not grads:
-            return
-        total = _total_norm(grads)
-        if bool(torch.isfinite(total)):
+        if not grads or math.isfinite(host[_GRAD_NORM]):
             return
         names = [
             self._param_names.get(id(p), '?')
@@ -242,18 +265,23 @@ class NonFiniteLossHook(Hook):
                   f'first: {names[0]}' if names else
                   'the gradient norm overflows')
         self._fail_current('non-finite gradient', detail,
-                   'stopped before the optimizer step, the weights are '
-                   'unchanged')
+                           'stopped before the optimizer step, the weights '
+                           'are unchanged')
 
     def after_train_iter(self,
                          runner,
                          batch_idx: int,
                          data_batch: Any = None,
                          outputs: Optional[dict] = None) -> None:
-        """The logged losses (fallback for models that bypass
-        ``forward``)."""
-        self._batch = None
-        bad = _non_finite(_loss_values(outputs))
+        """The logged losses, when the check before the optimizer step did
+        not see them (no step this iteration, a model whose ``train_step``
+        bypasses ``forward``); read back in one transfer."""
+        batch, self._batch = self._batch or {}, None
+        if batch.get('host') or not isinstance(outputs, dict):
+            return
+        values = _loss_values(outputs)
+        host = _to_host(values, [])
+        bad = {k: v for k, v in host.items() if not math.isfinite(v)}
         if bad:
             self._fail(
                 runner, batch_idx, data_batch, 'non-finite loss',

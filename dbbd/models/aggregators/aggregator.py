@@ -49,8 +49,10 @@ class Aggregator(nn.Module):
         self.pre_mlp = MLP(channels, [hidden], channels) if pre_mlp else None
         self.pos_mlp = MLP(coord_channels, [hidden],
                            channels) if spatial_context else None
-        self.score_mlp = MLP(channels, [hidden],
-                             1) if mode == 'attention' else None
+        # no bias on the score: softmax ignores a constant shift, so that
+        # bias could never learn
+        self.score_mlp = MLP(channels, [hidden], 1, last_bias=False) \
+            if mode == 'attention' else None
 
     def forward(self, child_feat, offset, parent, num_parents,
                 return_weights=False):

@@ -25,7 +25,7 @@ class DBBDLoss(nn.Module):
         point_loss: config of the point loss (default
             ``dict(type='PointLoss')``).
 
-    ``forward(region_q, region_k, point_q, point_k, sample_seed,
+    ``forward(region_q, region_k, point_q, point_k, sample_order,
     point_head=None)``:
 
     Args:
@@ -33,7 +33,8 @@ class DBBDLoss(nn.Module):
             embeddings (G2L, L2G).
         point_q, point_k (P, D): point features (G2L, L2G), before the
             point head.
-        sample_seed (B,) long: the batch's sampling seeds.
+        sample_order (P,) long: the batch's seeded point permutation
+            (``inputs['sample_order']``); the point loss uses its head.
         point_head: applied to the sampled point features.
 
     Returns:
@@ -52,10 +53,10 @@ class DBBDLoss(nn.Module):
                                         or dict(type='RegionLoss'))
         self.point_loss = MODELS.build(point_loss or dict(type='PointLoss'))
 
-    def forward(self, region_q, region_k, point_q, point_k, sample_seed,
+    def forward(self, region_q, region_k, point_q, point_k, sample_order,
                 point_head=None):
         region, per_level = self.region_loss(region_q, region_k)
-        point = self.point_loss(point_q, point_k, sample_seed, point_head)
+        point = self.point_loss(point_q, point_k, sample_order, point_head)
         out = dict(loss_region=self.alpha * region,
                    loss_point=self.beta * point, region=region.detach(),
                    point=point.detach())

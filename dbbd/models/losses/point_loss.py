@@ -6,20 +6,25 @@ from torch import nn
 
 from .info_nce import InfoNCELoss
 
-__all__ = ['PointLoss', 'sample_generator']
+__all__ = ['PointLoss', 'point_sample_order']
 
 
-def sample_generator(sample_seed):
-    """A CPU ``torch.Generator`` seeded from a batch's ``sample_seed (B,)``.
+def point_sample_order(sample_seed, num_points: int) -> np.ndarray:
+    """A seeded permutation of a batch's ``num_points`` points: ``(P,)``.
 
-    The seed mixes every scene's seed (numpy's ``SeedSequence``), so the
-    draw is a function of the batch content alone: reproducible, and the
-    same after a resume, whatever the global RNG did.
+    The seed mixes every scene's ``sample_seed`` (numpy's
+    ``SeedSequence``), so the draw is a function of the batch content
+    alone: reproducible, and the same after a resume, whatever the global
+    RNG did. The collate function calls it on the host (in the loader
+    workers) and ships it as ``inputs['sample_order']``; the point loss
+    takes its first ``num_samples`` entries, a slice, with no host
+    synchronisation.
     """
-    entropy = [int(s) & 0xFFFFFFFFFFFFFFFF for s in sample_seed.tolist()]
-    state = np.random.SeedSequence(entropy).generate_state(2, np.uint32)
-    seed = (int(state[0]) << 32 | int(state[1])) & 0x7FFFFFFFFFFFFFFF
-    return torch.Generator().manual_seed(seed)
+    entropy = [int(s) & 0xFFFFFFFFFFFFFFFF for s in np.asarray(
+        sample_seed.tolist() if torch.is_tensor(sample_seed) else
+        sample_seed).ravel()]
+    return np.random.default_rng(np.random.SeedSequence(entropy)).permutation(
+        num_points)
 
 
 @MODELS.register_module()
@@ -27,15 +32,16 @@ class PointLoss(nn.Module):
     """InfoNCE between G2L and L2G point embeddings on a random subsample.
 
     ``num_samples`` points are drawn (without replacement, uniformly over
-    the batch's points) with a generator seeded from ``sample_seed``, never
-    from the global RNG; all points when there are fewer. The head (when
-    given) runs on the drawn rows only.
+    the batch's points) as the head of a permutation seeded from the
+    scenes' ``sample_seed`` (:func:`point_sample_order`), never from the
+    global RNG; all points when there are fewer. The head (when given) runs
+    on the drawn rows only.
 
     Args:
         num_samples: points per batch (method 4096; small mode 512).
         temperature: InfoNCE temperature (0.1).
 
-    ``forward(q (P, D), k (P, D), sample_seed (B,), head=None) -> ()``.
+    ``forward(q (P, D), k (P, D), sample_order (P,), head=None) -> ()``.
     """
 
     def __init__(self, num_samples: int = 4096, temperature: float = 0.1):
@@ -45,17 +51,18 @@ class PointLoss(nn.Module):
         self.num_samples = num_samples
         self.info_nce = InfoNCELoss(temperature)
 
-    def sample(self, num_points, sample_seed):
-        """Indices ``(min(num_samples, P),)`` long on ``sample_seed``'s
-        device."""
-        if num_points <= self.num_samples:
-            return torch.arange(num_points, device=sample_seed.device)
-        perm = torch.randperm(num_points,
-                              generator=sample_generator(sample_seed))
-        return perm[:self.num_samples].to(sample_seed.device)
+    def sample(self, sample_order):
+        """The first ``min(num_samples, P)`` entries of ``sample_order``.
 
-    def forward(self, q, k, sample_seed, head=None):
-        idx = self.sample(q.shape[0], sample_seed)
+        Args:
+            sample_order (P,) long: a permutation of the points
+                (:func:`point_sample_order`); a slice of it is a uniform
+                draw without replacement.
+        """
+        return sample_order[:self.num_samples]
+
+    def forward(self, q, k, sample_order, head=None):
+        idx = self.sample(sample_order)
         q, k = q.index_select(0, idx), k.index_select(0, idx)
         if head is not None:
             q, k = head(q), head(k)

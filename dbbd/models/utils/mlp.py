@@ -83,6 +83,9 @@ class MLP(nn.Module):
         act: 'gelu' or 'relu'.
         last_norm_act: also put LayerNorm and the activation after the last
             Linear (for projections whose output feeds another Linear).
+        last_bias: the last Linear has a bias (False where a constant shift
+            of the output cannot matter, e.g. scores fed to a softmax: such
+            a bias would never get a gradient).
 
     ``forward(*parts)`` takes the input as one tensor ``(M, in_channels)``
     or as several parts that :func:`linear_cat` concatenates.
@@ -90,14 +93,16 @@ class MLP(nn.Module):
 
     def __init__(self, in_channels: int, hidden_channels: Sequence[int],
                  out_channels: int, act: str = 'gelu',
-                 last_norm_act: bool = False):
+                 last_norm_act: bool = False, last_bias: bool = True):
         super().__init__()
         if act not in _ACTS:
             raise ValueError(f'act must be one of {sorted(_ACTS)}, got {act}')
         dims = [in_channels, *hidden_channels, out_channels]
         layers = []
         for i in range(len(dims) - 1):
-            layers.append(nn.Linear(dims[i], dims[i + 1]))
+            last = i == len(dims) - 2
+            layers.append(nn.Linear(dims[i], dims[i + 1],
+                                    bias=last_bias or not last))
             if i < len(dims) - 2 or last_norm_act:
                 layers += [nn.LayerNorm(dims[i + 1]), _ACTS[act]()]
         self.layers = nn.Sequential(*layers)

@@ -32,8 +32,14 @@ def _expand_index(index, src):
 
 
 def segment_count(index, num_segments):
-    """Rows per segment: ``(num_segments,)`` long."""
-    return torch.bincount(index, minlength=num_segments)
+    """Rows per segment: ``(num_segments,)`` long.
+
+    ``index_add_`` of ones, not ``bincount``: the size of bincount's result
+    depends on the largest id, which the host has to read back from the
+    device (a synchronisation); here the size is ``num_segments``.
+    """
+    ones = torch.ones_like(index)
+    return index.new_zeros(num_segments).index_add_(0, index, ones)
 
 
 def segment_sum(src, index, num_segments):
@@ -81,13 +87,22 @@ class _SegmentMax(torch.autograd.Function):
             # Argmax: the first row equal to its segment's max. Row numbers
             # travel as floats because float scatter_reduce is vectorised
             # (4x faster than int32 here); float32 is exact below 2**24 rows.
+            # Transient memory: one (M, D) buffer (the gathered maxima,
+            # then the candidate rows, written in place) and an (M, D) bool
+            # mask: 1.25 x (M, D) floats, no more.
             m = flat.shape[0]
             rdt = torch.float32 if m < 2 ** 24 else torch.float64
             rows = torch.arange(m, device=src.device, dtype=rdt).view(-1, 1)
-            cand = torch.where(flat == out.index_select(0, index), rows,
-                               float(m))
+            buf = out.index_select(0, index)
+            hit = torch.eq(flat, buf)
+            if buf.dtype != rdt:
+                del buf
+                buf = torch.empty(flat.shape, dtype=rdt, device=src.device)
+            cand = torch.where(hit, rows, rows.new_tensor(float(m)), out=buf)
+            del hit
             arg = torch.full_like(out, float(m), dtype=rdt)
             arg.scatter_reduce_(0, idx, cand, 'amin')
+            del cand, buf
             # empty segments (and NaN rows) point nowhere: their gradient
             # is zeroed in backward and sent to row 0, adding nothing.
             empty = arg >= m
@@ -120,6 +135,36 @@ def segment_max(src, index, num_segments):
     return _SegmentMax.apply(src, index, num_segments)
 
 
+class _SegmentSoftmax(torch.autograd.Function):
+    """Softmax within segments, computed in place: the forward pass holds
+    at most two ``score``-sized buffers at once and keeps only its output
+    for backward (``grad = w * (g - sum_segment(w * g))``)."""
+
+    @staticmethod
+    def forward(ctx, score, index, num_segments):
+        idx = _expand_index(index, score)
+        peak = score.new_zeros((num_segments, *score.shape[1:]))
+        # the per-segment max only stabilises exp(); softmax does not
+        # depend on it
+        peak.scatter_reduce_(0, idx, score, 'amax', include_self=False)
+        w = peak.index_select(0, index)
+        del peak
+        torch.sub(score, w, out=w).exp_()
+        denom = segment_sum(w, index, num_segments)
+        w.div_(denom.index_select(0, index))
+        ctx.num_segments = num_segments
+        ctx.save_for_backward(w, index)
+        return w
+
+    @staticmethod
+    def backward(ctx, grad):
+        w, index = ctx.saved_tensors
+        dot = segment_sum(w * grad, index, ctx.num_segments)
+        out = dot.index_select(0, index)
+        torch.sub(grad, out, out=out).mul_(w)
+        return out, None, None
+
+
 def segment_softmax(score, index, num_segments):
     """Softmax of ``score`` within each segment.
 
@@ -130,14 +175,6 @@ def segment_softmax(score, index, num_segments):
 
     Returns:
         Same shape as ``score``: weights that sum to 1 over the rows of each
-        (non-empty) segment.
+        (non-empty) segment. Transient memory: two ``score``-sized buffers.
     """
-    # The per-segment max only stabilises exp(); softmax does not depend on
-    # it, so it needs no gradient.
-    with torch.no_grad():
-        peak = score.new_zeros((num_segments, *score.shape[1:]))
-        peak.scatter_reduce_(0, _expand_index(index, score), score, 'amax',
-                             include_self=False)
-    e = torch.exp(score - peak.index_select(0, index))
-    denom = segment_sum(e, index, num_segments).index_select(0, index)
-    return e / denom
+    return _SegmentSoftmax.apply(score, index, num_segments)

@@ -1,23 +1,45 @@
-"""Index tensors of a collated batch's region trees, computed once per batch.
+"""Index tensors of a collated batch's region trees, built once per batch.
 
 Both branches read the same tree (the views differ only in coordinates and
 features), so everything that depends on the tree alone -- which points are
 in a level, each row's parent, which regions are leaves, where each point's
-leaf-level row lands -- is derived here once, without gradients, and the
-branches only index with it.
+leaf-level row lands -- is derived here once and the branches only index
+with it.
+
+:func:`build_tree_index` does it with numpy, on the host: the collate
+function calls it in the data-loader workers, so the model receives ready
+index tensors and its training step needs no host synchronisation to find
+out sizes (``nonzero``, ``all()``, ``equal`` on the device each wait for
+the device). Every size a branch needs (regions, rows and leaves per level)
+is a Python ``int`` here.
 
 Terms (see ``docs/data_format.md``): ``P`` points, ``L`` levels, ``R_l``
 regions in level ``l`` (global ids over the batch). The *rows* of level ``l``
 are the points that have a region there (``point_region[l] >= 0``), ``A_l``
 of them, in point order.
 """
-from dataclasses import dataclass
-from typing import List, Optional
+from dataclasses import dataclass, fields, replace
+from typing import List, Optional, Sequence
 
+import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ['LevelIndex', 'TreeIndex', 'index_tree']
+__all__ = ['LevelIndex', 'TreeIndex', 'build_tree_index', 'index_tree',
+           'tree_index_of']
+
+
+def _map_tensors(obj, fn):
+    """``obj`` (a dataclass below) with ``fn`` applied to every tensor."""
+    changes = {}
+    for f in fields(obj):
+        value = getattr(obj, f.name)
+        if torch.is_tensor(value):
+            changes[f.name] = fn(value)
+        elif isinstance(value, list) and value and isinstance(
+                value[0], LevelIndex):
+            changes[f.name] = [_map_tensors(v, fn) for v in value]
+    return replace(obj, **changes)
 
 
 @dataclass
@@ -31,21 +53,23 @@ class LevelIndex:
             point has a region at this level (then ``A_l = P``, row = point).
         parent (R_l,) long: parent region in level ``l - 1`` (-1 at level 0).
         center (R_l,) long: point index of each region's centre.
-        is_leaf (R_l,) bool: no region of level ``l + 1`` names it parent.
         row_parent (A_l,) long or None: ``parent[region]``; None at level 0.
         leaf_rows (K,) long or None: positions (into the ``A_l`` rows) of
             rows whose region is a leaf; None when all are.
         leaf_ids (K_l,) long: the leaf regions of the level, increasing.
+        num_rows: A_l.
+        num_leaves: K_l.
     """
     num_regions: int
     region: Tensor
     rows: Optional[Tensor]
     parent: Tensor
     center: Tensor
-    is_leaf: Tensor
     row_parent: Optional[Tensor]
     leaf_rows: Optional[Tensor]
     leaf_ids: Tensor
+    num_rows: int
+    num_leaves: int
 
 
 @dataclass
@@ -64,6 +88,9 @@ class TreeIndex:
             ``[leaf_offset[l], leaf_offset[l + 1])``).
         leaf_center (K,) long: centre point of each leaf.
         leaf_offset: list of ``L + 1`` ints.
+
+    ``to(device)`` and ``pin_memory()`` move every tensor, so the data
+    preprocessor and a pinned-memory loader treat it like any tensor.
     """
     levels: List[LevelIndex]
     num_points: int
@@ -84,23 +111,43 @@ class TreeIndex:
     def regions_per_level(self):
         return [lv.num_regions for lv in self.levels]
 
+    @property
+    def device(self):
+        return self.leaf_region.device
 
-def _nonzero(mask):
-    return mask.nonzero().squeeze(1)
+    def to(self, device, non_blocking: bool = False) -> 'TreeIndex':
+        return _map_tensors(
+            self, lambda t: t.to(device, non_blocking=non_blocking))
+
+    def pin_memory(self) -> 'TreeIndex':
+        return _map_tensors(self, lambda t: t.pin_memory())
 
 
-@torch.no_grad()
-def index_tree(point_region, region_parent, region_center):
-    """Derive the :class:`TreeIndex` of a collated batch.
+def _long(a) -> Tensor:
+    return torch.from_numpy(np.ascontiguousarray(a, dtype=np.int64))
+
+
+def _np(a) -> np.ndarray:
+    if torch.is_tensor(a):
+        a = a.detach().cpu().numpy()
+    return np.asarray(a, dtype=np.int64)
+
+
+def build_tree_index(point_region, region_parent: Sequence,
+                     region_center: Sequence) -> TreeIndex:
+    """Derive the :class:`TreeIndex` of a collated batch, on the host.
 
     Args:
-        point_region (L, P) long: global region id per level, -1 below leaf.
-        region_parent: L tensors ``(R_l,)`` long, parent id in level l - 1.
-        region_center: L tensors ``(R_l,)`` long, centre point index.
+        point_region (L, P) int: global region id per level, -1 below leaf.
+        region_parent: L arrays ``(R_l,)``, parent id in level l - 1.
+        region_center: L arrays ``(R_l,)``, centre point index.
 
-    Loops over levels only.
+    Numpy or torch (CPU) inputs; CPU tensors out. Loops over levels only.
     """
-    point_region = point_region.long()
+    point_region = _np(point_region)
+    if point_region.ndim != 2:
+        raise ValueError('point_region must be (L, P), got shape '
+                         f'{point_region.shape}')
     num_levels, num_points = point_region.shape
     if num_levels == 0 or len(region_parent) != num_levels \
             or len(region_center) != num_levels:
@@ -108,63 +155,87 @@ def index_tree(point_region, region_parent, region_center):
             f'point_region has {num_levels} levels but region_parent has '
             f'{len(region_parent)} and region_center {len(region_center)} '
             '(all must match and be >= 1)')
-    device = point_region.device
+    parents = [_np(p) for p in region_parent]
+    centers = [_np(c) for c in region_center]
     levels = []
-    leaf_rank = []        # per level: (R_l,) leaf number of each leaf region
+    leaf_rank = []        # per level: (R_l,) leaf number of each region
     leaf_offset = [0]
     src_rows = []         # per level: point index of the leaf rows
     for l in range(num_levels):
-        parent = region_parent[l].long()
-        center = region_center[l].long()
-        r = parent.numel()
-        is_leaf = torch.ones(r, dtype=torch.bool, device=device)
-        if l + 1 < num_levels and region_parent[l + 1].numel():
-            is_leaf[region_parent[l + 1].long()] = False
+        parent, center = parents[l], centers[l]
+        r = parent.shape[0]
+        is_leaf = np.ones(r, dtype=bool)
+        if l + 1 < num_levels and parents[l + 1].size:
+            is_leaf[parents[l + 1]] = False
         pr = point_region[l]
         active = pr >= 0
-        if bool(active.all()):
+        if active.all():
             rows, region = None, pr
         else:
-            rows = _nonzero(active)
-            region = pr.index_select(0, rows)
+            rows = np.flatnonzero(active)
+            region = pr[rows]
         leaf_row_mask = is_leaf[region]
-        leaf_rows = None if bool(leaf_row_mask.all()) else _nonzero(
+        leaf_rows = None if leaf_row_mask.all() else np.flatnonzero(
             leaf_row_mask)
-        leaf_ids = _nonzero(is_leaf)
+        leaf_ids = np.flatnonzero(is_leaf)
         levels.append(LevelIndex(
-            num_regions=r, region=region, rows=rows, parent=parent,
-            center=center, is_leaf=is_leaf,
-            row_parent=parent[region] if l > 0 else None,
-            leaf_rows=leaf_rows, leaf_ids=leaf_ids))
+            num_regions=int(r), region=_long(region),
+            rows=None if rows is None else _long(rows),
+            parent=_long(parent), center=_long(center),
+            row_parent=_long(parent[region]) if l > 0 else None,
+            leaf_rows=None if leaf_rows is None else _long(leaf_rows),
+            leaf_ids=_long(leaf_ids), num_rows=int(region.shape[0]),
+            num_leaves=int(leaf_ids.shape[0])))
 
-        point_of_row = rows if rows is not None else torch.arange(
-            num_points, device=device)
+        point_of_row = rows if rows is not None else np.arange(num_points)
         src_rows.append(point_of_row if leaf_rows is None else
-                        point_of_row.index_select(0, leaf_rows))
-        rank = torch.cumsum(is_leaf, 0) - 1 + leaf_offset[-1]
-        leaf_rank.append(rank)
-        leaf_offset.append(leaf_offset[-1] + leaf_ids.numel())
+                        point_of_row[leaf_rows])
+        leaf_rank.append(np.cumsum(is_leaf) - 1 + leaf_offset[-1])
+        leaf_offset.append(leaf_offset[-1] + int(leaf_ids.shape[0]))
 
-    src_rows = torch.cat(src_rows)
-    if src_rows.numel() != num_points:
-        raise ValueError(f'the trees give {src_rows.numel()} leaf rows for '
+    src_rows = np.concatenate(src_rows)
+    if src_rows.shape[0] != num_points:
+        raise ValueError(f'the trees give {src_rows.shape[0]} leaf rows for '
                          f'{num_points} points: every point must sit in '
                          'exactly one leaf')
-    identity = torch.arange(num_points, device=device)
-    if torch.equal(src_rows, identity):
+    identity = np.arange(num_points)
+    if np.array_equal(src_rows, identity):
         point_order = None
     else:
-        point_order = torch.empty_like(src_rows)
+        point_order = np.empty_like(src_rows)
         point_order[src_rows] = identity
 
     # A point's leaf is its region at its deepest level (levels with a
     # region form a prefix, so depth = number of levels with one - 1).
     depth = (point_region >= 0).sum(0) - 1
-    local = point_region.gather(0, depth.unsqueeze(0)).squeeze(0)
-    level_start = torch.tensor(
-        [0] + [lv.num_regions for lv in levels], device=device).cumsum(0)
-    leaf_region = torch.cat(leaf_rank)[level_start[depth] + local]
-    leaf_center = torch.cat([lv.center[lv.leaf_ids] for lv in levels])
-    return TreeIndex(levels=levels, num_points=num_points,
-                     point_order=point_order, leaf_region=leaf_region,
-                     leaf_center=leaf_center, leaf_offset=leaf_offset)
+    local = point_region[depth, identity]
+    level_start = np.cumsum([0] + [lv.num_regions for lv in levels])
+    leaf_region = np.concatenate(leaf_rank)[level_start[depth] + local]
+    leaf_center = np.concatenate(
+        [centers[l][levels[l].leaf_ids.numpy()] for l in range(num_levels)])
+    return TreeIndex(levels=levels, num_points=int(num_points),
+                     point_order=None if point_order is None else
+                     _long(point_order), leaf_region=_long(leaf_region),
+                     leaf_center=_long(leaf_center), leaf_offset=leaf_offset)
+
+
+@torch.no_grad()
+def index_tree(point_region, region_parent, region_center) -> TreeIndex:
+    """:func:`build_tree_index` of tensors on any device, moved back there.
+
+    For batches assembled by hand; :func:`dbbd.datasets.dbbd_collate`
+    already puts the index in ``inputs['tree']``.
+    """
+    device = point_region.device
+    return build_tree_index(point_region, region_parent,
+                            region_center).to(device)
+
+
+def tree_index_of(inputs: dict) -> TreeIndex:
+    """The batch's :class:`TreeIndex`: ``inputs['tree']`` (built by the
+    collate function), else derived from the tree arrays."""
+    tree = inputs.get('tree')
+    if tree is not None:
+        return tree
+    return index_tree(inputs['point_region'], inputs['region_parent'],
+                      inputs['region_center'])

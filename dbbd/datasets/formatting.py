@@ -1,0 +1,209 @@
+"""The last steps of a pipeline: views of a scene, and the packed sample.
+
+A DBBD pipeline reads like mmpretrain's self-supervised ones::
+
+    pipeline = [
+        dict(type='MultiView', num_views=2, transforms=[...augmentations]),
+        dict(type='PackDBBDInputs', feat_keys=('normal', )),
+    ]
+
+:class:`DBBDDataset` hands the pipeline one dict per scene (``coord``,
+``normal``, ``color``, ``segment``, the tree arrays, ids and seeds);
+:class:`MultiView` makes independently augmented copies of the point
+attributes; :class:`PackDBBDInputs` assembles what
+:func:`~dbbd.datasets.dbbd_collate` takes. Tools that need a dataset's
+sample build the dataset (and so its own pipeline) instead of copying it.
+"""
+from typing import Sequence
+
+import numpy as np
+from mmengine.dataset import Compose
+
+from dbbd.registry import TRANSFORMS
+
+__all__ = ['MultiView', 'PackDBBDInputs', 'FEATURE_CHANNELS',
+           'feature_channels', 'pipeline_feat_keys', 'set_feat_keys',
+           'check_feat_width']
+
+#: Width of each point attribute that can be a feature.
+FEATURE_CHANNELS = dict(normal=3, color=3, coord=3)
+
+#: Point attributes a view carries (transforms may change them).
+_VIEW_KEYS = ('coord', 'normal', 'color')
+
+
+def feature_channels(feat_keys: Sequence[str]) -> int:
+    """Width of the features ``feat_keys`` make (3 per key)."""
+    unknown = [k for k in feat_keys if k not in FEATURE_CHANNELS]
+    if unknown or not feat_keys:
+        raise ValueError(
+            f'feat_keys {tuple(feat_keys)!r}: use one or more of '
+            f'{sorted(FEATURE_CHANNELS)}')
+    return sum(FEATURE_CHANNELS[k] for k in feat_keys)
+
+
+def _build(transforms):
+    return Compose([
+        TRANSFORMS.build(t) if isinstance(t, dict) else t for t in transforms
+    ])
+
+
+@TRANSFORMS.register_module()
+class MultiView:
+    """``num_views`` independently augmented copies of a scene's points.
+
+    Each view starts from copies of ``coord``, ``normal`` and ``color`` and
+    goes through ``transforms`` with its own ``rng``, a
+    ``numpy.random.Generator`` derived from ``results['seed_key']`` (the
+    dataset's ``(seed, epoch, index)``) and the view number: the
+    augmentation of a sample is a pure function of those numbers, whatever
+    the number of loader workers and across ``--resume``. Transforms never
+    drop or reorder points, so every view shares the scene's region tree.
+
+    Args:
+        num_views: 2 for the contrastive loss, 1 for features of one view.
+        transforms: the per-view augmentations (``TRANSFORMS`` configs).
+
+    Adds ``results['views']``, a list of ``num_views`` dicts.
+    """
+
+    def __init__(self, num_views: int = 2, transforms: Sequence = ()):
+        if not isinstance(num_views, int) or num_views < 1:
+            raise ValueError(f'MultiView: num_views must be an int >= 1, got '
+                             f'{num_views!r}')
+        self.num_views = num_views
+        self.transforms = _build(transforms)
+
+    def __call__(self, results: dict) -> dict:
+        key = list(results.get('seed_key', (0, 0, 0)))
+        views = []
+        for v in range(self.num_views):
+            view = {k: None if results.get(k) is None else np.array(
+                results[k], dtype=np.float32) for k in _VIEW_KEYS}
+            view['rng'] = np.random.default_rng(key + [v])
+            view = self.transforms(view)
+            view.pop('rng', None)
+            views.append(view)
+        results['views'] = views
+        return results
+
+    def __repr__(self):
+        return (f'MultiView(num_views={self.num_views}, '
+                f'transforms={self.transforms!r})')
+
+
+@TRANSFORMS.register_module()
+class PackDBBDInputs:
+    """Assemble a sample for :func:`~dbbd.datasets.dbbd_collate`.
+
+    Per view (``results['views']``, else the top-level attributes as one
+    view) ``dict(coord (N, 3) float32, feat (N, C) float32)`` where ``feat``
+    concatenates ``feat_keys`` in order; plus the tree arrays
+    ``point_region (L, N)``, ``region_parent (R,)``, ``region_center
+    (R,)``, ``level_offset (L + 1,)``, ``segment (N,)`` (-1 where
+    unlabelled), ``scene_id``, ``num_points`` and ``sample_seed``.
+
+    Args:
+        feat_keys: any of ``'normal'`` (default), ``'color'`` (put
+            ``NormalizeColor`` in the view transforms), ``'coord'``.
+    """
+
+    def __init__(self, feat_keys: Sequence[str] = ('normal', )):
+        self.feat_keys = tuple(feat_keys)
+        self.in_channels = feature_channels(self.feat_keys)
+
+    def _feat(self, view, where):
+        missing = [k for k in self.feat_keys if view.get(k) is None]
+        if missing:
+            raise ValueError(
+                f'{where}: feat_keys asks for {missing[0]!r} but the scene '
+                f'has no {missing[0]}; drop it from feat_keys or prepare the '
+                'data with that attribute')
+        return np.ascontiguousarray(np.concatenate(
+            [np.asarray(view[k], dtype=np.float32) for k in self.feat_keys],
+            axis=1))
+
+    def __call__(self, results: dict) -> dict:
+        where = results.get('scene_dir', results.get('scene_id', 'scene'))
+        n = int(np.asarray(results['point_region']).shape[1])
+        segment = results.get('segment')
+        sample = dict(
+            scene_id=results['scene_id'],
+            num_points=n,
+            point_region=np.asarray(results['point_region']),
+            region_parent=np.asarray(results['region_parent']),
+            region_center=np.asarray(results['region_center']),
+            level_offset=np.asarray(results['level_offset']),
+            segment=(np.full(n, -1, np.int64) if segment is None else
+                     np.asarray(segment, dtype=np.int64)),
+            sample_seed=int(results.get('sample_seed', 0)),
+        )
+        views = results.get('views') or [results]
+        for v, view in enumerate(views):
+            sample[f'view{v + 1}'] = dict(
+                coord=np.ascontiguousarray(view['coord'], dtype=np.float32),
+                feat=self._feat(view, where))
+        return sample
+
+    def __repr__(self):
+        return f'PackDBBDInputs(feat_keys={self.feat_keys!r})'
+
+
+def _packers(dataset_cfg):
+    for t in (dataset_cfg or {}).get('pipeline', None) or []:
+        if isinstance(t, dict) and str(t.get('type', '')).startswith('Pack'):
+            yield t
+
+
+def pipeline_feat_keys(dataset_cfg):
+    """``feat_keys`` of a dataset config's packing transform (None when it
+    has none)."""
+    for t in _packers(dataset_cfg):
+        return tuple(t.get('feat_keys', ('normal', )))
+    return None
+
+
+def set_feat_keys(cfg, feat_keys) -> int:
+    """Make ``feat_keys`` the point features of a whole config: the packing
+    transform of every loader's dataset, and the model's input width
+    (``model.backbone.in_channels``, or ``model.in_channels``).
+
+    Returns:
+        the input width, ``3 * len(feat_keys)``.
+    """
+    if isinstance(feat_keys, str):
+        feat_keys = (feat_keys, )
+    feat_keys = tuple(feat_keys)
+    width = feature_channels(feat_keys)
+    cfg['feat_keys'] = feat_keys
+    for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        dataset = (cfg.get(loader) or {}).get('dataset')
+        for t in _packers(dataset):
+            t['feat_keys'] = feat_keys
+    model = cfg.get('model') or {}
+    target = model.get('backbone') if isinstance(model.get('backbone'),
+                                                 dict) else model
+    if target is not None and 'in_channels' in target:
+        target['in_channels'] = width
+    return width
+
+
+def check_feat_width(cfg):
+    """ValueError (one line) when a loader's ``feat_keys`` and the model's
+    input width disagree."""
+    model = cfg.get('model') or {}
+    target = model.get('backbone') if isinstance(model.get('backbone'),
+                                                 dict) else model
+    width = (target or {}).get('in_channels')
+    if width is None:
+        return
+    for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        keys = pipeline_feat_keys((cfg.get(loader) or {}).get('dataset'))
+        if keys is not None and feature_channels(keys) != width:
+            where = ('model.backbone.in_channels' if target is not model
+                     else 'model.in_channels')
+            raise ValueError(
+                f'{loader}: feat_keys {keys!r} make '
+                f'{feature_channels(keys)} input channels but {where} is '
+                f'{width}; set the top-level feat_keys (e.g. --cfg-options '
+                f'"feat_keys=(\'normal\',\'color\')"), which sets both')

@@ -1,0 +1,224 @@
+"""The DBBD tree backbone: one network that reads a region tree top-down
+(G2L) and bottom-up (L2G).
+
+Method section 3. Each tree level is one partition of the batch's points, so
+a level of every scene is computed in one call per part:
+
+- G2L, level 0: the roots, encoded from the projected raw features. Level
+  ``l > 0``: ONE propagator call (every point gets its parent's feature by
+  indexing), ONE context projection, ONE encoder call and its segment
+  pooling, for all regions of all scenes. A point's G2L feature is its
+  feature at its leaf level.
+- L2G: ONE encoder call on all leaves of all levels (the leaves partition
+  the points), then per level bottom-up ONE aggregator call that pools the
+  children of every non-leaf region.
+
+The only Python loops are over levels. The result equals walking each tree
+region by region with the same parts (``tests/models/test_equivalence.py``
+checks it against such a walk).
+"""
+from typing import List, Optional
+
+import torch
+from mmengine.model import BaseModule
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+from dbbd.registry import MODELS
+
+from ..utils import MLP, TreeIndex, tree_index_of
+
+__all__ = ['DBBDTreeBackbone', 'build_part']
+
+
+def build_part(cfg, **defaults):
+    """Build ``cfg`` through MODELS, filling keys it leaves out."""
+    if isinstance(cfg, nn.Module):
+        return cfg
+    cfg = dict(cfg)
+    for key, value in defaults.items():
+        cfg.setdefault(key, value)
+    return MODELS.build(cfg)
+
+
+def check_width(name, attr, got, want):
+    """A part's width must equal the one its neighbours impose."""
+    if got != want:
+        raise ValueError(f'{name}.{attr} is {got} but must be {want}: set it '
+                         'in the config, or leave it out to have it filled')
+
+
+@MODELS.register_module()
+class DBBDTreeBackbone(BaseModule):
+    """Everything between raw point features and features per point and
+    per region: projections, propagator, point encoder, aggregator.
+
+    Args:
+        encoder: point encoder config (see
+            :class:`dbbd.models.encoders.BasePointEncoder`); ``in_channels``
+            defaults to ``hidden_channels``. Its ``out_channels`` (D) is the
+            width of every region and point feature.
+        propagator: G2L propagator config; ``in_channels`` defaults to D.
+        aggregator: L2G aggregator config; ``channels`` defaults to D.
+        in_channels: width of the raw point features ``feat`` (3: normals).
+        hidden_channels: width the raw features are projected to before
+            the encoder (96; small mode 64).
+        with_cp: gradient checkpointing of each level's encoder pass
+            (G2L: propagator + projection + encoder; L2G: projection +
+            encoder): less memory, one more forward.
+        init_cfg: mmengine weight init config.
+
+    Two projections live here: ``input_proj`` lifts raw features to
+    ``hidden_channels`` (G2L roots, L2G leaves), ``context_proj`` lifts
+    ``cat(raw feature, propagated context)`` (G2L below the root); each is
+    ``Linear -> LayerNorm -> GELU``.
+
+    Public methods (nothing else reaches inside):
+
+    - :meth:`g2l` and :meth:`l2g`: the two readings of a view over the
+      batch's tree (pre-training uses both);
+    - :meth:`forward`: per-point features of one view (downstream use).
+
+    A *view* is ``dict(coord (P, 3), feat (P, in_channels))``; the *tree*
+    is the batch's :class:`~dbbd.models.utils.TreeIndex`
+    (``inputs['tree']``, built by the collate function).
+    """
+
+    def __init__(self, encoder: dict, propagator: dict, aggregator: dict,
+                 in_channels: int = 3, hidden_channels: int = 96,
+                 with_cp: bool = False, init_cfg: Optional[dict] = None):
+        super().__init__(init_cfg=init_cfg)
+        self.in_channels = in_channels
+        self.hidden_channels = hidden_channels
+        self.with_cp = with_cp
+
+        self.encoder = build_part(encoder, in_channels=hidden_channels)
+        check_width('encoder', 'in_channels', self.encoder.in_channels,
+                    hidden_channels)
+        d = self.encoder.out_channels
+        self.propagator = build_part(propagator, in_channels=d)
+        check_width('propagator', 'in_channels', self.propagator.in_channels,
+                    d)
+        self.aggregator = build_part(aggregator, channels=d)
+        check_width('aggregator', 'channels', self.aggregator.channels, d)
+
+        self.input_proj = MLP(in_channels, [], hidden_channels,
+                              last_norm_act=True)
+        self.context_proj = MLP(in_channels + self.propagator.out_channels,
+                                [], hidden_channels, last_norm_act=True)
+
+    @property
+    def out_channels(self) -> int:
+        """D, the width of every point and region feature."""
+        return self.encoder.out_channels
+
+    def _maybe_cp(self, fn, *args):
+        if self.with_cp and torch.is_grad_enabled():
+            return checkpoint(fn, *args, use_reentrant=False)
+        return fn(*args)
+
+    # ------------------------------------------------------------------
+    # G2L
+    # ------------------------------------------------------------------
+    def _g2l_level(self, coord, feat, parent_feat, parent_center, lv):
+        """Encode every region of one level; ``(A_l, D)``, ``(R_l, D)``."""
+        if lv.rows is not None:
+            point_coord = coord.index_select(0, lv.rows)
+            feat = feat.index_select(0, lv.rows)
+        else:
+            point_coord = coord
+        if parent_feat is None:
+            x = self.input_proj(feat)
+        else:
+            rel_parent = point_coord - coord.index_select(
+                0, parent_center).index_select(0, lv.row_parent)
+            context = self.propagator(parent_feat, rel_parent, lv.row_parent)
+            x = self.context_proj(feat, context)
+        rel = point_coord - coord.index_select(0, lv.center).index_select(
+            0, lv.region)
+        return self.encoder(x, rel, lv.region, lv.num_regions)
+
+    def g2l(self, view: dict, tree: TreeIndex) -> dict:
+        """Global-to-local reading, top-down.
+
+        Args:
+            view: ``dict(coord (P, 3), feat (P, C))``.
+            tree: the batch's :class:`TreeIndex`.
+
+        Returns:
+            dict: ``point_feat (P, D)`` (each point at its leaf level) and
+            ``region_feat``, a list over levels of ``(R_l, D)``.
+        """
+        coord, feat = view['coord'], view['feat']
+        region_feat: List[torch.Tensor] = []
+        leaf_parts = []
+        for l, lv in enumerate(tree.levels):
+            if lv.num_regions == 0:
+                region_feat.append(coord.new_zeros((0, self.out_channels)))
+                continue
+            parent_feat = region_feat[-1] if l else None
+            parent_center = tree.levels[l - 1].center if l else None
+            point_feat, feat_l = self._maybe_cp(self._g2l_level, coord, feat,
+                                                parent_feat, parent_center,
+                                                lv)
+            region_feat.append(feat_l)
+            leaf_parts.append(point_feat if lv.leaf_rows is None else
+                              point_feat.index_select(0, lv.leaf_rows))
+        point_feat = torch.cat(leaf_parts)
+        if tree.point_order is not None:
+            point_feat = point_feat.index_select(0, tree.point_order)
+        return dict(point_feat=point_feat, region_feat=region_feat)
+
+    # ------------------------------------------------------------------
+    # L2G
+    # ------------------------------------------------------------------
+    def _encode_leaves(self, coord, feat, tree):
+        rel = coord - coord.index_select(0, tree.leaf_center).index_select(
+            0, tree.leaf_region)
+        return self.encoder(self.input_proj(feat), rel, tree.leaf_region,
+                            tree.num_leaves)
+
+    def l2g(self, view: dict, tree: TreeIndex) -> dict:
+        """Local-to-global reading, bottom-up. Same outputs as :meth:`g2l`.
+
+        Leaves (of every level) are encoded in one call; a non-leaf region
+        is never encoded: it is the aggregation of its children.
+        """
+        coord = view['coord']
+        point_feat, leaf_feat = self._maybe_cp(self._encode_leaves, coord,
+                                               view['feat'], tree)
+        region_feat: List[Optional[torch.Tensor]] = [None] * tree.num_levels
+        child = None
+        for l in reversed(range(tree.num_levels)):
+            lv = tree.levels[l]
+            leaves = leaf_feat[tree.leaf_offset[l]:tree.leaf_offset[l + 1]]
+            if child is None or child.shape[0] == 0:
+                feat_l = leaves  # no children below: every region a leaf
+            else:
+                below = tree.levels[l + 1]
+                offset = coord.index_select(0, below.center) - \
+                    coord.index_select(0, lv.center).index_select(
+                        0, below.parent)
+                feat_l = self.aggregator(child, offset, below.parent,
+                                         lv.num_regions)
+                if lv.num_leaves:
+                    feat_l = feat_l.index_copy(0, lv.leaf_ids, leaves)
+            region_feat[l] = child = feat_l
+        return dict(point_feat=point_feat, region_feat=region_feat)
+
+    # ------------------------------------------------------------------
+    # downstream
+    # ------------------------------------------------------------------
+    def forward(self, inputs: dict, view: str = 'view1') -> torch.Tensor:
+        """Per-point features of one view of a collated batch.
+
+        Args:
+            inputs: the ``inputs`` of :func:`dbbd.datasets.dbbd_collate`
+                (``inputs[view]`` and the tree).
+            view: which view (``'view1'``).
+
+        Returns:
+            point_feat (P, D): the G2L feature of every point, in point
+            order.
+        """
+        return self.g2l(inputs[view], tree_index_of(inputs))['point_feat']

@@ -1,0 +1,1 @@
+"""Downstream segmentation models (a backbone and a segmentation head)."""

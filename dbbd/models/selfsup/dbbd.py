@@ -1,0 +1,189 @@
+"""DBBD, the self-supervisor: a tree backbone read both ways, projection
+heads and the contrastive loss (method sections 3 and 4).
+
+As mmpretrain's ``BaseSelfSupervisor``: the backbone turns points into
+features (:class:`~dbbd.models.backbones.DBBDTreeBackbone`), the heads map
+them into the contrastive space and the loss compares the two readings.
+"""
+from typing import Optional, Union
+
+import torch
+from torch import nn
+
+from dbbd.registry import MODELS
+
+from ..backbones.tree_backbone import build_part, check_width
+from ..base import DBBDBaseModel
+from ..utils import tree_index_of
+
+__all__ = ['DBBD']
+
+
+def _check_view2(inputs, mode):
+    if 'view2' not in inputs:
+        raise KeyError(f"mode='{mode}' needs inputs['view2'] (a dataset with "
+                       'dual_view=True)')
+
+
+@MODELS.register_module()
+class DBBD(DBBDBaseModel):
+    """Dual-branch bi-directional pre-training on region trees.
+
+    Args:
+        backbone: the tree backbone config (``DBBDTreeBackbone``): reads
+            view 1 top-down (G2L) and view 2 bottom-up (L2G). Its
+            ``out_channels`` (D) is the width of every feature.
+        region_head: projection head of region features (one for all
+            levels); ``in_channels`` defaults to D.
+        point_head: projection head of point features; likewise.
+        loss: loss config (``DBBDLoss``).
+        return_embeddings: ``predict`` also returns the projected
+            embeddings the loss compared (for the collapse watch, which
+            switches it on).
+        data_preprocessor: default ``dict(type='DBBDDataPreprocessor')``.
+        init_cfg: mmengine weight init config.
+
+    ``forward(inputs, data_samples=None, mode='tensor')`` takes the
+    ``inputs`` dict of ``docs/data_format.md``:
+
+    - ``'loss'``: both views -> the dict of :class:`DBBDLoss`.
+    - ``'predict'``: a list with one dict per scene: ``scene_id``,
+      ``point_feat`` (N_i, D) G2L, ``segment`` (N_i,), and when ``view2`` is
+      present ``point_feat_l2g`` (N_i, D) and ``losses``: the loss dict of
+      the whole batch plus its total ``loss`` (the same in every scene of
+      the batch, detached). With ``return_embeddings``, also
+      ``embeddings``: ``dict(region=(g2l (R, E), l2g (R, E)),
+      point=(g2l (S, E), l2g (S, E)))`` of the whole batch (regions of all
+      levels, the point loss's sampled points), detached.
+    - ``'tensor'``: G2L features of view 1 only (see :meth:`extract_feat`).
+    """
+
+    def __init__(self, backbone: dict, region_head: dict, point_head: dict,
+                 loss: dict, return_embeddings: bool = False,
+                 data_preprocessor: Optional[Union[dict, nn.Module]] = None,
+                 init_cfg: Optional[dict] = None):
+        if data_preprocessor is None:
+            data_preprocessor = dict(type='DBBDDataPreprocessor')
+        if isinstance(data_preprocessor, dict):
+            # built here, not by BaseModel: BaseModel builds from mmengine's
+            # root registry, which sees this project's modules only under
+            # default_scope='dbbd'
+            data_preprocessor = MODELS.build(data_preprocessor)
+        super().__init__(data_preprocessor=data_preprocessor,
+                         init_cfg=init_cfg)
+        self.backbone = build_part(backbone)
+        d = self.backbone.out_channels
+        self.region_head = build_part(region_head, in_channels=d)
+        check_width('region_head', 'in_channels', self.region_head.in_channels,
+                    d)
+        self.point_head = build_part(point_head, in_channels=d)
+        check_width('point_head', 'in_channels', self.point_head.in_channels,
+                    d)
+        self.criterion = build_part(loss)
+        self.return_embeddings = return_embeddings
+
+    @property
+    def out_channels(self) -> int:
+        return self.backbone.out_channels
+
+    def forward(self, inputs: dict, data_samples: Optional[list] = None,
+                mode: str = 'tensor'):
+        if mode == 'loss':
+            return self.loss(inputs, data_samples)
+        if mode == 'predict':
+            return self.predict(inputs, data_samples)
+        if mode == 'tensor':
+            return self.extract_feat(inputs)
+        raise ValueError(f"mode must be 'loss', 'predict' or 'tensor', got "
+                         f'{mode!r}')
+
+    def _readings(self, inputs):
+        tree = tree_index_of(inputs)
+        return (self.backbone.g2l(inputs['view1'], tree),
+                self.backbone.l2g(inputs['view2'], tree))
+
+    @staticmethod
+    def _sample_order(inputs):
+        order = inputs.get('sample_order')
+        if order is None:  # a batch assembled by hand
+            from ..losses.point_loss import point_sample_order
+            order = torch.from_numpy(point_sample_order(
+                inputs['sample_seed'], int(inputs['offset'][-1]))).to(
+                    inputs['offset'].device)
+        return order
+
+    def _losses(self, g2l, l2g, sample_order, embeddings=None):
+        """The loss dict; ``embeddings`` (a dict) receives what was
+        compared."""
+        sizes = [f.shape[0] for f in g2l['region_feat']]
+        q = self.region_head(torch.cat(g2l['region_feat']))
+        k = self.region_head(torch.cat(l2g['region_feat']))
+        point_head = self.point_head
+        if embeddings is not None:
+            embeddings['region'] = (q.detach(), k.detach())
+            points = []
+
+            def point_head(x):
+                z = self.point_head(x)
+                points.append(z.detach())
+                return z
+        out = self.criterion(list(q.split(sizes)), list(k.split(sizes)),
+                             g2l['point_feat'], l2g['point_feat'],
+                             sample_order, point_head)
+        if embeddings is not None:
+            embeddings['point'] = tuple(points)
+        return out
+
+    def loss(self, inputs: dict, data_samples: Optional[list] = None):
+        """Both readings and the loss dict (needs ``view2``)."""
+        _check_view2(inputs, 'loss')
+        g2l, l2g = self._readings(inputs)
+        return self._losses(g2l, l2g, self._sample_order(inputs))
+
+    def predict(self, inputs: dict, data_samples: Optional[list] = None):
+        """One dict per scene, for metrics (see the class docstring)."""
+        tree = tree_index_of(inputs)
+        g2l = self.backbone.g2l(inputs['view1'], tree)
+        feats = dict(point_feat=g2l['point_feat'])
+        shared = {}
+        if 'view2' in inputs:
+            l2g = self.backbone.l2g(inputs['view2'], tree)
+            feats['point_feat_l2g'] = l2g['point_feat']
+            embeddings = {} if self.return_embeddings else None
+            parts = self._losses(g2l, l2g, self._sample_order(inputs),
+                                 embeddings)
+            losses = dict(loss=sum(v for k, v in parts.items()
+                                   if 'loss' in k))
+            losses.update(parts)
+            shared['losses'] = {k: v.detach() for k, v in losses.items()}
+            if embeddings is not None:
+                shared['embeddings'] = embeddings
+        segment = inputs.get('segment')
+        if segment is None:
+            segment = torch.full((tree.num_points, ), -1, dtype=torch.long,
+                                 device=inputs['offset'].device)
+        feats['segment'] = segment
+        sizes = inputs.get('num_points') or torch.diff(
+            inputs['offset']).tolist()
+        split = {k: v.detach().split(list(sizes)) for k, v in feats.items()}
+        results = []
+        for i in range(len(sizes)):
+            sample = data_samples[i] if data_samples else {}
+            res = dict(scene_id=sample.get('scene_id', str(i)))
+            res.update({k: v[i] for k, v in split.items()})
+            res.update(shared)
+            results.append(res)
+        return results
+
+    def extract_feat(self, inputs: dict) -> dict:
+        """G2L features of view 1 (view 2 is not needed).
+
+        Returns:
+            dict: ``point_feat (P, D)``, ``region_feat`` list over levels of
+            ``(R_l, D)``, and the batch's ``offset (B + 1,)`` and
+            ``region_offset (L, B + 1)`` to split them per scene.
+        """
+        out = self.backbone.g2l(inputs['view1'], tree_index_of(inputs))
+        out.update(offset=inputs['offset'],
+                   region_offset=inputs['region_offset'])
+        return out
