@@ -33,6 +33,7 @@ from typing import Callable, Optional
 import numpy as np
 
 from .ply import color_to_uint8, read_ply_points
+from .scene_io import numpy_read_problem
 
 __all__ = [
     'SCANNET20_CLASSES', 'SCANNET20_NYU40_IDS', 'LAYOUTS', 'SceneSource',
@@ -126,17 +127,12 @@ def _check_points(path, coord, color=None, normal=None, segment=None,
 
 @contextlib.contextmanager
 def _numpy_errors(path):
-    """Turn numpy's read errors into one line naming ``path``; a pickled
-    array is refused, never unpickled."""
+    """Turn numpy's read errors into one line naming ``path`` and what is
+    wrong with it; a pickle is refused, never unpickled."""
     try:
         yield
-    except ValueError as e:
-        if 'pickle' in str(e).lower() or 'object' in str(e).lower():
-            raise ValueError(f'{path}: holds pickled data; refusing to '
-                             'unpickle') from None
-        raise ValueError(f'{path}: cannot be read ({e})') from None
-    except (OSError, EOFError) as e:
-        raise ValueError(f'{path}: cannot be read ({e})') from None
+    except (ValueError, OSError, EOFError) as e:
+        raise ValueError(f'{path}: {numpy_read_problem(path, e)}') from None
 
 
 def _npload(path, required=True):

@@ -390,3 +390,15 @@ def test_loaded_scene_is_picklable(tmp_path):
     back = pickle.loads(pickle.dumps(scenes[0]))
     assert back.load()['coord'].shape == (40, 3)
     assert os.path.basename(back.path) == 'x'
+
+
+def test_input_file_that_is_not_numpy_is_named_as_such(tmp_path):
+    scene = tmp_path / 'src' / 'train' / 'scene0000_00'
+    scene.mkdir(parents=True)
+    (scene / 'coord.npy').symlink_to('/etc/passwd')
+    _, scenes = find_scenes(tmp_path / 'src')
+    with pytest.raises(ValueError) as e:
+        scenes[0].load()
+    msg = str(e.value)
+    assert str(scene / 'coord.npy') in msg and 'is not a numpy file' in msg
+    assert 'pickle' not in msg and '\n' not in msg
