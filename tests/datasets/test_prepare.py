@@ -9,7 +9,8 @@ import pytest
 from scipy.spatial import cKDTree
 
 from dbbd.datasets.ply import write_ply
-from dbbd.datasets.prepare import format_summary, prepare_dataset
+from dbbd.datasets.prepare import (DegenerateSceneError, check_cloud,
+                                   format_summary, prepare_dataset)
 from dbbd.datasets.scene_io import list_prepared, load_scene
 from dbbd.datasets.synthetic import make_room, write_synthetic_dataset
 
@@ -172,3 +173,54 @@ def test_pca_and_mesh_normals_paths(tmp_path):
     assert np.abs(sc['coord']).max() < 10
     back = sc['coord'] + np.asarray(sc['meta']['origin'])
     _match(back, coord)
+
+
+def test_degenerate_clouds_are_refused_or_warned(tmp_path):
+    src = tmp_path / 'src'
+    src.mkdir()
+    rng = np.random.default_rng(0)
+    pts = rng.random((300, 3)) * [4, 3, 2]
+    t = np.linspace(0, 1, 300)[:, None]
+    clouds = dict(
+        one=np.tile([1.5, 2.5, 0.5], (500, 1)),      # no extent
+        five=pts[:5],                                 # < one split
+        line=t * [3.0, 1.0, 0.5] + [2, 2, 1],         # collinear
+        plane=np.c_[pts[:, :2], np.full(300, 0.7)],   # planar
+        dup=np.concatenate([pts, pts[:100], pts[:20]]),
+        ok=pts)
+    for name, a in clouds.items():
+        np.save(src / f'{name}.npy', a)
+    out = tmp_path / 'out'
+    s = prepare_dataset(src, out, workers=0, **FAST)
+    assert s['prepared'] == 4 and s['refused'] == 2
+    refused = {f['scene_id']: f['error'] for f in s['failed']}
+    assert set(refused) == {'one', 'five'}
+    assert 'all 500 points are the same point (no extent)' in refused['one']
+    assert '5 distinct points (of 5) are fewer than min_points_to_split=32' \
+        in refused['five']
+    assert not (out / 'train' / 'one').exists()
+    warned = {w['scene_id']: w['warnings'] for w in s['warned']}
+    assert set(warned) == {'line', 'plane', 'dup'}
+    assert 'on a line' in warned['line'][0]
+    assert 'in a plane' in warned['plane'][0]
+    n_dup = len(clouds['dup']) - len(np.unique(clouds['dup'], axis=0))
+    assert n_dup == 120
+    assert warned['dup'] == [f'{n_dup} of 420 points (29%) repeat another '
+                             'point exactly']
+    text = format_summary(s)
+    assert 'degenerate clouds: 2 refused, 3 prepared with a warning' in text
+    assert 'REFUSED train/one' in text and 'WARNING train/dup' in text
+    # the warnings live in meta.json: a re-run that skips still counts them
+    again = prepare_dataset(src, out, workers=0, **FAST)
+    assert again['skipped'] == 4
+    assert {w['scene_id'] for w in again['warned']} == set(warned)
+
+
+def test_refusal_threshold_is_one_split(tmp_path):
+    rng = np.random.default_rng(1)
+    pts = rng.random((32, 3))
+    # 32 distinct points (with duplicates beyond) split; 31 do not
+    assert check_cloud('a', np.concatenate([pts, pts[:8]]), 32) == [
+        '8 of 40 points (20%) repeat another point exactly']
+    with pytest.raises(DegenerateSceneError, match='31 distinct points'):
+        check_cloud('a', np.concatenate([pts[:31], pts[:9]]), 32)
