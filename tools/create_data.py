@@ -42,6 +42,16 @@ def parse_args(argv=None):
                    choices=('nyu40', 'scannet20'),
                    help='what mmdet3d semantic_mask/*.bin holds (mmdet3d '
                    'writes NYU40 ids)')
+    p.add_argument('--label-map', default=None, metavar='MAP',
+                   help='files layout: how the label / segment ids of your '
+                   'files become stored class ids: a JSON file '
+                   '{"src": dst, ...} or SRC:DST pairs like 1:0,2:1,7:-1 '
+                   '(-1: unlabelled); ids not listed become -1 and are '
+                   'counted in the summary. Without it the ids are taken '
+                   'as ScanNet-20 ids (0..19 kept, others -1)')
+    p.add_argument('--ignore-label', type=int, nargs='+', default=[],
+                   metavar='ID', help='files layout: ids that mean '
+                   '"unlabelled" (stored as -1, not counted as unmapped)')
     p.add_argument('--overwrite', action='store_true',
                    help='re-prepare scenes already prepared')
     p.add_argument('--no-progress', action='store_true')
@@ -57,7 +67,8 @@ def main(argv=None):
             voxel_size=a.voxel_size, branching=a.branching,
             max_depth=a.max_depth, min_points_to_split=a.min_points_to_split,
             seed=a.seed, overwrite=a.overwrite, progress=not a.no_progress,
-            mmdet3d_label_ids=a.mmdet3d_labels)
+            mmdet3d_label_ids=a.mmdet3d_labels, label_map=a.label_map,
+            ignore_labels=a.ignore_label)
     except ValueError as e:  # nothing to prepare: bad source, layout, splits
         print(f'error: {e}', file=sys.stderr)
         return 2

@@ -19,7 +19,7 @@ from concurrent.futures.process import BrokenProcessPool
 import numpy as np
 
 from .normals import compute_normals, mesh_vertex_normals
-from .readers import find_scenes
+from .readers import LabelMap, find_scenes, parse_label_map
 from .region_tree import build_region_tree
 from .scene_io import (is_prepared, read_meta, recover_interrupted,
                        save_scene)
@@ -31,6 +31,7 @@ __all__ = ['prepare_scene', 'prepare_dataset', 'format_summary',
 # meta.json fields that decide a prepared scene's content: a skipped scene
 # whose values differ is reported as stale
 TREE_PARAMS = ('branching', 'max_depth', 'min_points_to_split', 'seed',
+               'labels',
                'voxel_size')
 
 
@@ -111,7 +112,7 @@ def check_cloud(path, xyz, min_points_to_split):
 
 def prepare_scene(source, out, voxel_size=None, branching=8, max_depth=4,
                   min_points_to_split=64, seed=0, overwrite=False,
-                  normal_k=16):
+                  normal_k=16, labels=None):
     """Prepare one scene (see the module docstring).
 
     Args:
@@ -121,10 +122,15 @@ def prepare_scene(source, out, voxel_size=None, branching=8, max_depth=4,
         branching, max_depth, min_points_to_split, seed: region tree
             parameters (:func:`region_tree.build_region_tree`).
         normal_k: neighbours of the PCA normals.
+        labels: the label rule the source's loader applied
+            (:meth:`readers.LabelMap.describe`), recorded in meta.json.
 
     Returns:
         dict(scene_id, split, status='done', num_points, regions_per_level,
-        normal_source, warnings (list of str, also in meta.json), seconds).
+        normal_source, warnings (list of str), class_counts ({id: points},
+        -1 unlabelled; None without labels), label_unmapped ({input id:
+        input points} that became -1 unasked), seconds; the last three
+        are also in meta.json.
 
     Raises:
         DegenerateSceneError: see :func:`check_cloud`.
@@ -178,7 +184,11 @@ def prepare_scene(source, out, voxel_size=None, branching=8, max_depth=4,
                 branching=branching, max_depth=max_depth,
                 min_points_to_split=min_points_to_split, seed=seed,
                 voxel_size=voxel_size or None, normal_source=normal_source,
-                num_points_raw=int(n_raw), warnings=warnings)
+                num_points_raw=int(n_raw), warnings=warnings,
+                labels=labels, class_counts=_class_counts(
+                    per_point.get('segment')),
+                label_unmapped={str(k): v for k, v in
+                                (d.get('label_unmapped') or {}).items()})
     full = save_scene(os.path.join(out, source.split, source.scene_id),
                       xyz + origin, nrm, tree,
                       color=per_point.get('color'),
@@ -188,7 +198,20 @@ def prepare_scene(source, out, voxel_size=None, branching=8, max_depth=4,
                 num_points=full['num_points'],
                 regions_per_level=full['regions_per_level'],
                 normal_source=normal_source, warnings=warnings,
+                class_counts=meta['class_counts'],
+                label_unmapped=meta['label_unmapped'],
                 seconds=time.perf_counter() - t0)
+
+
+def _class_counts(segment):
+    """``{str(id): points}`` of the ids present (-1: unlabelled), or None
+    without labels."""
+    if segment is None:
+        return None
+    seg = np.asarray(segment, dtype=np.int64)
+    counts = np.bincount(seg + 1)
+    ids = np.flatnonzero(counts)
+    return {str(int(i) - 1): int(counts[i]) for i in ids}
 
 
 def _run_one(source, out, kwargs):
@@ -244,7 +267,8 @@ def _stale(meta, params):
 def prepare_dataset(src, out, layout='auto', splits=None, val_ratio=None,
                     workers=None, voxel_size=None, branching=8, max_depth=4,
                     min_points_to_split=64, seed=0, overwrite=False,
-                    progress=True, mmdet3d_label_ids='nyu40', log=None):
+                    progress=True, mmdet3d_label_ids='nyu40', log=None,
+                    label_map=None, ignore_labels=()):
     """Prepare every scene of ``src`` into ``out``.
 
     Args:
@@ -260,6 +284,10 @@ def prepare_dataset(src, out, layout='auto', splits=None, val_ratio=None,
         overwrite: re-prepare scenes already prepared (default: skip them).
         progress: progress bar on stderr.
         log: callable for one-line notes (default: print to stderr).
+        label_map: ``files`` layout only: how label ids map to stored ids:
+            a ``--label-map`` string (JSON file or ``src:dst,...``), a dict
+            ``{src: dst}`` or None (ScanNet-20 ids: 0..19 kept, others -1).
+        ignore_labels: ``files`` layout only: ids that mean unlabelled.
 
     Returns:
         summary dict: ``out``, ``layout``, ``scenes`` (found), ``prepared``,
@@ -267,7 +295,10 @@ def prepare_dataset(src, out, layout='auto', splits=None, val_ratio=None,
         parameters), ``failed`` (list of dict(scene_id, split, error,
         refused)), ``refused`` (how many of them :func:`check_cloud`
         refused), ``warned`` (list of dict(scene_id, split, warnings) of
-        prepared and skipped scenes with warnings),
+        prepared and skipped scenes with warnings), ``labelled`` (scenes
+        with labels), ``class_counts`` ({id: points}, -1 unlabelled),
+        ``label_unmapped`` ({input id: input points} that became -1 without
+        being mapped or ignored), ``label_map`` (the rule, or None),
         ``points`` (total over prepared and skipped scenes),
         ``regions_per_level_mean`` (list), ``splits`` ({split: count}),
         ``seconds``.
@@ -275,13 +306,21 @@ def prepare_dataset(src, out, layout='auto', splits=None, val_ratio=None,
     t0 = time.perf_counter()
     log = log or (lambda m: print(m, file=sys.stderr, flush=True))
     out = os.path.abspath(os.fspath(out))
+    if isinstance(label_map, str):
+        label_map = parse_label_map(label_map)
+    elif isinstance(label_map, dict):
+        label_map = parse_label_map(
+            ','.join(f'{k}:{v}' for k, v in label_map.items()))
+    rule = LabelMap(tuple(label_map or ()),
+                    tuple(sorted({int(v) for v in ignore_labels or ()})))
     layout, sources = find_scenes(src, layout, splits=splits,
                                   val_ratio=val_ratio, seed=seed, log=log,
-                                  mmdet3d_label_ids=mmdet3d_label_ids)
+                                  mmdet3d_label_ids=mmdet3d_label_ids,
+                                  label_map=rule)
     kwargs = dict(voxel_size=voxel_size, branching=branching,
                   max_depth=max_depth,
                   min_points_to_split=min_points_to_split, seed=seed,
-                  overwrite=overwrite)
+                  overwrite=overwrite, labels=rule.describe())
     params = dict(kwargs, voxel_size=voxel_size or None)
     for split in sorted({s.split for s in sources}):
         for name in recover_interrupted(os.path.join(out, split)):
@@ -306,7 +345,9 @@ def prepare_dataset(src, out, layout='auto', splits=None, val_ratio=None,
                 scene_id=s.scene_id, split=s.split, status='skipped',
                 num_points=meta.get('num_points', 0),
                 regions_per_level=meta.get('regions_per_level', []),
-                warnings=meta.get('warnings') or []))
+                warnings=meta.get('warnings') or [],
+                class_counts=meta.get('class_counts'),
+                label_unmapped=meta.get('label_unmapped') or {}))
         else:
             todo.append(s)
     if stale:
@@ -336,6 +377,13 @@ def prepare_dataset(src, out, layout='auto', splits=None, val_ratio=None,
     warned = [dict(scene_id=r['scene_id'], split=r['split'],
                    warnings=list(r['warnings']))
               for r in done if r.get('warnings')]
+    class_counts, unmapped, labelled = {}, {}, 0
+    for r in done:
+        labelled += r.get('class_counts') is not None
+        for key, total in (('class_counts', class_counts),
+                           ('label_unmapped', unmapped)):
+            for k, v in (r.get(key) or {}).items():
+                total[int(k)] = total.get(int(k), 0) + int(v)
     depth = max((len(r['regions_per_level']) for r in done), default=0)
     rpl = np.zeros((len(done), depth))
     for i, r in enumerate(done):
@@ -349,6 +397,9 @@ def prepare_dataset(src, out, layout='auto', splits=None, val_ratio=None,
         skipped=sum(r['status'] == 'skipped' for r in results),
         stale=[name for name, _ in stale], failed=failed,
         refused=sum(f['refused'] for f in failed), warned=warned,
+        labelled=labelled, class_counts=dict(sorted(class_counts.items())),
+        label_unmapped=dict(sorted(unmapped.items())),
+        label_map=rule.describe(),
         points=int(sum(r['num_points'] for r in done)),
         regions_per_level_mean=(rpl.mean(0).round(1).tolist()
                                 if len(done) else []),
@@ -389,6 +440,37 @@ def _run_pool(todo, out, kwargs, workers, bar):
     return results
 
 
+def _counts_text(counts, limit=None):
+    items = list(counts.items())
+    if limit is not None and len(items) > limit:
+        items = sorted(items, key=lambda kv: -kv[1])[:limit]
+    text = ', '.join(f'{k}: {v:,}' for k, v in items)
+    return text + (', ...' if len(items) < len(counts) else '')
+
+
+def _class_line(s):
+    """Points per stored class id over the done scenes."""
+    counts = dict(s.get('class_counts') or {})
+    if not s.get('labelled'):
+        return 'labels: none'
+    rule = 'ids from --label-map' if (s.get('label_map') or {}).get('map') \
+        else 'ScanNet-20 ids'
+    unlab = counts.pop(-1, 0)
+    return (f'labels ({rule}; points per class, {s["labelled"]} labelled '
+            f'scenes): {_counts_text(counts) or "none"}; unlabelled (-1): '
+            f'{unlab:,}')
+
+
+def _unmapped_line(s):
+    um = s['label_unmapped']
+    where = ('not in --label-map' if (s.get('label_map') or {}).get('map')
+             else 'outside the ScanNet-20 ids 0..19')
+    return (f'labels: {sum(um.values()):,} input points had ids {where} '
+            f'({_counts_text(um, limit=10)}) and became unlabelled (-1); '
+            'map them with --label-map SRC:DST,... or mark an id as '
+            'unlabelled with --ignore-label ID')
+
+
 def format_summary(summary):
     """Multi-line human summary of :func:`prepare_dataset`'s result."""
     s = summary
@@ -403,11 +485,15 @@ def format_summary(summary):
            or '-'),
         f'degenerate clouds: {s["refused"]} refused, {len(s["warned"])} '
         'prepared with a warning',
+        _class_line(s),
         f'seconds: {s["seconds"]}',
     ]
     if s['stale']:
-        lines.append(f'stale (other tree parameters, --overwrite rebuilds): '
+        lines.append(f'stale (other tree or label parameters, --overwrite '
+                     'rebuilds): '
                      f'{len(s["stale"])}')
+    if s.get('label_unmapped'):
+        lines.append(_unmapped_line(s))
     for w in s['warned']:
         for text in w['warnings']:
             lines.append(f'WARNING {w["split"]}/{w["scene_id"]}: {text}')
