@@ -326,3 +326,25 @@ def test_readme_label_map_example_runs(tmp_path, monkeypatch, capsys):
     assert f'{sum(other.values()):,} input points had ids not in ' \
         '--label-map (' + ', '.join(f'{v}: {c:,}' for v, c in other.items()) \
         in text
+
+
+def test_create_data_help_shows_every_default(capsys):
+    cli = _create_data()
+    parser = cli.build_parser()
+    with pytest.raises(SystemExit) as e:
+        cli.parse_args(['--help'])
+    assert e.value.code == 0
+    text = ' '.join(capsys.readouterr().out.split())
+    text = text[text.index('options:'):]
+    actions = [a for a in parser._actions if a.dest != 'help']
+    starts = [text.index(' ' + a.option_strings[-1] + ' ') for a in actions]
+    assert starts == sorted(starts)
+    for a, lo, hi in zip(actions, starts, starts[1:] + [len(text)]):
+        entry = text[lo:hi]
+        if a.required:
+            assert '(required' in entry and 'default' not in entry, entry
+        elif a.default is None or a.default == []:
+            assert 'default: none' in entry or 'default: one per CPU' in \
+                entry, entry
+        else:
+            assert f'default: {a.default})' in entry, entry
