@@ -20,7 +20,8 @@ Splits come from the layout (folder names), from split lists
 A :class:`SceneSource` carries a picklable loader, so scenes load in worker
 processes; every loader returns ``coord (N, 3) float64``, ``color (N, 3)
 uint8`` or None, ``normal (N, 3) float32`` or None, ``segment (N,) int16``
-(ScanNet-20 ids, -1 unlabelled) or None and ``faces (F, 3) int64`` or None,
+(ScanNet-20 ids, or a :class:`LabelMap`'s ids for generic files; -1
+unlabelled) or None and ``faces (F, 3) int64`` or None,
 and raises a one-line ``ValueError`` naming the file on bad input.
 """
 import contextlib
