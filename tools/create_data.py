@@ -19,33 +19,69 @@ from dbbd.datasets.prepare import format_summary, prepare_dataset  # noqa: E402
 from dbbd.datasets.readers import LAYOUTS  # noqa: E402
 
 
-def parse_args(argv=None):
+class _HelpWithDefaults(argparse.ArgumentDefaultsHelpFormatter):
+    """Every optional argument shows its default; one whose help names it
+    in words (``default: none``) keeps those words instead of ``None``."""
+
+    def _get_help_string(self, action):
+        if action.required or 'default:' in (action.help or ''):
+            return action.help
+        return super()._get_help_string(action)
+
+
+def build_parser():
     p = argparse.ArgumentParser(
-        description='Prepare scenes (region trees) for DBBD pre-training.')
-    p.add_argument('--src', required=True, help='input folder')
+        description='Prepare scenes (region trees) for DBBD pre-training.',
+        formatter_class=_HelpWithDefaults)
+    p.add_argument('--src', required=True, help='input folder (required)')
     p.add_argument('--out', required=True, help='output root '
-                   '(OUT/<split>/<scene_id>/)')
-    p.add_argument('--layout', default='auto', choices=('auto',) + LAYOUTS)
+                   '(OUT/<split>/<scene_id>/) (required)')
+    p.add_argument('--layout', default='auto', choices=('auto',) + LAYOUTS,
+                   help='input layout; auto detects it')
     p.add_argument('--splits', default=None, help='folder with '
-                   'scannetv2_{train,val,test}.txt')
+                   'scannetv2_{train,val,test}.txt (default: none; mmdet3d '
+                   'uses SRC/meta_data when present)')
     p.add_argument('--val-ratio', type=float, default=None,
-                   help='without split lists: fraction of scenes for val')
+                   help='without split lists: fraction of scenes for val '
+                   '(default: none, every scene goes to train)')
     p.add_argument('--workers', type=int, default=None,
-                   help='processes (default: CPU count; 0/1: in-process)')
+                   help='processes (default: one per CPU; 0/1: in this '
+                   'process)')
     p.add_argument('--voxel-size', type=float, default=None,
-                   help='grid subsampling in metres (default: none)')
-    p.add_argument('--branching', type=int, default=8)
-    p.add_argument('--max-depth', type=int, default=4)
-    p.add_argument('--min-points-to-split', type=int, default=64)
-    p.add_argument('--seed', type=int, default=0)
+                   help='grid subsampling in metres (default: none, every '
+                   'point is kept)')
+    p.add_argument('--branching', type=int, default=8,
+                   help='children per region split')
+    p.add_argument('--max-depth', type=int, default=4,
+                   help='deepest tree level')
+    p.add_argument('--min-points-to-split', type=int, default=64,
+                   help='a region with fewer points is a leaf')
+    p.add_argument('--seed', type=int, default=0,
+                   help='seed of the trees and of --val-ratio')
     p.add_argument('--mmdet3d-labels', default='nyu40',
                    choices=('nyu40', 'scannet20'),
                    help='what mmdet3d semantic_mask/*.bin holds (mmdet3d '
                    'writes NYU40 ids)')
+    p.add_argument('--label-map', default=None, metavar='MAP',
+                   help='files layout: how the label / segment ids of your '
+                   'files become stored class ids: a JSON file '
+                   '{"src": dst, ...} or SRC:DST pairs like 1:0,2:1,7:-1 '
+                   '(-1: unlabelled); ids not listed become -1 and are '
+                   'counted in the summary (default: none, the ids are '
+                   'taken as ScanNet-20 ids: 0..19 kept, others -1)')
+    p.add_argument('--ignore-label', type=int, nargs='+', default=[],
+                   metavar='ID', help='files layout: ids that mean '
+                   '"unlabelled" (stored as -1, not counted as unmapped; '
+                   'default: none)')
     p.add_argument('--overwrite', action='store_true',
                    help='re-prepare scenes already prepared')
-    p.add_argument('--no-progress', action='store_true')
-    return p.parse_args(argv)
+    p.add_argument('--no-progress', action='store_true',
+                   help='no progress line per scene')
+    return p
+
+
+def parse_args(argv=None):
+    return build_parser().parse_args(argv)
 
 
 def main(argv=None):
@@ -57,7 +93,8 @@ def main(argv=None):
             voxel_size=a.voxel_size, branching=a.branching,
             max_depth=a.max_depth, min_points_to_split=a.min_points_to_split,
             seed=a.seed, overwrite=a.overwrite, progress=not a.no_progress,
-            mmdet3d_label_ids=a.mmdet3d_labels)
+            mmdet3d_label_ids=a.mmdet3d_labels, label_map=a.label_map,
+            ignore_labels=a.ignore_label)
     except ValueError as e:  # nothing to prepare: bad source, layout, splits
         print(f'error: {e}', file=sys.stderr)
         return 2

@@ -4,7 +4,37 @@ import os.path as osp
 import shutil
 import sys
 
-__all__ = ['prepare_demo_data', 'demo_data_ready']
+__all__ = ['prepare_demo_data', 'demo_data_ready', 'check_demo_target']
+
+
+def _same_folder(a, b):
+    return osp.realpath(osp.abspath(a)) == osp.realpath(osp.abspath(b))
+
+
+def check_demo_target(data_root, demo_root, split='train'):
+    """Refuse to generate demo rooms anywhere but the demo's own folder.
+
+    A data root named on the command line or in a config that derives from
+    the demo is the user's data: when its ``split`` is not prepared, raise
+    the one-line :class:`DataPreparationError` that says how to prepare it,
+    instead of filling the folder with synthetic rooms.
+
+    Args:
+        data_root: the dataset's data root.
+        demo_root: the demo's own data folder (``auto_prepare``'s
+            ``demo_root``); None: ``data_root`` is trusted to be it.
+        split: the split the dataset reads.
+    """
+    from .dbbd_dataset import DataPreparationError
+    if demo_root is None or _same_folder(data_root, demo_root) \
+            or osp.isdir(osp.join(data_root, split)):
+        return
+    raise DataPreparationError(
+        f'DBBD demo: data_root {data_root} has no prepared {split} split, '
+        'and the demo generates synthetic rooms only into its own folder '
+        f'{demo_root}, never into a folder you name; prepare your data '
+        f'with `python tools/create_data.py --src <your data> --out '
+        f'{data_root}`, or drop the data_root override to run the demo')
 
 
 def demo_data_ready(data_root, num_train, num_val):
@@ -14,7 +44,8 @@ def demo_data_ready(data_root, num_train, num_val):
 
 
 def prepare_demo_data(data_root, num_train=4, num_val=2, num_points=20000,
-                      seed=0, workers=None, progress=True, **tree_options):
+                      seed=0, workers=None, progress=True, demo_root=None,
+                      **tree_options):
     """Generate synthetic rooms and prepare them into ``data_root``.
 
     The rooms are written in Pointcept's input layout under
@@ -24,6 +55,9 @@ def prepare_demo_data(data_root, num_train=4, num_val=2, num_points=20000,
     the data is already there.
 
     Args:
+        demo_root: the demo's own folder: any other ``data_root`` is the
+            user's data, never written to (:func:`check_demo_target`).
+            None (a direct call naming its folder): ``data_root``.
         tree_options: ``branching``, ``max_depth``, ``min_points_to_split``,
             ``voxel_size`` for :func:`prepare_dataset`.
     """
@@ -32,6 +66,7 @@ def prepare_demo_data(data_root, num_train=4, num_val=2, num_points=20000,
     from .prepare import format_summary, prepare_dataset
     from .synthetic import write_synthetic_dataset
 
+    check_demo_target(data_root, demo_root)
     os.makedirs(data_root, exist_ok=True)
     with open(osp.join(data_root, '.prepare.lock'), 'w') as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)

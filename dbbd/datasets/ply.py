@@ -7,7 +7,8 @@ covers ScanNet's ``*_vh_clean_2.ply`` meshes. Whole elements are parsed with
 one ``np.frombuffer`` (binary) or one token split (ascii): no per-vertex
 Python loop, so a 150k-vertex mesh reads in milliseconds.
 
-Every problem raises a one-line ``ValueError`` that names the file.
+Every problem raises a one-line ``ValueError`` that names the file (and,
+in an ascii body, the line: each non-blank line must hold exactly one row).
 """
 import os
 
@@ -134,43 +135,114 @@ def _binary_element(path, raw, pos, name, count, props, bo):
     return cols, pos + need
 
 
+# the bytes ``bytes.split()`` splits on: space, \t, \n, \v, \f, \r
+_WHITESPACE = np.zeros(256, dtype=bool)
+_WHITESPACE[[9, 10, 11, 12, 13, 32]] = True
+
+
+def _values_per_line(body):
+    """Number of whitespace-separated values on each line of ``body``
+    ((lines,) int64), counted without a Python loop over lines."""
+    b = np.frombuffer(body, dtype=np.uint8)
+    ws = _WHITESPACE[b]
+    starts = ~ws
+    starts[1:] &= ws[:-1]                  # first byte of each value
+    newlines = np.flatnonzero(b == 10)
+    line = np.searchsorted(newlines, np.flatnonzero(starts))
+    return np.bincount(line, minlength=newlines.size + 1)
+
+
+def _bad_token_error(path, body, first_line):
+    """The error for an ascii body that holds a non-number (error path:
+    a loop over lines is fine here)."""
+    for i, ln in enumerate(body.split(b'\n')):
+        for tok in ln.split():
+            try:
+                float(tok)
+            except ValueError:
+                word = tok[:20].decode('ascii', errors='replace')
+                return _err(path, f'line {first_line + i}: value {word!r} '
+                            'is not a number')
+    return _err(path, 'ascii PLY body has a token that is not a number')
+
+
+def _row_error(path, name, props, lens, row, nvals, width, lineno):
+    """Why one ascii row of element ``name`` has ``nvals`` values instead of
+    ``width`` (``row``: its values)."""
+    off = 0
+    for p, t in props:
+        if isinstance(t, tuple):
+            if off < len(row) and int(row[off]) != lens[p]:
+                return _err(path, f'line {lineno}: element {name!r}: list '
+                            f'{p!r} has {int(row[off])} items here and '
+                            f'{lens[p]} in the first row; rows of different '
+                            'lengths are not supported (only uniform lists, '
+                            'e.g. all triangles)')
+            off += 1 + lens[p]
+        else:
+            off += 1
+    names = ' '.join(p for p, _ in props)
+    return _err(path, f'line {lineno}: {nvals} values, expected {width} '
+                f'(one row of element {name!r}: {names})')
+
+
 def _ascii_elements(path, raw, pos, elements):
-    """Parse every element of an ascii body from one token array."""
+    """Parse every element of an ascii body from one token array.
+
+    Each non-blank line is one row: a line with a value too many or too few
+    is refused by its line number (a token stream alone would shift every
+    later row by one value).
+    """
+    body = raw[pos:]
+    first_line = raw[:pos].count(b'\n') + 1  # file line of the body's start
     try:
-        tokens = np.array(raw[pos:].split(), dtype=np.float64)
+        tokens = np.array(body.split(), dtype=np.float64)
     except ValueError:
-        raise _err(path, 'ascii PLY body has a token that is not a '
-                   'number') from None
-    out, t0 = {}, 0
+        raise _bad_token_error(path, body, first_line) from None
+    per_line = _values_per_line(body)
+    lines = np.flatnonzero(per_line)       # body lines that hold values
+    out, r0, t0 = {}, 0, 0
     for name, count, props in elements:
         if count == 0:
             out[name] = {p: np.zeros(0) for p, _ in props}
             continue
-        width, lens, off = 0, {}, t0
+        if r0 + count > lines.size:
+            raise _err(path, f'truncated: element {name!r} has {count} rows '
+                       f'in the header, the file ends after '
+                       f'{lines.size - r0} of them (line '
+                       f'{first_line + (lines[-1] if lines.size else 0)})')
+        rows = lines[r0:r0 + count]
+        nvals = per_line[rows]
         # the first row fixes the row width (uniform lists, as in binary)
+        width, lens, off = 0, {}, t0
         for p, t in props:
-            if off >= tokens.size:
-                raise _err(path, f'truncated in element {name!r}')
             if isinstance(t, tuple):
-                k = int(tokens[off])
+                k = int(tokens[off]) if off < tokens.size else 0
                 lens[p] = k
                 off += 1 + k
                 width += 1 + k
             else:
                 off += 1
                 width += 1
+        bad = np.flatnonzero(nvals != width)
+        if bad.size:
+            i = int(bad[0])
+            start = t0 + int(nvals[:i].sum())
+            raise _row_error(path, name, props, lens,
+                             tokens[start:start + nvals[i]], int(nvals[i]),
+                             width, first_line + int(rows[i]))
         need = width * count
-        if t0 + need > tokens.size:
-            raise _err(path, f'truncated: element {name!r} needs {need} '
-                       f'values for {count} rows, {tokens.size - t0} left')
         block = tokens[t0:t0 + need].reshape(count, width)
         cols, c = {}, 0
         for p, t in props:
             if isinstance(t, tuple):
-                if np.any(block[:, c] != lens[p]):
-                    raise _err(path, f'element {name!r}: list {p!r} has '
-                               'rows of different lengths; only uniform '
-                               'lists (e.g. all triangles) are supported')
+                # a row whose count disagrees although its width fits
+                # (e.g. "4 0 1 2" among triangles)
+                bad = np.flatnonzero(block[:, c] != lens[p])
+                if bad.size:
+                    i = int(bad[0])
+                    raise _row_error(path, name, props, lens, block[i],
+                                     width, width, first_line + int(rows[i]))
                 cols[p] = block[:, c + 1:c + 1 + lens[p]].astype(t[1])
                 c += 1 + lens[p]
             else:
@@ -178,6 +250,12 @@ def _ascii_elements(path, raw, pos, elements):
                 c += 1
         out[name] = cols
         t0 += need
+        r0 += count
+    if r0 < lines.size:
+        raise _err(path, f'line {first_line + int(lines[r0])}: '
+                   f'{lines.size - r0} line(s) of values after the last '
+                   'element (the header counts '
+                   + ', '.join(f'{c} {n}' for n, c, _ in elements) + ')')
     return out
 
 

@@ -19,28 +19,100 @@ from concurrent.futures.process import BrokenProcessPool
 import numpy as np
 
 from .normals import compute_normals, mesh_vertex_normals
-from .readers import find_scenes
+from .readers import LabelMap, find_scenes, parse_label_map
 from .region_tree import build_region_tree
 from .scene_io import (is_prepared, read_meta, recover_interrupted,
                        save_scene)
 from .voxel import voxel_subsample
 
 __all__ = ['prepare_scene', 'prepare_dataset', 'format_summary',
-           'TREE_PARAMS']
+           'check_cloud', 'DegenerateSceneError', 'TREE_PARAMS']
 
 # meta.json fields that decide a prepared scene's content: a skipped scene
 # whose values differ is reported as stale
 TREE_PARAMS = ('branching', 'max_depth', 'min_points_to_split', 'seed',
+               'labels',
                'voxel_size')
+
+
+# a cloud whose second (third) principal spread is below this fraction of
+# the first is a line (a plane) to numerical precision
+FLAT_RATIO = 1e-3
+# warn when at least this fraction of the points repeat another one exactly
+DUPLICATE_RATIO = 0.1
+
+
+class DegenerateSceneError(ValueError):
+    """A cloud that cannot be trained on (one point, or too few distinct
+    points for a single split of the region tree)."""
 
 
 def _one_line(msg):
     return ' '.join(str(msg).split())
 
 
+def check_cloud(path, xyz, min_points_to_split):
+    """Refuse a cloud that cannot be trained on; name what is suspicious.
+
+    Args:
+        path: the source, named in the messages.
+        xyz (N, 3) float64: the points as they will be stored (after
+            subsampling, minus the origin); distinct means distinct in the
+            stored float32.
+        min_points_to_split: the tree's parameter (a region with fewer
+            points is a leaf).
+
+    Returns:
+        list of one-line warnings: many exact duplicates, all points on a
+        line (PCA normals undefined) or in a plane.
+
+    Raises:
+        DegenerateSceneError: every point is the same point (no extent), or
+        fewer distinct points than one split of the root needs: the tree
+        would be a single region and the region loss constant.
+    """
+    n = xyz.shape[0]
+    q = xyz.astype(np.float32) + np.float32(0)  # -0.0 -> 0.0
+    # equal float32 triples are equal bit patterns: sort two integer keys
+    u = q.view(np.uint32).astype(np.uint64)
+    hi, lo = (u[:, 0] << np.uint64(32)) | u[:, 1], u[:, 2]
+    srt = np.lexsort((lo, hi))
+    hi, lo = hi[srt], lo[srt]
+    distinct = 1 + int(((hi[1:] != hi[:-1]) | (lo[1:] != lo[:-1])).sum())
+    if distinct == 1:
+        raise DegenerateSceneError(
+            f'{path}: all {n} points are the same point (no extent); a '
+            'scene needs distinct points to be split into regions: remove '
+            'it from the source')
+    need = max(int(min_points_to_split), 2)
+    if distinct < need:
+        raise DegenerateSceneError(
+            f'{path}: {distinct} distinct points (of {n}) are fewer than '
+            f'min_points_to_split={need}, so the region tree would be a '
+            'single region with nothing to contrast; remove the scene or '
+            'lower --min-points-to-split')
+    warnings = []
+    dup = n - distinct
+    if dup >= DUPLICATE_RATIO * n:
+        warnings.append(f'{dup} of {n} points ({100 * dup / n:.0f}%) '
+                        'repeat another point exactly')
+    c = q.astype(np.float64)
+    c -= c.mean(0)
+    spread = np.sqrt(np.clip(np.linalg.eigvalsh(c.T @ c / n), 0, None))
+    spread = spread[::-1]                   # descending standard deviations
+    if spread[1] <= FLAT_RATIO * spread[0]:
+        warnings.append(f'all points lie on a line (spread {spread[0]:.3g} '
+                        f'm along it, {spread[1]:.2g} m across): normals '
+                        'and regions are those of a line')
+    elif spread[2] <= FLAT_RATIO * spread[0]:
+        warnings.append(f'all points lie in a plane (thickness '
+                        f'{spread[2]:.2g} m over {spread[0]:.3g} m)')
+    return warnings
+
+
 def prepare_scene(source, out, voxel_size=None, branching=8, max_depth=4,
                   min_points_to_split=64, seed=0, overwrite=False,
-                  normal_k=16):
+                  normal_k=16, labels=None):
     """Prepare one scene (see the module docstring).
 
     Args:
@@ -50,10 +122,18 @@ def prepare_scene(source, out, voxel_size=None, branching=8, max_depth=4,
         branching, max_depth, min_points_to_split, seed: region tree
             parameters (:func:`region_tree.build_region_tree`).
         normal_k: neighbours of the PCA normals.
+        labels: the label rule the source's loader applied
+            (:meth:`readers.LabelMap.describe`), recorded in meta.json.
 
     Returns:
         dict(scene_id, split, status='done', num_points, regions_per_level,
-        normal_source, seconds).
+        normal_source, warnings (list of str), class_counts ({id: points},
+        -1 unlabelled; None without labels), label_unmapped ({input id:
+        input points} that became -1 unasked), seconds; the last three
+        are also in meta.json.
+
+    Raises:
+        DegenerateSceneError: see :func:`check_cloud`.
     """
     t0 = time.perf_counter()
     d = source.load()
@@ -77,6 +157,7 @@ def prepare_scene(source, out, voxel_size=None, branching=8, max_depth=4,
         keep = voxel_subsample(xyz, voxel_size)
         xyz = xyz[keep]
         per_point = {k: v[keep] for k, v in per_point.items()}
+    warnings = check_cloud(source.path, xyz, min_points_to_split)
     tree, order = build_region_tree(
         xyz, branching=branching, max_depth=max_depth,
         min_points_to_split=min_points_to_split, seed=seed)
@@ -103,7 +184,11 @@ def prepare_scene(source, out, voxel_size=None, branching=8, max_depth=4,
                 branching=branching, max_depth=max_depth,
                 min_points_to_split=min_points_to_split, seed=seed,
                 voxel_size=voxel_size or None, normal_source=normal_source,
-                num_points_raw=int(n_raw))
+                num_points_raw=int(n_raw), warnings=warnings,
+                labels=labels, class_counts=_class_counts(
+                    per_point.get('segment')),
+                label_unmapped={str(k): v for k, v in
+                                (d.get('label_unmapped') or {}).items()})
     full = save_scene(os.path.join(out, source.split, source.scene_id),
                       xyz + origin, nrm, tree,
                       color=per_point.get('color'),
@@ -112,8 +197,21 @@ def prepare_scene(source, out, voxel_size=None, branching=8, max_depth=4,
     return dict(scene_id=source.scene_id, split=source.split, status='done',
                 num_points=full['num_points'],
                 regions_per_level=full['regions_per_level'],
-                normal_source=normal_source,
+                normal_source=normal_source, warnings=warnings,
+                class_counts=meta['class_counts'],
+                label_unmapped=meta['label_unmapped'],
                 seconds=time.perf_counter() - t0)
+
+
+def _class_counts(segment):
+    """``{str(id): points}`` of the ids present (-1: unlabelled), or None
+    without labels."""
+    if segment is None:
+        return None
+    seg = np.asarray(segment, dtype=np.int64)
+    counts = np.bincount(seg + 1)
+    ids = np.flatnonzero(counts)
+    return {str(int(i) - 1): int(counts[i]) for i in ids}
 
 
 def _run_one(source, out, kwargs):
@@ -126,7 +224,8 @@ def _run_one(source, out, kwargs):
         if source.path not in msg:
             msg = f'{source.path}: {type(e).__name__}: {msg}'
         return dict(scene_id=source.scene_id, split=source.split,
-                    status='failed', error=msg)
+                    status='failed', error=msg,
+                    refused=isinstance(e, DegenerateSceneError))
 
 
 class _Progress:
@@ -168,7 +267,8 @@ def _stale(meta, params):
 def prepare_dataset(src, out, layout='auto', splits=None, val_ratio=None,
                     workers=None, voxel_size=None, branching=8, max_depth=4,
                     min_points_to_split=64, seed=0, overwrite=False,
-                    progress=True, mmdet3d_label_ids='nyu40', log=None):
+                    progress=True, mmdet3d_label_ids='nyu40', log=None,
+                    label_map=None, ignore_labels=()):
     """Prepare every scene of ``src`` into ``out``.
 
     Args:
@@ -184,11 +284,21 @@ def prepare_dataset(src, out, layout='auto', splits=None, val_ratio=None,
         overwrite: re-prepare scenes already prepared (default: skip them).
         progress: progress bar on stderr.
         log: callable for one-line notes (default: print to stderr).
+        label_map: ``files`` layout only: how label ids map to stored ids:
+            a ``--label-map`` string (JSON file or ``src:dst,...``), a dict
+            ``{src: dst}`` or None (ScanNet-20 ids: 0..19 kept, others -1).
+        ignore_labels: ``files`` layout only: ids that mean unlabelled.
 
     Returns:
         summary dict: ``out``, ``layout``, ``scenes`` (found), ``prepared``,
         ``skipped``, ``stale`` (skipped scenes prepared with other
-        parameters), ``failed`` (list of dict(scene_id, split, error)),
+        parameters), ``failed`` (list of dict(scene_id, split, error,
+        refused)), ``refused`` (how many of them :func:`check_cloud`
+        refused), ``warned`` (list of dict(scene_id, split, warnings) of
+        prepared and skipped scenes with warnings), ``labelled`` (scenes
+        with labels), ``class_counts`` ({id: points}, -1 unlabelled),
+        ``label_unmapped`` ({input id: input points} that became -1 without
+        being mapped or ignored), ``label_map`` (the rule, or None),
         ``points`` (total over prepared and skipped scenes),
         ``regions_per_level_mean`` (list), ``splits`` ({split: count}),
         ``seconds``.
@@ -196,13 +306,21 @@ def prepare_dataset(src, out, layout='auto', splits=None, val_ratio=None,
     t0 = time.perf_counter()
     log = log or (lambda m: print(m, file=sys.stderr, flush=True))
     out = os.path.abspath(os.fspath(out))
+    if isinstance(label_map, str):
+        label_map = parse_label_map(label_map)
+    elif isinstance(label_map, dict):
+        label_map = parse_label_map(
+            ','.join(f'{k}:{v}' for k, v in label_map.items()))
+    rule = LabelMap(tuple(label_map or ()),
+                    tuple(sorted({int(v) for v in ignore_labels or ()})))
     layout, sources = find_scenes(src, layout, splits=splits,
                                   val_ratio=val_ratio, seed=seed, log=log,
-                                  mmdet3d_label_ids=mmdet3d_label_ids)
+                                  mmdet3d_label_ids=mmdet3d_label_ids,
+                                  label_map=rule)
     kwargs = dict(voxel_size=voxel_size, branching=branching,
                   max_depth=max_depth,
                   min_points_to_split=min_points_to_split, seed=seed,
-                  overwrite=overwrite)
+                  overwrite=overwrite, labels=rule.describe())
     params = dict(kwargs, voxel_size=voxel_size or None)
     for split in sorted({s.split for s in sources}):
         for name in recover_interrupted(os.path.join(out, split)):
@@ -217,7 +335,8 @@ def prepare_dataset(src, out, layout='auto', splits=None, val_ratio=None,
             except ValueError as e:
                 # an unreadable meta.json is a broken scene, not a done one
                 results.append(dict(scene_id=s.scene_id, split=s.split,
-                                    status='failed', error=_one_line(e)))
+                                    status='failed', error=_one_line(e),
+                                    refused=False))
                 continue
             diff = _stale(meta, params)
             if diff:
@@ -225,7 +344,10 @@ def prepare_dataset(src, out, layout='auto', splits=None, val_ratio=None,
             results.append(dict(
                 scene_id=s.scene_id, split=s.split, status='skipped',
                 num_points=meta.get('num_points', 0),
-                regions_per_level=meta.get('regions_per_level', [])))
+                regions_per_level=meta.get('regions_per_level', []),
+                warnings=meta.get('warnings') or [],
+                class_counts=meta.get('class_counts'),
+                label_unmapped=meta.get('label_unmapped') or {}))
         else:
             todo.append(s)
     if stale:
@@ -250,8 +372,18 @@ def prepare_dataset(src, out, layout='auto', splits=None, val_ratio=None,
         results += _run_pool(todo, out, kwargs, workers, bar)
     done = [r for r in results if r['status'] in ('done', 'skipped')]
     failed = [dict(scene_id=r['scene_id'], split=r['split'],
-                   error=r['error'])
+                   error=r['error'], refused=r.get('refused', False))
               for r in results if r['status'] == 'failed']
+    warned = [dict(scene_id=r['scene_id'], split=r['split'],
+                   warnings=list(r['warnings']))
+              for r in done if r.get('warnings')]
+    class_counts, unmapped, labelled = {}, {}, 0
+    for r in done:
+        labelled += r.get('class_counts') is not None
+        for key, total in (('class_counts', class_counts),
+                           ('label_unmapped', unmapped)):
+            for k, v in (r.get(key) or {}).items():
+                total[int(k)] = total.get(int(k), 0) + int(v)
     depth = max((len(r['regions_per_level']) for r in done), default=0)
     rpl = np.zeros((len(done), depth))
     for i, r in enumerate(done):
@@ -264,6 +396,10 @@ def prepare_dataset(src, out, layout='auto', splits=None, val_ratio=None,
         prepared=sum(r['status'] == 'done' for r in results),
         skipped=sum(r['status'] == 'skipped' for r in results),
         stale=[name for name, _ in stale], failed=failed,
+        refused=sum(f['refused'] for f in failed), warned=warned,
+        labelled=labelled, class_counts=dict(sorted(class_counts.items())),
+        label_unmapped=dict(sorted(unmapped.items())),
+        label_map=rule.describe(),
         points=int(sum(r['num_points'] for r in done)),
         regions_per_level_mean=(rpl.mean(0).round(1).tolist()
                                 if len(done) else []),
@@ -304,6 +440,37 @@ def _run_pool(todo, out, kwargs, workers, bar):
     return results
 
 
+def _counts_text(counts, limit=None):
+    items = list(counts.items())
+    if limit is not None and len(items) > limit:
+        items = sorted(items, key=lambda kv: -kv[1])[:limit]
+    text = ', '.join(f'{k}: {v:,}' for k, v in items)
+    return text + (', ...' if len(items) < len(counts) else '')
+
+
+def _class_line(s):
+    """Points per stored class id over the done scenes."""
+    counts = dict(s.get('class_counts') or {})
+    if not s.get('labelled'):
+        return 'labels: none'
+    rule = 'ids from --label-map' if (s.get('label_map') or {}).get('map') \
+        else 'ScanNet-20 ids'
+    unlab = counts.pop(-1, 0)
+    return (f'labels ({rule}; points per class, {s["labelled"]} labelled '
+            f'scenes): {_counts_text(counts) or "none"}; unlabelled (-1): '
+            f'{unlab:,}')
+
+
+def _unmapped_line(s):
+    um = s['label_unmapped']
+    where = ('not in --label-map' if (s.get('label_map') or {}).get('map')
+             else 'outside the ScanNet-20 ids 0..19')
+    return (f'labels: {sum(um.values()):,} input points had ids {where} '
+            f'({_counts_text(um, limit=10)}) and became unlabelled (-1); '
+            'map them with --label-map SRC:DST,... or mark an id as '
+            'unlabelled with --ignore-label ID')
+
+
 def format_summary(summary):
     """Multi-line human summary of :func:`prepare_dataset`'s result."""
     s = summary
@@ -316,11 +483,21 @@ def format_summary(summary):
         'regions per level (mean): '
         + (' / '.join(f'{v:g}' for v in s['regions_per_level_mean'])
            or '-'),
+        f'degenerate clouds: {s["refused"]} refused, {len(s["warned"])} '
+        'prepared with a warning',
+        _class_line(s),
         f'seconds: {s["seconds"]}',
     ]
     if s['stale']:
-        lines.append(f'stale (other tree parameters, --overwrite rebuilds): '
+        lines.append(f'stale (other tree or label parameters, --overwrite '
+                     'rebuilds): '
                      f'{len(s["stale"])}')
+    if s.get('label_unmapped'):
+        lines.append(_unmapped_line(s))
+    for w in s['warned']:
+        for text in w['warnings']:
+            lines.append(f'WARNING {w["split"]}/{w["scene_id"]}: {text}')
     for f in s['failed']:
-        lines.append(f'FAILED {f["split"]}/{f["scene_id"]}: {f["error"]}')
+        what = 'REFUSED' if f['refused'] else 'FAILED'
+        lines.append(f'{what} {f["split"]}/{f["scene_id"]}: {f["error"]}')
     return '\n'.join(lines)

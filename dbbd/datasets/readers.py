@@ -20,25 +20,29 @@ Splits come from the layout (folder names), from split lists
 A :class:`SceneSource` carries a picklable loader, so scenes load in worker
 processes; every loader returns ``coord (N, 3) float64``, ``color (N, 3)
 uint8`` or None, ``normal (N, 3) float32`` or None, ``segment (N,) int16``
-(ScanNet-20 ids, -1 unlabelled) or None and ``faces (F, 3) int64`` or None,
+(ScanNet-20 ids, or a :class:`LabelMap`'s ids for generic files; -1
+unlabelled) or None and ``faces (F, 3) int64`` or None,
 and raises a one-line ``ValueError`` naming the file on bad input.
 """
 import contextlib
 import functools
 import glob
+import json
 import os
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Callable, Optional, Tuple
 
 import numpy as np
 
 from .ply import color_to_uint8, read_ply_points
+from .scene_io import numpy_read_problem
 
 __all__ = [
     'SCANNET20_CLASSES', 'SCANNET20_NYU40_IDS', 'LAYOUTS', 'SceneSource',
     'nyu40_to_scannet20', 'clean_scannet20', 'detect_layout',
     'read_split_lists', 'find_scenes', 'load_scannet_scene',
-    'load_pointcept_scene', 'load_mmdet3d_scene', 'load_point_file'
+    'load_pointcept_scene', 'load_mmdet3d_scene', 'load_point_file',
+    'LabelMap', 'parse_label_map'
 ]
 
 SCANNET20_CLASSES = (
@@ -71,6 +75,111 @@ def clean_scannet20(labels):
     -1, 20 = mmdet3d's ignore) set to -1."""
     lab = np.asarray(labels).astype(np.int64)
     return np.where((lab >= 0) & (lab < 20), lab, -1).astype(np.int16)
+
+
+@dataclass(frozen=True)
+class LabelMap:
+    """How the ``label`` / ``segment`` ids of generic point files become the
+    stored ids (``--label-map``, ``--ignore-label``).
+
+    Attributes:
+        pairs: ``((src, dst), ...)``: source id -> stored id (-1:
+            unlabelled); every id not listed becomes -1. Empty: the ids are
+            taken as ScanNet-20 ids (0..19 kept, anything else -1).
+        ignore: source ids that mean "unlabelled" (-1), whatever ``pairs``
+            says; -1 always does.
+    """
+    pairs: Tuple[Tuple[int, int], ...] = ()
+    ignore: Tuple[int, ...] = ()
+
+    def describe(self):
+        """JSON-ready form (``meta.json``'s ``labels``; None by default)."""
+        if not self.pairs and not self.ignore:
+            return None
+        return dict(map={str(k): v for k, v in self.pairs} or None,
+                    ignore=sorted(self.ignore))
+
+    def apply(self, labels):
+        """labels (N,) ints -> (segment (N,) int16, unmapped {id: points}):
+        the ids that became -1 without being listed as unlabelled."""
+        lab = np.asarray(labels).reshape(-1).astype(np.int64)
+        ids, inv, counts = np.unique(lab, return_inverse=True,
+                                     return_counts=True)
+        # one entry per distinct id: a loop over ids, never over points
+        table = dict(self.pairs)
+        dst = np.full(ids.shape, -1, dtype=np.int64)
+        unmapped = {}
+        for i, (v, c) in enumerate(zip(ids.tolist(), counts.tolist())):
+            if v == -1 or v in self.ignore:
+                continue
+            if table:
+                out = table.get(v)
+            else:
+                out = v if 0 <= v < len(SCANNET20_CLASSES) else None
+            if out is None:
+                unmapped[v] = c
+            else:
+                dst[i] = out
+        return dst[inv.reshape(-1)].astype(np.int16), unmapped
+
+
+def _label_id(text, what, lo, hi):
+    try:
+        v = int(str(text).strip())
+    except ValueError:
+        v = None
+    if v is None or not lo <= v <= hi:
+        raise ValueError(f'--label-map: {what} {text!r} is not an integer in '
+                         f'{lo}..{hi}')
+    return v
+
+
+def parse_label_map(spec):
+    """``--label-map``: a JSON file holding ``{"src": dst, ...}``, or
+    ``src:dst`` pairs separated by commas (``"1:0,2:1,7:-1"``).
+
+    Returns:
+        ``((src, dst), ...)`` sorted by ``src``; ``dst`` in -1..32767 (-1:
+        unlabelled).
+
+    Raises:
+        ValueError: one line naming the file or the pair at fault.
+    """
+    spec = str(spec)
+    if spec.lower().endswith('.json') or os.path.isfile(spec):
+        try:
+            with open(spec) as f:
+                raw = json.load(f)
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise ValueError(f'--label-map: cannot read {spec} ({e})') \
+                from None
+        if not isinstance(raw, dict) or not raw:
+            raise ValueError(f'--label-map: {spec} must hold a non-empty '
+                             'JSON object {"source id": stored id, ...}')
+        items = list(raw.items())
+        for k, v in items:
+            if isinstance(v, bool) or not isinstance(v, int):
+                raise ValueError(f'--label-map: {spec}: the value of {k!r} '
+                                 f'is {v!r}; expected an integer id')
+    else:
+        items = []
+        for pair in spec.replace(' ', ',').split(','):
+            if not pair:
+                continue
+            if pair.count(':') != 1:
+                raise ValueError(f'--label-map: {pair!r} is not a SRC:DST '
+                                 'pair (write e.g. 1:0,2:1, or give a JSON '
+                                 'file)')
+            items.append(tuple(pair.split(':')))
+        if not items:
+            raise ValueError('--label-map: no SRC:DST pair given')
+    pairs = {}
+    for k, v in items:
+        src = _label_id(k, 'source id', -2 ** 62, 2 ** 62)
+        if src in pairs:
+            raise ValueError(f'--label-map: source id {src} is mapped twice')
+        pairs[src] = _label_id(v, f'stored id of {src}:', -1, 32767)
+    return tuple(sorted(pairs.items()))
 
 
 @dataclass(frozen=True)
@@ -126,17 +235,12 @@ def _check_points(path, coord, color=None, normal=None, segment=None,
 
 @contextlib.contextmanager
 def _numpy_errors(path):
-    """Turn numpy's read errors into one line naming ``path``; a pickled
-    array is refused, never unpickled."""
+    """Turn numpy's read errors into one line naming ``path`` and what is
+    wrong with it; a pickle is refused, never unpickled."""
     try:
         yield
-    except ValueError as e:
-        if 'pickle' in str(e).lower() or 'object' in str(e).lower():
-            raise ValueError(f'{path}: holds pickled data; refusing to '
-                             'unpickle') from None
-        raise ValueError(f'{path}: cannot be read ({e})') from None
-    except (OSError, EOFError) as e:
-        raise ValueError(f'{path}: cannot be read ({e})') from None
+    except (ValueError, OSError, EOFError) as e:
+        raise ValueError(f'{path}: {numpy_read_problem(path, e)}') from None
 
 
 def _npload(path, required=True):
@@ -218,17 +322,41 @@ def load_mmdet3d_scene(points_path, mask_path=None, label_ids='nyu40'):
                          color_to_uint8(pts[:, 3:6]), None, seg)
 
 
-def load_point_file(path):
-    """A point cloud file: ``.ply`` (label property = ScanNet-20 ids),
-    ``.npy`` ((N, 3+) array: x y z [r g b ...], extra columns ignored) or
-    ``.npz`` (``coord``/``xyz``, optional ``color``/``rgb``, ``normal``,
-    ``segment``/``label``)."""
+def _labelled(path, out, labels, label_map):
+    """Add ``segment`` and ``label_unmapped`` to a loader dict."""
+    if labels is None:
+        return out
+    labels = np.asarray(labels)
+    n = out['coord'].shape[0]
+    if labels.shape != (n,):
+        raise ValueError(f'{path}: labels have shape {labels.shape}, '
+                         f'expected ({n},) (one per point)')
+    if labels.dtype.kind not in 'iub' and not (
+            labels.dtype.kind == 'f' and np.isfinite(labels).all()
+            and np.array_equal(labels, np.round(labels))):
+        raise ValueError(f'{path}: labels of dtype {labels.dtype} are not '
+                         'integer ids')
+    out['segment'], out['label_unmapped'] = (
+        label_map or LabelMap()).apply(labels)
+    return out
+
+
+def load_point_file(path, label_map=None):
+    """A point cloud file: ``.ply`` (``label`` property), ``.npy`` ((N, 3+)
+    array: x y z [r g b ...], extra columns ignored) or ``.npz``
+    (``coord``/``xyz``, optional ``color``/``rgb``, ``normal``,
+    ``segment``/``label``).
+
+    Labels go through ``label_map`` (:class:`LabelMap`; default: ScanNet-20
+    ids, anything outside 0..19 unlabelled); the loader dict also carries
+    ``label_unmapped`` ({id: points} that became -1 unasked).
+    """
     ext = os.path.splitext(path)[1].lower()
     if ext == '.ply':
         d = read_ply_points(path)
-        seg = None if d['label'] is None else clean_scannet20(d['label'])
-        return _check_points(path, d['coord'], d['color'], d['normal'], seg,
-                             d['faces'])
+        out = _check_points(path, d['coord'], d['color'], d['normal'], None,
+                            d['faces'])
+        return _labelled(path, out, d['label'], label_map)
     if ext == '.npy':
         a = _npload(path)
         if a.ndim != 2 or a.shape[1] < 3 or a.dtype.kind not in 'fiu':
@@ -248,9 +376,9 @@ def load_point_file(path):
         if color is not None:
             color = color_to_uint8(np.asarray(color)[:, :3])
         seg = d.get('segment', d.get('label'))
-        if seg is not None:
-            seg = clean_scannet20(np.asarray(seg).reshape(-1))
-        return _check_points(path, coord, color, d.get('normal'), seg)
+        out = _check_points(path, coord, color, d.get('normal'))
+        return _labelled(path, out, None if seg is None else
+                         np.asarray(seg).reshape(-1), label_map)
     raise ValueError(f'{path}: unsupported extension {ext!r} (use '
                      f'{", ".join(POINT_FILE_EXTS)})')
 
@@ -368,7 +496,7 @@ def _mmdet3d_sources(src, label_ids):
     return out
 
 
-def _files_sources(src):
+def _files_sources(src, label_map=None):
     out, seen = [], set()
     groups = [(src, None)] + [(os.path.join(src, d), d) for d in _dirs(src)]
     for folder, split in groups:
@@ -381,7 +509,7 @@ def _files_sources(src):
             loader = (functools.partial(
                 _raise, f'{path}: another file of split {split or "?"} has '
                 f'the scene id {stem!r}; rename one') if key in seen else
-                functools.partial(load_point_file, path))
+                functools.partial(load_point_file, path, label_map))
             seen.add(key)
             out.append(SceneSource(stem, split, path, 'files', loader))
     return out
@@ -428,7 +556,7 @@ def _with_split(src, split):
 
 
 def find_scenes(src, layout='auto', splits=None, val_ratio=None, seed=0,
-                log=print, mmdet3d_label_ids='nyu40'):
+                log=print, mmdet3d_label_ids='nyu40', label_map=None):
     """List the scenes of a source folder.
 
     Args:
@@ -442,6 +570,8 @@ def find_scenes(src, layout='auto', splits=None, val_ratio=None, seed=0,
             (seeded, deterministic) to ``val``.
         log: callable for the one-line notes.
         mmdet3d_label_ids: see :func:`load_mmdet3d_scene`.
+        label_map: :class:`LabelMap` of the ``files`` layout (other layouts
+            refuse one: their ids are NYU40 or ScanNet-20 by definition).
 
     Returns:
         (layout, [SceneSource]) sorted by split and scene id.
@@ -454,6 +584,12 @@ def find_scenes(src, layout='auto', splits=None, val_ratio=None, seed=0,
                          f'{", ".join(LAYOUTS)}')
     if not os.path.isdir(src):
         raise ValueError(f'{src}: source folder does not exist')
+    if label_map is not None and label_map.describe() is not None \
+            and layout != 'files':
+        raise ValueError(f'--label-map / --ignore-label apply to generic '
+                         f'point files (--layout files); {src} is read as '
+                         f'layout {layout!r}, whose labels are mapped from '
+                         'NYU40 or taken as ScanNet-20 ids')
     if layout == 'scannet':
         sources = _scannet_sources(src)
     elif layout == 'pointcept':
@@ -464,7 +600,7 @@ def find_scenes(src, layout='auto', splits=None, val_ratio=None, seed=0,
                 os.path.join(src, 'meta_data')):
             splits = os.path.join(src, 'meta_data')
     else:
-        sources = _files_sources(src)
+        sources = _files_sources(src, label_map)
     if not sources:
         raise ValueError(f'{src}: no scenes found for layout {layout!r}')
     lists = {}

@@ -18,7 +18,7 @@ from .region_tree import RegionTree, check_tree
 
 __all__ = ['FORMAT_VERSION', 'SceneFormatError', 'save_scene', 'load_scene',
            'is_prepared', 'list_prepared', 'read_meta',
-           'recover_interrupted']
+           'recover_interrupted', 'numpy_read_problem']
 
 FORMAT_VERSION = 1
 
@@ -230,9 +230,88 @@ def _json_default(o):
     return str(o)
 
 
+def numpy_read_problem(path, exc):
+    """What is wrong with a file that ``np.load(path, allow_pickle=False)``
+    refused with ``exc``, in a few words (no path).
+
+    numpy takes any file without the ``.npy`` / ``.npz`` signature for a
+    pickle and says so; the first bytes tell a real pickle (refused, never
+    unpickled) from a file that is simply something else.
+    """
+    try:
+        with open(path, 'rb') as f:
+            head = f.read(8)
+    except OSError as e:
+        return f'cannot be read ({e.strerror or e})'
+    if not head:
+        return 'is empty (0 bytes)'
+    if head.startswith(b'\x93NUMPY') or head.startswith(b'PK\x03\x04'):
+        msg = _one_line(exc)
+        if 'pickle' in msg.lower() or 'object' in msg.lower():
+            return ('holds an object array (pickled Python objects); '
+                    'refusing to unpickle')
+        return f'corrupt or truncated ({msg})'
+    if head[:1] == b'\x80':  # pickle protocol 2 and later
+        return 'holds a pickle, not a numpy array; refusing to unpickle'
+    return (f'is not a numpy file (it starts with {head!r}, not the .npy '
+            'signature)')
+
+
+def _own_file(scene_dir, name):
+    """``scene_dir/name``, refused when it is a link that leads out of the
+    scene folder (a prepared scene holds its own files)."""
+    path = os.path.join(scene_dir, name)
+    if os.path.islink(path):
+        target = os.path.realpath(path)
+        root = os.path.realpath(scene_dir)
+        if os.path.commonpath([target, root]) != root:
+            raise _fail(path, f'is a symbolic link to {target}, outside the '
+                        'scene folder (prepared scenes hold their own '
+                        'files)')
+    return path
+
+
+def _describe(value):
+    return f'{value!r} (a {type(value).__name__})'
+
+
+# meta.json fields this code reads, and the JSON type each must have
+_META_TYPES = {'num_points': 'count', 'depth': 'count',
+               'regions_per_level': 'counts', 'has_color': 'bool',
+               'has_segment': 'bool', 'origin': 'xyz', 'scene_id': 'str'}
+
+
+def _check_meta_types(path, meta):
+    for key, kind in _META_TYPES.items():
+        if key not in meta:
+            continue
+        v = meta[key]
+        is_int = isinstance(v, int) and not isinstance(v, bool)
+        if kind == 'count':
+            ok, want = is_int and v >= 0, 'an integer >= 0'
+        elif kind == 'counts':
+            ok = isinstance(v, list) and all(
+                isinstance(x, int) and not isinstance(x, bool) and x >= 0
+                for x in v)
+            want = 'a list of integers >= 0'
+        elif kind == 'bool':
+            ok, want = isinstance(v, bool), 'true or false'
+        elif kind == 'xyz':
+            ok = isinstance(v, list) and len(v) == 3 and all(
+                isinstance(x, (int, float)) and not isinstance(x, bool)
+                and np.isfinite(x) for x in v)
+            want = 'a list of 3 finite numbers'
+        else:
+            ok, want = isinstance(v, str), 'a string'
+        if not ok:
+            raise _fail(path, f'{key} is {_describe(v)}, expected {want}')
+
+
 def read_meta(scene_dir):
-    """``meta.json`` of a scene as a dict, validated (format version)."""
-    path = os.path.join(os.fspath(scene_dir), 'meta.json')
+    """``meta.json`` of a scene as a dict, validated (format version, the
+    types of the fields this code reads)."""
+    scene_dir = os.fspath(scene_dir)
+    path = _own_file(scene_dir, 'meta.json')
     if not os.path.isfile(path):
         raise _fail(path, 'missing (the scene was never prepared, or its '
                     'preparation did not finish)',
@@ -253,11 +332,12 @@ def read_meta(scene_dir):
                     f'supports ({FORMAT_VERSION})',
                     'upgrade dbbd, or re-run tools/create_data.py with '
                     '--overwrite using this version')
+    _check_meta_types(path, meta)
     return meta
 
 
 def _load_npy(scene_dir, name, mmap, required=True):
-    path = os.path.join(scene_dir, name)
+    path = _own_file(scene_dir, name)
     if not os.path.isfile(path):
         if not required:
             return None
@@ -265,15 +345,8 @@ def _load_npy(scene_dir, name, mmap, required=True):
     try:
         return np.load(path, allow_pickle=False,
                        mmap_mode='r' if mmap else None)
-    except ValueError as e:
-        msg = str(e)
-        if 'pickle' in msg.lower() or 'object' in msg.lower():
-            raise _fail(path, 'holds a pickled / object array; refusing to '
-                        'unpickle (prepared scenes hold plain numeric '
-                        'arrays only)') from None
-        raise _fail(path, f'corrupt or truncated .npy ({msg})') from None
-    except (OSError, EOFError, TypeError) as e:
-        raise _fail(path, f'cannot be read as .npy ({e})') from None
+    except (ValueError, OSError, EOFError, TypeError) as e:
+        raise _fail(path, numpy_read_problem(path, e)) from None
 
 
 def _expect(scene_dir, name, arr, kinds, shape, what):
@@ -335,7 +408,7 @@ def load_scene(scene_dir, mmap=True, check=True):
     if meta.get('num_points', n) != n:
         raise _fail(os.path.join(scene_dir, 'coord.npy'),
                     f'has {n} points but meta.json says num_points='
-                    f'{meta.get("num_points")}')
+                    f'{meta["num_points"]}')
     t = {k: _load_npy(scene_dir, f, mmap) for k, f in _TREE_FILES.items()}
     _expect(scene_dir, _TREE_FILES['point_region'], t['point_region'], 'i',
             (None, n), 'int32')

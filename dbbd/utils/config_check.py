@@ -117,7 +117,9 @@ def check_config_types(cfg):
 def check_data_exists(cfg):
     """Raise ``DataPreparationError`` early when a split folder is missing.
 
-    Datasets with ``auto_prepare`` (the demo) prepare their data themselves.
+    Datasets with ``auto_prepare`` (the demo) prepare their data themselves,
+    in the demo's own folder only
+    (:func:`dbbd.datasets.demo.check_demo_target`).
     """
     from dbbd.datasets.dbbd_dataset import (DataPreparationError,
                                             _prepare_hint)
@@ -125,9 +127,12 @@ def check_data_exists(cfg):
         ds = (cfg.get(loader) or {}).get('dataset') or {}
         if ds.get('type') not in ('DBBDDataset', 'dbbd.DBBDDataset'):
             continue
-        if ds.get('auto_prepare') is not None:
-            continue
         root = ds.get('data_root')
+        if ds.get('auto_prepare') is not None:
+            from dbbd.datasets.demo import check_demo_target
+            check_demo_target(str(root), ds['auto_prepare'].get('demo_root'),
+                              ds.get('split', 'train'))
+            continue
         split_dir = osp.join(str(root), ds.get('split', 'train'))
         if not osp.isdir(split_dir):
             raise DataPreparationError(

@@ -9,7 +9,8 @@ import pytest
 from scipy.spatial import cKDTree
 
 from dbbd.datasets.ply import write_ply
-from dbbd.datasets.prepare import format_summary, prepare_dataset
+from dbbd.datasets.prepare import (DegenerateSceneError, check_cloud,
+                                   format_summary, prepare_dataset)
 from dbbd.datasets.scene_io import list_prepared, load_scene
 from dbbd.datasets.synthetic import make_room, write_synthetic_dataset
 
@@ -172,3 +173,178 @@ def test_pca_and_mesh_normals_paths(tmp_path):
     assert np.abs(sc['coord']).max() < 10
     back = sc['coord'] + np.asarray(sc['meta']['origin'])
     _match(back, coord)
+
+
+def test_degenerate_clouds_are_refused_or_warned(tmp_path):
+    src = tmp_path / 'src'
+    src.mkdir()
+    rng = np.random.default_rng(0)
+    pts = rng.random((300, 3)) * [4, 3, 2]
+    t = np.linspace(0, 1, 300)[:, None]
+    clouds = dict(
+        one=np.tile([1.5, 2.5, 0.5], (500, 1)),      # no extent
+        five=pts[:5],                                 # < one split
+        line=t * [3.0, 1.0, 0.5] + [2, 2, 1],         # collinear
+        plane=np.c_[pts[:, :2], np.full(300, 0.7)],   # planar
+        dup=np.concatenate([pts, pts[:100], pts[:20]]),
+        ok=pts)
+    for name, a in clouds.items():
+        np.save(src / f'{name}.npy', a)
+    out = tmp_path / 'out'
+    s = prepare_dataset(src, out, workers=0, **FAST)
+    assert s['prepared'] == 4 and s['refused'] == 2
+    refused = {f['scene_id']: f['error'] for f in s['failed']}
+    assert set(refused) == {'one', 'five'}
+    assert 'all 500 points are the same point (no extent)' in refused['one']
+    assert '5 distinct points (of 5) are fewer than min_points_to_split=32' \
+        in refused['five']
+    assert not (out / 'train' / 'one').exists()
+    warned = {w['scene_id']: w['warnings'] for w in s['warned']}
+    assert set(warned) == {'line', 'plane', 'dup'}
+    assert 'on a line' in warned['line'][0]
+    assert 'in a plane' in warned['plane'][0]
+    n_dup = len(clouds['dup']) - len(np.unique(clouds['dup'], axis=0))
+    assert n_dup == 120
+    assert warned['dup'] == [f'{n_dup} of 420 points (29%) repeat another '
+                             'point exactly']
+    text = format_summary(s)
+    assert 'degenerate clouds: 2 refused, 3 prepared with a warning' in text
+    assert 'REFUSED train/one' in text and 'WARNING train/dup' in text
+    # the warnings live in meta.json: a re-run that skips still counts them
+    again = prepare_dataset(src, out, workers=0, **FAST)
+    assert again['skipped'] == 4
+    assert {w['scene_id'] for w in again['warned']} == set(warned)
+
+
+def test_refusal_threshold_is_one_split(tmp_path):
+    rng = np.random.default_rng(1)
+    pts = rng.random((32, 3))
+    # 32 distinct points (with duplicates beyond) split; 31 do not
+    assert check_cloud('a', np.concatenate([pts, pts[:8]]), 32) == [
+        '8 of 40 points (20%) repeat another point exactly']
+    with pytest.raises(DegenerateSceneError, match='31 distinct points'):
+        check_cloud('a', np.concatenate([pts[:31], pts[:9]]), 32)
+
+
+def _create_data():
+    spec = importlib.util.spec_from_file_location(
+        'create_data', os.path.join(REPO, 'tools', 'create_data.py'))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_label_map_ignore_label_and_class_counts(tmp_path, capsys):
+    src = tmp_path / 'src'
+    src.mkdir()
+    rng = np.random.default_rng(3)
+    coord = rng.random((400, 3)) * [4, 3, 2]
+    label = rng.choice([1, 2, 7, 40, 255], 400)
+    np.savez(src / 'a.npz', coord=coord, label=label)
+    write_ply(src / 'b.ply', coord + 10, label=label, label_dtype='u1')
+    tree = ['--max-depth', '2', '--min-points-to-split', '32', '--workers',
+            '0', '--no-progress', '--layout', 'files']
+    cli = _create_data()
+    out = tmp_path / 'out'
+    assert cli.main(['--src', str(src), '--out', str(out), '--label-map',
+                     '1:0,2:1,7:-1', '--ignore-label', '255'] + tree) == 0
+    text = capsys.readouterr().out
+    n = {v: int((label == v).sum()) for v in (1, 2, 7, 40, 255)}
+    unlab = 2 * (n[7] + n[40] + n[255])
+    assert (f'points per class, 2 labelled scenes): 0: {2 * n[1]:,}, '
+            f'1: {2 * n[2]:,}; unlabelled (-1): {unlab:,}') in text
+    # 40 is in no map and not ignored: reported; 7 (mapped to -1) and 255
+    # (ignored) were asked for
+    assert (f'{2 * n[40]:,} input points had ids not in --label-map '
+            f'(40: {2 * n[40]:,})') in text
+    expect = np.select([label == 1, label == 2], [0, 1], -1)
+    for name, shift in (('a', 0), ('b', 10)):
+        sc = load_scene(out / 'train' / name)
+        i = _match(sc['coord'] + np.asarray(sc['meta']['origin']),
+                   (coord + shift).astype(np.float32))
+        assert np.array_equal(sc['segment'], expect[i])
+    # a JSON file is the same map; a different rule makes the scenes stale
+    (tmp_path / 'map.json').write_text('{"1": 0, "2": 1, "7": -1}')
+    s = prepare_dataset(src, tmp_path / 'out2', label_map=str(
+        tmp_path / 'map.json'), ignore_labels=[255], workers=0, **FAST)
+    assert s['class_counts'] == {-1: unlab, 0: 2 * n[1], 1: 2 * n[2]}
+    s = prepare_dataset(src, out, workers=0, **FAST)
+    assert len(s['stale']) == 2
+
+
+def test_files_labels_default_to_scannet20_and_say_so(tmp_path):
+    src = tmp_path / 'src'
+    src.mkdir()
+    label = np.repeat([0, 5, 19, 20, 40, -1], 50)
+    np.savez(src / 'a.npz', coord=np.random.default_rng(4).random((300, 3)),
+             segment=label)
+    s = prepare_dataset(src, tmp_path / 'out', workers=0, **FAST)
+    assert s['class_counts'] == {-1: 150, 0: 50, 5: 50, 19: 50}
+    assert s['label_unmapped'] == {20: 50, 40: 50}  # -1 is unlabelled
+    assert ('100 input points had ids outside the ScanNet-20 ids 0..19 '
+            '(20: 50, 40: 50)') in format_summary(s)
+
+
+def test_bad_label_map_is_one_line(tmp_path, capsys):
+    write_synthetic_dataset(tmp_path / 'pc', 1, 0, 500)
+    cli = _create_data()
+    for argv, words in (
+            (['--src', str(tmp_path / 'pc'), '--label-map', '1-0'],
+             'is not a SRC:DST pair'),
+            (['--src', str(tmp_path / 'pc'), '--label-map', '1:40000'],
+             "stored id of 1: '40000' is not an integer in -1..32767"),
+            (['--src', str(tmp_path / 'pc'), '--label-map', '1:0'],
+             'apply to generic point files (--layout files)'),
+            (['--src', str(tmp_path / 'pc'), '--label-map',
+              str(tmp_path / 'nope.json')], 'cannot read')):
+        assert cli.main(argv + ['--out', str(tmp_path / 'o')]) == 2
+        err = capsys.readouterr().err.strip()
+        assert '\n' not in err and words in err, err
+    assert not (tmp_path / 'o').exists()
+
+
+def test_readme_label_map_example_runs(tmp_path, monkeypatch, capsys):
+    import shlex
+    with open(os.path.join(REPO, 'README.md')) as f:
+        readme = f.read()
+    block = readme.split('For example (synthetic rooms as the')[1]
+    block = block.split('```bash')[1].split('```')[0]
+    cmds = [shlex.split(ln) for ln in block.strip().splitlines()]
+    assert [c[:2] for c in cmds] == [['python', '-c'],
+                                     ['python', 'tools/create_data.py']]
+    monkeypatch.chdir(tmp_path)
+    exec(cmds[0][2], {})
+    # as written, in this process (one worker: no process start-up cost)
+    assert _create_data().main(cmds[1][2:] + ['--workers', '0']) == 0
+    text = capsys.readouterr().out
+    labels = np.concatenate([np.load(p)['segment'] for p in sorted(
+        (tmp_path / 'data' / 'rooms_files' / 'train').iterdir())])
+    n = {v: int((labels == v).sum()) for v in np.unique(labels)}
+    assert f'points per class, 2 labelled scenes): 0: {n[0]:,}, ' \
+        f'1: {n[1]:,}; unlabelled (-1):' in text
+    other = {v: c for v, c in n.items() if v not in (-1, 0, 1, 19)}
+    assert f'{sum(other.values()):,} input points had ids not in ' \
+        '--label-map (' + ', '.join(f'{v}: {c:,}' for v, c in other.items()) \
+        in text
+
+
+def test_create_data_help_shows_every_default(capsys):
+    cli = _create_data()
+    parser = cli.build_parser()
+    with pytest.raises(SystemExit) as e:
+        cli.parse_args(['--help'])
+    assert e.value.code == 0
+    text = ' '.join(capsys.readouterr().out.split())
+    text = text[text.index('options:'):]
+    actions = [a for a in parser._actions if a.dest != 'help']
+    starts = [text.index(' ' + a.option_strings[-1] + ' ') for a in actions]
+    assert starts == sorted(starts)
+    for a, lo, hi in zip(actions, starts, starts[1:] + [len(text)]):
+        entry = text[lo:hi]
+        if a.required:
+            assert '(required' in entry and 'default' not in entry, entry
+        elif a.default is None or a.default == []:
+            assert 'default: none' in entry or 'default: one per CPU' in \
+                entry, entry
+        else:
+            assert f'default: {a.default})' in entry, entry

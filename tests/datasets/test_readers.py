@@ -390,3 +390,54 @@ def test_loaded_scene_is_picklable(tmp_path):
     back = pickle.loads(pickle.dumps(scenes[0]))
     assert back.load()['coord'].shape == (40, 3)
     assert os.path.basename(back.path) == 'x'
+
+
+def test_input_file_that_is_not_numpy_is_named_as_such(tmp_path):
+    scene = tmp_path / 'src' / 'train' / 'scene0000_00'
+    scene.mkdir(parents=True)
+    (scene / 'coord.npy').symlink_to('/etc/passwd')
+    _, scenes = find_scenes(tmp_path / 'src')
+    with pytest.raises(ValueError) as e:
+        scenes[0].load()
+    msg = str(e.value)
+    assert str(scene / 'coord.npy') in msg and 'is not a numpy file' in msg
+    assert 'pickle' not in msg and '\n' not in msg
+
+
+def test_ascii_ply_row_of_the_wrong_width_is_named_by_line(tmp_path):
+    coord = np.arange(300.0).reshape(100, 3)
+    p = tmp_path / 'a.ply'
+    write_ply(p, coord, binary=False)
+    lines = p.read_text().split('\n')
+    row50 = lines.index('end_header') + 1 + 50  # 0-based index of row 50
+
+    def edit(i, text):
+        q = tmp_path / f'e{i}.ply'
+        q.write_text('\n'.join(lines[:i] + [text] + lines[i + 1:]))
+        return q
+
+    # one value too many on one line: refused, not every later row shifted
+    _assert_ply_error(edit(row50, lines[row50] + ' 7'),
+                      f'line {row50 + 1}: 4 values, expected 3')
+    _assert_ply_error(edit(row50, ' '.join(lines[row50].split()[:2])),
+                      f'line {row50 + 1}: 2 values, expected 3')
+    _assert_ply_error(edit(row50, '150.0 oops 152.0'),
+                      f"line {row50 + 1}: value 'oops' is not a number")
+    # a blank line is no row: the file reads as written
+    assert np.array_equal(read_ply_points(edit(row50, '\n' + lines[row50]))
+                          ['coord'], coord)
+    short = tmp_path / 'short.ply'
+    short.write_text('\n'.join(lines[:row50]) + '\n')
+    _assert_ply_error(short, 'truncated', 'has 100 rows in the header',
+                      'ends after 50 of them', f'line {row50}')
+    longer = tmp_path / 'long.ply'
+    longer.write_text('\n'.join(lines[:-1] + ['1 2 3', '']))
+    _assert_ply_error(longer, f'line {len(lines)}: 1 line(s) of values '
+                      'after the last element', '100 vertex')
+    # a face whose count disagrees although the row width fits
+    head = ('ply\nformat ascii 1.0\nelement vertex 4\nproperty float x\n'
+            'property float y\nproperty float z\nelement face 2\n'
+            'property list uchar int vertex_indices\nend_header\n')
+    f = tmp_path / 'face.ply'
+    f.write_text(head + '0 0 0\n1 0 0\n1 1 0\n0 1 0\n3 0 1 2\n4 0 1 2\n')
+    _assert_ply_error(f, 'line 15', 'different lengths')

@@ -284,3 +284,56 @@ def test_recover_interrupted(saved):
     assert sorted(os.listdir(split)) == [f'c.tmp-{os.getpid()}',
                                          'scene0000_00']
     assert load_scene(d)['coord'].shape == (2000, 3)
+
+
+def test_link_out_of_the_scene_is_refused(saved, tmp_path):
+    d, s = saved
+    # a well-formed array, but outside the scene folder: still refused
+    outside = tmp_path / 'elsewhere.npy'
+    os.rename(d / 'coord.npy', outside)
+    os.symlink(outside, d / 'coord.npy')
+    msg = _assert_refused(d, 'coord.npy', 'symbolic link', str(outside),
+                          'outside the scene folder')
+    assert 'pickle' not in msg
+    os.remove(d / 'coord.npy')
+    os.symlink('/etc/passwd', d / 'coord.npy')
+    _assert_refused(d, 'coord.npy', 'symbolic link to /etc/passwd')
+    # meta.json is read through the same check
+    (tmp_path / 'meta.json').write_text((d / 'meta.json').read_text())
+    os.remove(d / 'meta.json')
+    os.symlink(tmp_path / 'meta.json', d / 'meta.json')
+    _assert_refused(d, 'meta.json', 'outside the scene folder')
+    # a link that stays inside the folder is the scene's own file
+    os.remove(d / 'meta.json')
+    os.rename(tmp_path / 'meta.json', d / 'meta.json')
+    os.remove(d / 'coord.npy')
+    os.rename(outside, d / 'coord_data.npy')
+    os.symlink('coord_data.npy', d / 'coord.npy')
+    np.testing.assert_allclose(load_scene(d)['coord'], s['coord'], atol=1e-6)
+
+
+def test_file_that_is_not_numpy_is_named_as_such(saved):
+    d, _ = saved
+    (d / 'coord.npy').write_bytes(b'root:x:0:0:root:/root:/bin/bash\n')
+    msg = _assert_refused(d, 'coord.npy', 'is not a numpy file',
+                          "b'root:x:0'")
+    assert 'pickle' not in msg
+    (d / 'coord.npy').write_bytes(b'')
+    _assert_refused(d, 'coord.npy', 'empty (0 bytes)')
+
+
+@pytest.mark.parametrize('key,value,expect', [
+    ('num_points', '2000', "num_points is '2000' (a str), expected an "
+                           'integer'),
+    ('num_points', 2000.0, 'num_points is 2000.0 (a float)'),
+    ('has_color', 'yes', "has_color is 'yes' (a str), expected true or "
+                         'false'),
+    ('origin', [0, 0], 'origin is [0, 0] (a list), expected a list of 3'),
+])
+def test_meta_field_of_the_wrong_type_is_named(saved, key, value, expect):
+    d, _ = saved
+    meta = json.loads((d / 'meta.json').read_text())
+    meta[key] = value
+    (d / 'meta.json').write_text(json.dumps(meta))
+    msg = _assert_refused(d, 'meta.json', expect)
+    assert 'but meta.json says' not in msg
