@@ -6,14 +6,14 @@ import re
 import sys
 
 import torch
-from tiny import REPO, SMALL, build_runner, tiny_cfg
+from tiny import DEMO, REPO, build_runner, tiny_cfg
 
 
-def _blocks():
+def _blocks(lang='python'):
     text = open(osp.join(REPO, 'README.md')).read()
     section = text[text.index('## Adding an encoder'):]
     section = section[:section.index('\n## ', 1)]
-    return re.findall(r'```python\n(.*?)```', section, re.S)
+    return re.findall(rf'```{lang}\n(.*?)```', section, re.S)
 
 
 def test_readme_encoder_example_trains(demo_root, tmp_path, monkeypatch):
@@ -24,9 +24,13 @@ def test_readme_encoder_example_trains(demo_root, tmp_path, monkeypatch):
     (pkg / '__init__.py').write_text('')
     (pkg / 'my_encoder.py').write_text(module)
     monkeypatch.syspath_prepend(str(tmp_path))
-    # the README's config, with its base pointing at this checkout
-    config = config.replace("'../dbbd/dbbd_small_scannet.py'", repr(SMALL))
-    assert repr(SMALL) in config
+    # the README's config, with its base pointing at this checkout: the
+    # demo, which a new user has data for
+    config = config.replace("'../dbbd/dbbd_small_demo.py'", repr(DEMO))
+    assert repr(DEMO) in config
+    command, = _blocks('bash')
+    assert command.strip() == ('PYTHONPATH=. python tools/train.py '
+                               'configs/my/dbbd_small_meanshift.py')
     cfg_file = tmp_path / 'dbbd_small_meanshift.py'
     cfg_file.write_text(config)
 

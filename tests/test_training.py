@@ -302,3 +302,22 @@ def test_small_mode_builds_the_small_encoder():
     n_small = sum(p.numel() for p in model.parameters())
     n_full = sum(p.numel() for p in full.parameters())
     assert n_small < n_full / 2
+
+
+def test_top_level_feat_keys_sets_both_loaders_and_the_model():
+    from dbbd.datasets.formatting import check_feat_width, pipeline_feat_keys
+    from tools.train import build_config, parse_args
+    cfg = build_config(parse_args(
+        [SMALL, '--cfg-options', "feat_keys=('normal','color')"]))
+    for loader in ('train_dataloader', 'val_dataloader'):
+        assert pipeline_feat_keys(cfg[loader].dataset) == ('normal', 'color')
+    assert cfg.model.backbone.in_channels == 6
+    check_feat_width(cfg)  # agree
+    # set on one side only: the one-line error names both and the fix
+    cfg = build_config(parse_args(
+        [SMALL, '--cfg-options', 'model.backbone.in_channels=6']))
+    with pytest.raises(ValueError, match=r"feat_keys \('normal',\) make 3 "
+                       r'input channels but model.backbone.in_channels is 6'):
+        check_feat_width(cfg)
+    with pytest.raises(SystemExit):
+        build_config(parse_args([SMALL, '--cfg-options', 'feat_keys=rgb']))

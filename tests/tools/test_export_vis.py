@@ -119,3 +119,27 @@ def test_export_refuses_a_checkpoint_without_model_config(tmp_path):
     with pytest.raises(SystemExit) as e:
         main([bad, '--out', str(tmp_path / 'x.pth')])
     assert e.value.code == 1
+
+
+def test_readme_exported_encoder_snippet_runs_as_written(trained_ckpt,
+                                                         demo_root,
+                                                         tmp_path):
+    """The README's Python snippet for an exported encoder, run as written
+    in a folder with its encoder.pth and data/dbbd_demo."""
+    import re
+    from tools.export_encoder import main
+    runner, ckpt, _ = trained_ckpt
+    text = open(osp.join(REPO, 'README.md')).read()
+    section = text[text.index('## What pre-training learned'):]
+    section = section[:section.index('\n## ', 1)]
+    snippet, = [b for b in re.findall(r'```python\n(.*?)```', section, re.S)
+                if 'load_exported_encoder' in b]
+    (tmp_path / 'data').mkdir()
+    os.symlink(demo_root, tmp_path / 'data' / 'dbbd_demo')
+    main([ckpt, '--out', str(tmp_path / 'encoder.pth')])
+    res = subprocess.run([sys.executable, '-c', snippet], cwd=tmp_path,
+                         capture_output=True, text=True, timeout=120,
+                         env=dict(os.environ, PYTHONPATH=REPO,
+                                  OMP_NUM_THREADS='1'))
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert res.stdout.strip().startswith('torch.Size([3000, 16])')
