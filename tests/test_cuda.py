@@ -145,6 +145,39 @@ def test_amp_trains_without_nan(demo_cfg, batches, dtype):
 
 
 @needs_cuda
+def test_gpu_training_step_does_not_synchronise(demo_cfg, batches):
+    """Forward, backward and the AdamW step of a batch whose tree index
+    the loader built: CUDA's sync debug mode reports no host
+    synchronisation; the non-finite check's read-back is the only one."""
+    import warnings
+    from dbbd.engine.hooks.nonfinite_loss_hook import _to_host
+    model = build_model(demo_cfg).cuda()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    for i, batch in enumerate(batches[:3]):
+        data = model.data_preprocessor(copy.deepcopy(batch), training=True)
+        torch.cuda.synchronize()
+        with warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter('always')
+            torch.cuda.set_sync_debug_mode('warn')
+            try:
+                opt.zero_grad(set_to_none=True)
+                loss, log_vars = model.parse_losses(
+                    model(**data, mode='loss'))
+                loss.backward()
+                opt.step()
+                before_read = len(seen)
+                host = _to_host(dict(log_vars), [])
+            finally:
+                torch.cuda.set_sync_debug_mode(0)
+        def syncs(warns):
+            return [str(w.message) for w in warns
+                    if 'synchroniz' in str(w.message).lower()]
+        assert syncs(seen[:before_read]) == [], (i, syncs(seen))
+        assert len(syncs(seen[before_read:])) <= 1, syncs(seen)
+        assert all(isinstance(v, float) for v in host.values())
+
+
+@needs_cuda
 def test_amp_switch_builds_amp_optim_wrapper(tmp_path):
     train = _load_train_script()
     args = train.parse_args([DEMO, '--work-dir', str(tmp_path),

@@ -345,6 +345,9 @@ def main():
                     'again on every step; default: glibc as is')
     ap.add_argument('--profile', action='store_true',
                     help='print a torch.profiler table of one step')
+    ap.add_argument('--min-points-to-split', type=int,
+                    help='use this min_points_to_split instead of choosing '
+                    'it for --regions (skips the search)')
     ap.add_argument('--worker', action='store_true', help=argparse.SUPPRESS)
     ap.add_argument('--min-points', type=int, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -356,7 +359,8 @@ def main():
     scenes = load_points(args)
     runs = []
     for target in args.regions:
-        m = choose_min_points(scenes, args, target)
+        m = args.min_points_to_split or choose_min_points(scenes, args,
+                                                          target)
         cmd = [sys.executable, osp.abspath(__file__), '--worker',
                '--min-points', str(m)]
         for key in ('points', 'scene', 'batch', 'depth', 'branching',
