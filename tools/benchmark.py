@@ -290,8 +290,9 @@ def worker(args):
             with profile(activities=acts) as prof:
                 fn()
             print(f'== {name}', file=sys.stderr)
-            print(prof.key_averages().table(sort_by='self_cpu_time_total',
-                                            row_limit=25), file=sys.stderr)
+            key = 'self_device_time_total' if cuda else 'self_cpu_time_total'
+            print(prof.key_averages().table(sort_by=key, row_limit=30),
+                  file=sys.stderr)
     rpl = tree.regions_per_level
     print(json.dumps(dict(
         step_s=round(step_s, 4), flat_bound_s=round(flat_s, 4),

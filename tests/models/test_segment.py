@@ -157,3 +157,47 @@ def test_empty_input_and_float32():
     x32, index, r = _data(dtype=torch.float32)
     torch.testing.assert_close(segment_max(x32, index, r),
                                _loop(x32, index, r, lambda s: s.max(0).values))
+
+
+@pytest.mark.parametrize('chunk', [3, 64])
+def test_planned_reduction_equals_the_scatter_one(chunk):
+    """The GPU path (torch.segment_reduce stage by stage along a plan of
+    sorted segments), run here on the CPU, against the scatter path."""
+    from dbbd.models.utils.segment import segment_plan, staged_segment_reduce
+    g = torch.Generator().manual_seed(4)
+    lengths = torch.tensor([1, 7, 2, 40, 5, 1, 13])
+    index = torch.repeat_interleave(torch.arange(7), lengths)
+    x = torch.randn(int(lengths.sum()), 6, generator=g, dtype=torch.float64)
+    plan = [torch.from_numpy(s) for s in segment_plan(lengths.numpy(),
+                                                       chunk)]
+    assert int(plan[0].sum()) == len(x) and len(plan[-1]) == 7
+    assert all(int(s.max()) <= chunk for s in plan[:-1])
+    assert (len(plan) > 2) == (chunk == 3)  # 40 rows: 14 pieces, 5, ...
+    for reduce, ref in (('max', segment_max), ('sum', segment_sum)):
+        a = x.clone().requires_grad_()
+        b = x.clone().requires_grad_()
+        w = torch.randn(7, 6, generator=g, dtype=torch.float64)
+        got = staged_segment_reduce(a, plan, reduce)
+        want = ref(b, index, 7)
+        torch.testing.assert_close(got, want)
+        (got * w).sum().backward()
+        (want * w).sum().backward()
+        torch.testing.assert_close(a.grad, b.grad)
+    with pytest.raises(ValueError, match='every segment'):
+        segment_plan([3, 0, 2])
+
+
+def test_tree_index_plans_cover_every_level_and_the_leaves():
+    from model_helpers import make_batch
+    tree = make_batch(dict(n=800, max_depth=3, min_points_to_split=40),
+                      dict(n=500, max_depth=2))['inputs']['tree']
+    for lv in tree.levels:
+        assert lv.region_plan is not None
+        assert torch.equal(lv.region_lengths,
+                           torch.bincount(lv.region, minlength=lv.num_regions))
+        assert int(lv.region_plan[0].sum()) == lv.num_rows
+    # leaves numbered in point order: sorted, one plan
+    assert bool((tree.leaf_region[1:] >= tree.leaf_region[:-1]).all())
+    assert int(tree.leaf_plan[0].sum()) == tree.num_points
+    assert sorted(torch.cat(tree.leaf_pos).tolist()) == list(
+        range(tree.num_leaves))

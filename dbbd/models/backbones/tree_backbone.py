@@ -136,7 +136,7 @@ class DBBDTreeBackbone(BaseModule):
             x = self.context_proj(feat, context)
         rel = point_coord - coord.index_select(0, lv.center).index_select(
             0, lv.region)
-        return self.encoder(x, rel, lv.region, lv.num_regions)
+        return self.encoder(x, rel, lv.region_index(), lv.num_regions)
 
     def g2l(self, view: dict, tree: TreeIndex) -> dict:
         """Global-to-local reading, top-down.
@@ -175,7 +175,7 @@ class DBBDTreeBackbone(BaseModule):
     def _encode_leaves(self, coord, feat, tree):
         rel = coord - coord.index_select(0, tree.leaf_center).index_select(
             0, tree.leaf_region)
-        return self.encoder(self.input_proj(feat), rel, tree.leaf_region,
+        return self.encoder(self.input_proj(feat), rel, tree.leaf_index(),
                             tree.num_leaves)
 
     def l2g(self, view: dict, tree: TreeIndex) -> dict:
@@ -191,7 +191,7 @@ class DBBDTreeBackbone(BaseModule):
         child = None
         for l in reversed(range(tree.num_levels)):
             lv = tree.levels[l]
-            leaves = leaf_feat[tree.leaf_offset[l]:tree.leaf_offset[l + 1]]
+            leaves = leaf_feat.index_select(0, tree.leaf_pos[l])
             if child is None or child.shape[0] == 0:
                 feat_l = leaves  # no children below: every region a leaf
             else:

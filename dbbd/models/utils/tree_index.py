@@ -25,21 +25,26 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .segment import segment_plan, with_plan
+
 __all__ = ['LevelIndex', 'TreeIndex', 'build_tree_index', 'index_tree',
            'tree_index_of']
 
 
+def _map(value, fn):
+    if torch.is_tensor(value):
+        return fn(value)
+    if isinstance(value, LevelIndex):
+        return _map_tensors(value, fn)
+    if isinstance(value, list):
+        return [_map(v, fn) for v in value]
+    return value
+
+
 def _map_tensors(obj, fn):
     """``obj`` (a dataclass below) with ``fn`` applied to every tensor."""
-    changes = {}
-    for f in fields(obj):
-        value = getattr(obj, f.name)
-        if torch.is_tensor(value):
-            changes[f.name] = fn(value)
-        elif isinstance(value, list) and value and isinstance(
-                value[0], LevelIndex):
-            changes[f.name] = [_map_tensors(v, fn) for v in value]
-    return replace(obj, **changes)
+    return replace(obj, **{f.name: _map(getattr(obj, f.name), fn)
+                           for f in fields(obj)})
 
 
 @dataclass
@@ -59,6 +64,11 @@ class LevelIndex:
         leaf_ids (K_l,) long: the leaf regions of the level, increasing.
         num_rows: A_l.
         num_leaves: K_l.
+        region_lengths (R_l,) long or None: rows per region, when the rows
+            are sorted by region (points stored depth-first) and every
+            region has rows; then ``region_plan`` is the staged reduction
+            plan of :func:`~dbbd.models.utils.segment.segment_plan`.
+        region_plan: list of long tensors, or None.
     """
     num_regions: int
     region: Tensor
@@ -70,6 +80,13 @@ class LevelIndex:
     leaf_ids: Tensor
     num_rows: int
     num_leaves: int
+    region_lengths: Optional[Tensor] = None
+    region_plan: Optional[List[Tensor]] = None
+
+    def region_index(self) -> Tensor:
+        """``region`` carrying its reduction plan (when there is one), for
+        the segment reductions."""
+        return with_plan(self.region, self.region_plan, self.region_lengths)
 
 
 @dataclass
@@ -83,11 +100,17 @@ class TreeIndex:
             of leaf regions into one ``(P, D)`` tensor;
             ``cat[point_order]`` puts them back in point order (None when
             already in order).
-        leaf_region (P,) long: each point's leaf, numbered over all levels:
-            level after level, by region id (the leaves of level ``l`` are
-            ``[leaf_offset[l], leaf_offset[l + 1])``).
+        leaf_region (P,) long: each point's leaf, numbered over all levels
+            in the order of their points when every leaf's points are
+            contiguous (points stored depth-first: then ``leaf_region`` is
+            sorted), else level after level by region id.
         leaf_center (K,) long: centre point of each leaf.
-        leaf_offset: list of ``L + 1`` ints.
+        leaf_offset: list of ``L + 1`` ints: level ``l`` has
+            ``leaf_offset[l + 1] - leaf_offset[l]`` leaves.
+        leaf_pos: list over levels of ``(K_l,)`` long: the leaf numbers of
+            level ``l``'s leaves, in the order of their region ids.
+        leaf_lengths, leaf_plan: as :class:`LevelIndex`'s, for
+            ``leaf_region``.
 
     ``to(device)`` and ``pin_memory()`` move every tensor, so the data
     preprocessor and a pinned-memory loader treat it like any tensor.
@@ -98,6 +121,13 @@ class TreeIndex:
     leaf_region: Tensor
     leaf_center: Tensor
     leaf_offset: List[int]
+    leaf_pos: List[Tensor]
+    leaf_lengths: Optional[Tensor] = None
+    leaf_plan: Optional[List[Tensor]] = None
+
+    def leaf_index(self) -> Tensor:
+        """``leaf_region`` carrying its reduction plan (if any)."""
+        return with_plan(self.leaf_region, self.leaf_plan, self.leaf_lengths)
 
     @property
     def num_levels(self):
@@ -125,6 +155,17 @@ class TreeIndex:
 
 def _long(a) -> Tensor:
     return torch.from_numpy(np.ascontiguousarray(a, dtype=np.int64))
+
+
+def _plan(index: np.ndarray, num_segments: int):
+    """(lengths, plan) tensors when ``index`` is sorted and every segment
+    has a row; (None, None) otherwise."""
+    if index.size == 0 or num_segments == 0 or np.any(index[1:] < index[:-1]):
+        return None, None
+    lengths = np.bincount(index, minlength=num_segments)
+    if lengths.min() < 1:
+        return None, None
+    return _long(lengths), [_long(s) for s in segment_plan(lengths)]
 
 
 def _np(a) -> np.ndarray:
@@ -178,6 +219,7 @@ def build_tree_index(point_region, region_parent: Sequence,
         leaf_rows = None if leaf_row_mask.all() else np.flatnonzero(
             leaf_row_mask)
         leaf_ids = np.flatnonzero(is_leaf)
+        lengths, plan = _plan(region, int(r))
         levels.append(LevelIndex(
             num_regions=int(r), region=_long(region),
             rows=None if rows is None else _long(rows),
@@ -185,7 +227,8 @@ def build_tree_index(point_region, region_parent: Sequence,
             row_parent=_long(parent[region]) if l > 0 else None,
             leaf_rows=None if leaf_rows is None else _long(leaf_rows),
             leaf_ids=_long(leaf_ids), num_rows=int(region.shape[0]),
-            num_leaves=int(leaf_ids.shape[0])))
+            num_leaves=int(leaf_ids.shape[0]), region_lengths=lengths,
+            region_plan=plan))
 
         point_of_row = rows if rows is not None else np.arange(num_points)
         src_rows.append(point_of_row if leaf_rows is None else
@@ -213,10 +256,25 @@ def build_tree_index(point_region, region_parent: Sequence,
     leaf_region = np.concatenate(leaf_rank)[level_start[depth] + local]
     leaf_center = np.concatenate(
         [centers[l][levels[l].leaf_ids.numpy()] for l in range(num_levels)])
+    # Number the leaves in the order of their points when each leaf's
+    # points are one run (depth-first storage): leaf_region is then sorted
+    # and pools without atomics on a GPU.
+    num_leaves = leaf_offset[-1]
+    starts = np.flatnonzero(np.r_[True, leaf_region[1:] != leaf_region[:-1]])
+    remap = np.arange(num_leaves)
+    if starts.shape[0] == num_leaves:
+        remap[leaf_region[starts]] = np.arange(num_leaves)
+    leaf_region = remap[leaf_region]
+    center = np.empty_like(leaf_center)
+    center[remap] = leaf_center
+    lengths, plan = _plan(leaf_region, num_leaves)
     return TreeIndex(levels=levels, num_points=int(num_points),
                      point_order=None if point_order is None else
                      _long(point_order), leaf_region=_long(leaf_region),
-                     leaf_center=_long(leaf_center), leaf_offset=leaf_offset)
+                     leaf_center=_long(center), leaf_offset=leaf_offset,
+                     leaf_pos=[_long(remap[a:b]) for a, b in
+                               zip(leaf_offset[:-1], leaf_offset[1:])],
+                     leaf_lengths=lengths, leaf_plan=plan)
 
 
 @torch.no_grad()
