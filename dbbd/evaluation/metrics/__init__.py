@@ -1,4 +1,5 @@
 from .linear_probe import LinearProbeMetric
 from .loss_metric import ContrastiveLossMetric
+from .seg_metric import SegMetric
 
-__all__ = ['ContrastiveLossMetric', 'LinearProbeMetric']
+__all__ = ['ContrastiveLossMetric', 'LinearProbeMetric', 'SegMetric']

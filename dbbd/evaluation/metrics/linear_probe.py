@@ -9,7 +9,6 @@ Pre-training has taught the encoder something when the first beats the
 second.
 """
 import logging
-import zlib
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
@@ -19,6 +18,8 @@ from mmengine.evaluator import BaseMetric
 from mmengine.logging import print_log
 
 from dbbd.registry import METRICS
+from dbbd.utils.rng import scene_rng
+from .seg_metric import confusion_matrix, iou_from_confusion
 
 __all__ = ['LinearProbeMetric', 'fit_linear_probe', 'predict_linear_probe',
            'segmentation_scores', 'linear_probe_scores']
@@ -91,17 +92,13 @@ def segmentation_scores(pred: torch.Tensor, gt: torch.Tensor,
         dict(miou=float, acc=float, iou=list of per-class IoU (NaN for
         classes absent from ``gt``)).
     """
-    k = num_classes
-    cm = torch.bincount(gt.long() * k + pred.long(),
-                        minlength=k * k).reshape(k, k).double()
-    tp = cm.diag()
-    gt_count = cm.sum(1)
-    union = gt_count + cm.sum(0) - tp
-    present = gt_count > 0
-    iou = torch.where(present, tp / union.clamp(min=1),
-                      torch.full_like(tp, float('nan')))
+    scores = iou_from_confusion(confusion_matrix(pred, gt, num_classes))
+    present = scores['gt_count'] > 0
+    iou = torch.where(present, scores['iou'],
+                      torch.full_like(scores['iou'], float('nan')))
     return dict(miou=float(iou[present].mean()) if present.any() else 0.0,
-                acc=float(tp.sum() / cm.sum().clamp(min=1)),
+                acc=float(scores['tp'].sum() /
+                          scores['gt_count'].sum().clamp(min=1)),
                 iou=iou.tolist())
 
 
@@ -119,11 +116,6 @@ def linear_probe_scores(x_train: torch.Tensor, y_train: torch.Tensor,
                             weight_decay)
     return segmentation_scores(predict_linear_probe(x_eval, w, b), y_eval,
                                num_classes)
-
-
-def _scene_rng(seed: int, scene_id: str) -> np.random.Generator:
-    # per scene, independent of batch composition and loader order
-    return np.random.default_rng([seed, zlib.crc32(scene_id.encode())])
 
 
 @METRICS.register_module()
@@ -234,7 +226,7 @@ class LinearProbeMetric(BaseMetric):
                 self.results.append(dict(scene_id=scene_id, skipped=True))
                 continue
             if idx.numel() > self.max_points_per_scene:
-                pick = _scene_rng(self.seed, scene_id).choice(
+                pick = scene_rng(self.seed, scene_id).choice(
                     idx.numel(), self.max_points_per_scene, replace=False)
                 idx = idx[torch.from_numpy(np.sort(pick))]
             def take(x):
