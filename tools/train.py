@@ -43,7 +43,9 @@ def parse_args(argv=None):
         help='override config keys, e.g. train_cfg.max_epochs=10; '
         'data_root=PATH sets the data root of both loaders; '
         "feat_keys=\"('normal','color')\" sets the point features of both "
-        'loaders and the model\'s input width')
+        'loaders and the model\'s input width; num_classes=N sets the model '
+        'and the metric; pretrained=PATH (segmentation configs) starts the '
+        'backbone from a pre-training checkpoint or an exported encoder')
     parser.add_argument(
         '--launcher',
         choices=['none', 'pytorch', 'slurm'],
@@ -62,6 +64,22 @@ def fail(msg):
     sys.exit(1)
 
 
+def pop_top_level_keys(opts):
+    """num_classes= and pretrained= of --cfg-options (top-level keys)."""
+    from dbbd.models.segmentors.config import pop_top_level
+    return pop_top_level(opts)
+
+
+def apply_top_level_keys(cfg, explicit):
+    """The top-level num_classes / pretrained (of the config, or given on
+    the command line) set the model, metrics and datasets together."""
+    from dbbd.models.segmentors.config import apply_top_level
+    try:
+        apply_top_level(cfg, **explicit)
+    except ValueError as e:
+        fail(str(e))
+
+
 def build_config(args):
     """Load the config and apply the command line to it."""
     from mmengine.config import Config
@@ -73,10 +91,12 @@ def build_config(args):
         first = str(e).strip().splitlines()[0] if str(e).strip() else ''
         fail(f'cannot read config {args.config}: {type(e).__name__}: {first}')
     cfg.launcher = args.launcher
+    top_level = {}
     if args.cfg_options:
         opts = dict(args.cfg_options)
         data_root = opts.pop('data_root', None)
         feat_keys = opts.pop('feat_keys', None)
+        top_level = pop_top_level_keys(opts)
         cfg.merge_from_dict(opts)
         if feat_keys is not None:
             from dbbd.datasets.formatting import set_feat_keys
@@ -90,6 +110,7 @@ def build_config(args):
                            'test_dataloader'):
                 if cfg.get(loader) and 'dataset' in cfg[loader]:
                     cfg[loader].dataset.data_root = data_root
+    apply_top_level_keys(cfg, top_level)
 
     if args.work_dir is not None:
         cfg.work_dir = args.work_dir

@@ -6,10 +6,12 @@ from .formatting import MultiView, PackDBBDInputs, feature_channels
 from .region_tree import (RegionTree, build_region_tree, check_tree,
                           truncate_tree)
 from .samplers import EpochSeedSampler
+from .seg_dataset import SegDataset, SegLabelError
 from .transforms import *  # noqa: F401,F403
 
 __all__ = [
     'dbbd_collate', 'DBBDDataset', 'DataPreparationError', 'MultiView',
     'PackDBBDInputs', 'feature_channels', 'RegionTree',
-    'build_region_tree', 'check_tree', 'truncate_tree', 'EpochSeedSampler'
+    'build_region_tree', 'check_tree', 'truncate_tree', 'EpochSeedSampler',
+    'SegDataset', 'SegLabelError'
 ]

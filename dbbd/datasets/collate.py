@@ -1,10 +1,14 @@
 """Collation of scenes into one flat batch (see ``docs/data_format.md``)."""
+import re
+
 import numpy as np
 import torch
 
 from dbbd.registry import FUNCTIONS
 
 __all__ = ['dbbd_collate']
+
+_VIEW = re.compile(r'view[0-9]+')
 
 
 def _cat(arrays, dtype):
@@ -30,6 +34,12 @@ def dbbd_collate(samples):
     points whose head the point loss samples. The training step then needs
     no host synchronisation to learn sizes.
 
+    Samples without tree arrays (after ``GridSample``) give a batch
+    without tree entries, plus ``inverse (P_full,)`` (each original point's
+    row among the batch's ``P`` points), ``origin_offset (B + 1,)`` and
+    ``origin_segment (P_full,)``. Every ``view<k>`` of the samples becomes
+    ``inputs['view<k>']`` (test-time augmentation packs four).
+
     Only a loop over scenes and levels (to compute offsets); the per-point
     work is array arithmetic.
 
@@ -37,12 +47,53 @@ def dbbd_collate(samples):
         dict(inputs=dict(...), data_samples=[dict(scene_id, num_points)])
     """
     from dbbd.models.losses.point_loss import point_sample_order
-    from dbbd.models.utils.tree_index import build_tree_index
 
     if len(samples) == 0:
         raise ValueError('dbbd_collate: got an empty list of samples')
     n_pts = np.array([s['num_points'] for s in samples], dtype=np.int64)
     offset = np.concatenate([[0], np.cumsum(n_pts)])
+    with_tree = ['point_region' in s for s in samples]
+    if any(with_tree) and not all(with_tree):
+        raise ValueError('dbbd_collate: some samples have a region tree and '
+                         'some not (GridSample drops it); use one pipeline '
+                         'for a whole loader')
+    sample_seed = [int(s['sample_seed']) for s in samples]
+    inputs = dict(
+        offset=torch.from_numpy(offset),
+        num_points=[int(n) for n in n_pts],
+        segment=_cat([s['segment'] for s in samples], np.int64),
+        sample_seed=torch.tensor(sample_seed, dtype=torch.long),
+        sample_order=torch.from_numpy(
+            point_sample_order(sample_seed, int(offset[-1]))),
+    )
+    if all(with_tree):
+        inputs.update(_collate_trees(samples, offset))
+    if all('inverse' in s for s in samples):
+        n_full = np.array([s['inverse'].shape[0] for s in samples], np.int64)
+        inputs['origin_offset'] = torch.from_numpy(
+            np.concatenate([[0], np.cumsum(n_full)]))
+        inputs['inverse'] = _cat(
+            [s['inverse'] + offset[b] for b, s in enumerate(samples)],
+            np.int64)
+        inputs['origin_segment'] = _cat(
+            [s['origin_segment'] for s in samples], np.int64)
+    views = sorted((k for k in samples[0] if _VIEW.fullmatch(k)),
+                   key=lambda k: int(k[4:]))
+    for view in views:
+        inputs[view] = dict(
+            coord=_cat([s[view]['coord'] for s in samples], np.float32),
+            feat=_cat([s[view]['feat'] for s in samples], np.float32))
+    data_samples = [
+        dict(scene_id=s['scene_id'], num_points=int(s['num_points']))
+        for s in samples
+    ]
+    return dict(inputs=inputs, data_samples=data_samples)
+
+
+def _collate_trees(samples, offset):
+    """The tree entries of the batch (see :func:`dbbd_collate`)."""
+    from dbbd.models.utils.tree_index import build_tree_index
+
     num_levels = max(s['point_region'].shape[0] for s in samples)
     # regions per (scene, level); 0 where a scene is shallower
     counts = np.zeros((len(samples), num_levels), dtype=np.int64)
@@ -72,28 +123,10 @@ def dbbd_collate(samples):
                for c in parents]
     centers = [np.concatenate(c) if c else np.zeros(0, np.int64)
                for c in centers]
-    sample_seed = [int(s['sample_seed']) for s in samples]
-
-    inputs = dict(
-        offset=torch.from_numpy(offset),
-        num_points=[int(n) for n in n_pts],
+    return dict(
         point_region=torch.from_numpy(point_region),
         region_parent=[torch.from_numpy(p) for p in parents],
         region_center=[torch.from_numpy(c) for c in centers],
         region_offset=torch.from_numpy(np.ascontiguousarray(region_offset)),
-        segment=_cat([s['segment'] for s in samples], np.int64),
-        sample_seed=torch.tensor(sample_seed, dtype=torch.long),
-        sample_order=torch.from_numpy(
-            point_sample_order(sample_seed, int(offset[-1]))),
         tree=build_tree_index(point_region, parents, centers),
     )
-    for view in ('view1', 'view2'):
-        if view in samples[0]:
-            inputs[view] = dict(
-                coord=_cat([s[view]['coord'] for s in samples], np.float32),
-                feat=_cat([s[view]['feat'] for s in samples], np.float32))
-    data_samples = [
-        dict(scene_id=s['scene_id'], num_points=int(s['num_points']))
-        for s in samples
-    ]
-    return dict(inputs=inputs, data_samples=data_samples)

@@ -20,6 +20,7 @@ import numpy as np
 from mmengine.dataset import Compose
 
 from dbbd.registry import TRANSFORMS
+from .transforms import TREE_KEYS
 
 __all__ = ['MultiView', 'PackDBBDInputs', 'FEATURE_CHANNELS',
            'feature_channels', 'pipeline_feat_keys', 'set_feat_keys',
@@ -61,8 +62,11 @@ class MultiView:
     drop or reorder points, so every view shares the scene's region tree.
 
     Args:
-        num_views: 2 for the contrastive loss, 1 for features of one view.
-        transforms: the per-view augmentations (``TRANSFORMS`` configs).
+        num_views: 2 for the contrastive loss, 1 for features of one view
+            (segmentation), 4 for test-time rotations (:class:`ViewRotateZ`).
+        transforms: the per-view augmentations (``TRANSFORMS`` configs);
+            each view dict also holds ``view_index`` (0-based) while they
+            run.
 
     Adds ``results['views']``, a list of ``num_views`` dicts.
     """
@@ -81,8 +85,10 @@ class MultiView:
             view = {k: None if results.get(k) is None else np.array(
                 results[k], dtype=np.float32) for k in _VIEW_KEYS}
             view['rng'] = np.random.default_rng(key + [v])
+            view['view_index'] = v
             view = self.transforms(view)
             view.pop('rng', None)
+            view.pop('view_index', None)
             views.append(view)
         results['views'] = views
         return results
@@ -102,6 +108,10 @@ class PackDBBDInputs:
     ``point_region (L, N)``, ``region_parent (R,)``, ``region_center
     (R,)``, ``level_offset (L + 1,)``, ``segment (N,)`` (-1 where
     unlabelled), ``scene_id``, ``num_points`` and ``sample_seed``.
+
+    After :class:`~dbbd.datasets.transforms.GridSample` (no tree arrays):
+    no tree entries, and ``inverse (N_full,)`` and ``origin_segment
+    (N_full,)`` that carry predictions back to the scene's every point.
 
     Args:
         feat_keys: any of ``'normal'`` (default), ``'color'`` (put
@@ -125,20 +135,26 @@ class PackDBBDInputs:
 
     def __call__(self, results: dict) -> dict:
         where = results.get('scene_dir', results.get('scene_id', 'scene'))
-        n = int(np.asarray(results['point_region']).shape[1])
+        views = results.get('views') or [results]
+        n = int(np.asarray(views[0]['coord']).shape[0])
         segment = results.get('segment')
         sample = dict(
             scene_id=results['scene_id'],
             num_points=n,
-            point_region=np.asarray(results['point_region']),
-            region_parent=np.asarray(results['region_parent']),
-            region_center=np.asarray(results['region_center']),
-            level_offset=np.asarray(results['level_offset']),
             segment=(np.full(n, -1, np.int64) if segment is None else
                      np.asarray(segment, dtype=np.int64)),
             sample_seed=int(results.get('sample_seed', 0)),
         )
-        views = results.get('views') or [results]
+        if results.get('point_region') is not None:
+            for key in TREE_KEYS:
+                sample[key] = np.asarray(results[key])
+        if results.get('inverse') is not None:
+            n_full = int(results['inverse'].shape[0])
+            origin = results.get('origin_segment')
+            sample['inverse'] = np.asarray(results['inverse'], np.int64)
+            sample['origin_segment'] = (
+                np.full(n_full, -1, np.int64) if origin is None else
+                np.asarray(origin, dtype=np.int64))
         for v, view in enumerate(views):
             sample[f'view{v + 1}'] = dict(
                 coord=np.ascontiguousarray(view['coord'], dtype=np.float32),

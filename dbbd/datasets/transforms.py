@@ -11,16 +11,20 @@ number of loader workers and across ``--resume``. A transform called
 without ``rng`` (e.g. interactively) draws from a fresh generator.
 
 Transforms never drop or reorder points: the region tree is a set of point
-indices shared by both views.
+indices shared by both views. The one exception is :class:`GridSample`,
+which works on the whole scene before :class:`MultiView`, drops the tree
+and records how to carry predictions back to every point; it is for
+backbones that do not read the tree (see
+:mod:`dbbd.models.segmentors.point_segmentor`).
 """
 import numpy as np
 
 from dbbd.registry import TRANSFORMS
 
 __all__ = [
-    'CenterShift', 'RandomRotateZ', 'RandomScale', 'RandomFlip',
-    'RandomJitter', 'RandomTranslate', 'ColorJitter',
-    'ChromaticAutoContrast', 'NormalizeColor'
+    'CenterShift', 'RandomRotateZ', 'ViewRotateZ', 'RandomScale',
+    'RandomFlip', 'RandomJitter', 'RandomTranslate', 'ColorJitter',
+    'ChromaticAutoContrast', 'NormalizeColor', 'GridSample'
 ]
 
 
@@ -86,13 +90,47 @@ class RandomRotateZ(_RandomTransform):
         self.angle = tuple(angle)
 
     def apply(self, results, rng):
-        a = rng.uniform(*self.angle)
-        c, s = np.cos(a), np.sin(a)
-        rot = np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]], dtype=np.float32)
-        results['coord'] = results['coord'] @ rot.T
-        if results.get('normal') is not None:
-            results['normal'] = results['normal'] @ rot.T
-        return results
+        return _rotate_z(results, rng.uniform(*self.angle))
+
+
+def _rotate_z(results, angle):
+    """Rotate ``coord`` and ``normal`` by ``angle`` radians about z."""
+    c, s = np.cos(angle), np.sin(angle)
+    rot = np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]], dtype=np.float32)
+    results['coord'] = results['coord'] @ rot.T
+    if results.get('normal') is not None:
+        results['normal'] = results['normal'] @ rot.T
+    return results
+
+
+@TRANSFORMS.register_module()
+class ViewRotateZ:
+    """Rotate view ``v`` of :class:`MultiView` by ``angles[v]`` degrees
+    about z (coordinates and normals), no randomness.
+
+    Test-time augmentation: ``MultiView(num_views=4, transforms=[...,
+    dict(type='ViewRotateZ', angles=(0, 90, 180, 270))])`` makes four views
+    of the scene rotated by 0, 90, 180 and 270 degrees, and the segmentor
+    averages their logits (``tta_pipeline`` of
+    ``configs/_base_/datasets/scannet_seg.py``, ``tools/test.py --tta``).
+    """
+
+    def __init__(self, angles=(0, 90, 180, 270)):
+        self.angles = tuple(float(a) for a in angles)
+        if not self.angles:
+            raise ValueError('ViewRotateZ: angles is empty')
+
+    def __call__(self, results):
+        v = int(results.get('view_index', 0))
+        if v >= len(self.angles):
+            raise ValueError(
+                f'ViewRotateZ: view {v + 1} has no angle; angles '
+                f'{self.angles} cover {len(self.angles)} views (set '
+                'MultiView.num_views to the number of angles)')
+        return _rotate_z(results, np.deg2rad(self.angles[v]))
+
+    def __repr__(self):
+        return f'ViewRotateZ(angles={self.angles!r})'
 
 
 @TRANSFORMS.register_module()
@@ -223,3 +261,62 @@ class NormalizeColor:
 
     def __repr__(self):
         return 'NormalizeColor()'
+
+
+#: Tree arrays of a scene dict; :class:`GridSample` drops them.
+TREE_KEYS = ('point_region', 'region_parent', 'region_center',
+             'level_offset')
+
+
+@TRANSFORMS.register_module()
+class GridSample:
+    """Keep one point per ``grid_size`` voxel of the whole scene, and record
+    how to carry predictions back to every point.
+
+    Put it first in the pipeline, before :class:`MultiView`: it subsamples
+    ``coord``, ``normal``, ``color`` and ``segment`` of the scene dict and
+    adds ``inverse (N,)`` (for each of the scene's N points, its kept
+    point) and ``origin_segment (N,)`` (the full-resolution labels, or
+    None), which the segmentor and :class:`~dbbd.evaluation.SegMetric` use
+    to score every point at full resolution. The region tree is point
+    indices of the full scene, so it is dropped: only for backbones that do
+    not read the tree (a scene backbone called as ``backbone(coord, feat,
+    offset)``); the tree backbone refuses a batch without one.
+
+    Args:
+        grid_size: voxel edge in metres (Pointcept's ScanNet: 0.02).
+        mode: ``'train'``: a random point of each voxel (drawn from the
+            sample's ``seed_key``, so reproducible); ``'test'``: the point
+            nearest the voxel centre (deterministic).
+    """
+
+    def __init__(self, grid_size=0.02, mode='train'):
+        if not isinstance(grid_size, (int, float)) or grid_size <= 0:
+            raise ValueError(f'GridSample: grid_size must be a number > 0 '
+                             f'(metres), got {grid_size!r}')
+        if mode not in ('train', 'test'):
+            raise ValueError(f"GridSample: mode must be 'train' or 'test', "
+                             f'got {mode!r}')
+        self.grid_size, self.mode = float(grid_size), mode
+
+    def __call__(self, results):
+        from .voxel import voxel_grid
+        rng = None
+        if self.mode == 'train':
+            # a stream of its own: MultiView's views use (seed_key, view)
+            rng = np.random.default_rng(
+                list(results.get('seed_key', (0, 0, 0))) + [1000])
+        keep, inverse = voxel_grid(results['coord'], self.grid_size, rng)
+        segment = results.get('segment')
+        results['origin_segment'] = None if segment is None else np.asarray(
+            segment, dtype=np.int64)
+        results['inverse'] = inverse
+        for key in ('coord', 'normal', 'color', 'segment'):
+            if results.get(key) is not None:
+                results[key] = np.asarray(results[key])[keep]
+        for key in TREE_KEYS:
+            results[key] = None
+        return results
+
+    def __repr__(self):
+        return f'GridSample(grid_size={self.grid_size}, mode={self.mode!r})'

@@ -16,10 +16,12 @@ from .export import export_encoder, load_exported_encoder  # noqa: F401
 from .heads import *  # noqa: F401,F403
 from .losses import *  # noqa: F401,F403
 from .propagators import *  # noqa: F401,F403
+from .segmentors import *  # noqa: F401,F403
 from .selfsup import *  # noqa: F401,F403
 
 __all__ = [
     'DBBD', 'DBBDTreeBackbone', 'DBBDDataPreprocessor', 'BasePointEncoder',
     'PointNetEncoder', 'TwoStagePointNetEncoder', 'MLPPropagator', 'Aggregator',
-    'ProjectionHead', 'InfoNCELoss', 'RegionLoss', 'PointLoss', 'DBBDLoss'
+    'ProjectionHead', 'InfoNCELoss', 'RegionLoss', 'PointLoss', 'DBBDLoss',
+    'PointSegmentor', 'LinearSegHead', 'MLPSegHead'
 ]

@@ -114,6 +114,15 @@ def check_config_types(cfg):
         _check(R.LOOPS, cfg.get(loop), loop)
 
 
+def _is_prepared_dataset(type_name):
+    """Whether a dataset type reads the prepared format (DBBDDataset or a
+    subclass such as SegDataset)."""
+    from dbbd.datasets.dbbd_dataset import DBBDDataset
+    from dbbd.registry import DATASETS
+    cls = DATASETS.get(type_name) if isinstance(type_name, str) else type_name
+    return isinstance(cls, type) and issubclass(cls, DBBDDataset)
+
+
 def check_data_exists(cfg):
     """Raise ``DataPreparationError`` early when a split folder is missing.
 
@@ -125,7 +134,7 @@ def check_data_exists(cfg):
                                             _prepare_hint)
     for loader in ('train_dataloader', 'val_dataloader'):
         ds = (cfg.get(loader) or {}).get('dataset') or {}
-        if ds.get('type') not in ('DBBDDataset', 'dbbd.DBBDDataset'):
+        if not _is_prepared_dataset(ds.get('type')):
             continue
         root = ds.get('data_root')
         if ds.get('auto_prepare') is not None:

@@ -118,7 +118,7 @@ class SegMetric(BaseMetric):
             ``BaseMetric`` (no prefix by default: keys ``mIoU``, ``mAcc``,
             ``allAcc``, which ``save_best='mIoU'`` names).
     """
-    default_prefix = None
+    default_prefix = ''  # keys as they are; '' also silences mmengine
 
     def __init__(self,
                  num_classes: int = 20,

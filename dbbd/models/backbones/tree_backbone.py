@@ -84,6 +84,10 @@ class DBBDTreeBackbone(BaseModule):
     (``inputs['tree']``, built by the collate function).
     """
 
+    #: reads the batch's region tree: a downstream model calls it as
+    #: ``backbone(inputs, view=...)`` (see :mod:`dbbd.models.segmentors`)
+    needs_tree = True
+
     def __init__(self, encoder: dict, propagator: dict, aggregator: dict,
                  in_channels: int = 3, hidden_channels: int = 96,
                  with_cp: bool = False, init_cfg: Optional[dict] = None):

@@ -1,0 +1,135 @@
+"""Top-level config keys of downstream configs: ``num_classes``,
+``class_names`` and ``pretrained``.
+
+Python configs resolve ``model = dict(num_classes=num_classes)`` when the
+file is read, so a child config (or ``--cfg-options``) that sets the
+top-level key alone would leave the model, the metric and the datasets at
+the old value. :func:`apply_top_level` copies the top-level values to
+every place that uses them; ``tools/train.py`` and ``tools/test.py`` call
+it on every config.
+"""
+import inspect
+from typing import Any, Optional
+
+__all__ = ['TOP_LEVEL_KEYS', 'pop_top_level', 'apply_top_level',
+           'set_num_classes', 'set_pretrained']
+
+#: ``--cfg-options`` keys handled here rather than merged as they are.
+TOP_LEVEL_KEYS = ('num_classes', 'pretrained')
+
+_METRICS_WITH_CLASSES = ('SegMetric', 'LinearProbeMetric')
+
+
+def pop_top_level(opts: dict) -> dict:
+    """Take :data:`TOP_LEVEL_KEYS` out of a ``--cfg-options`` dict."""
+    return {k: opts.pop(k) for k in TOP_LEVEL_KEYS if k in opts}
+
+
+def _short(type_name: Any) -> str:
+    return str(type_name).split('.')[-1] if type_name is not None else ''
+
+
+def _metrics(cfg):
+    for name in ('val_evaluator', 'test_evaluator'):
+        ev = cfg.get(name)
+        if isinstance(ev, dict) and 'metrics' in ev:  # an Evaluator config
+            ev = ev['metrics']
+        for m in (ev if isinstance(ev, (list, tuple)) else [ev]):
+            if isinstance(m, dict) and _short(m.get('type')) in \
+                    _METRICS_WITH_CLASSES:
+                yield m
+
+
+def set_num_classes(cfg, num_classes: int) -> None:
+    """Make ``num_classes`` the number of classes of the whole config: the
+    top level, the model (and its head when the head names one), the
+    metrics (``SegMetric``, ``LinearProbeMetric``) and the datasets that
+    check labels. ``class_names`` of another length become None (numbered
+    classes in the table).
+
+    Raises:
+        ValueError: not an int >= 2.
+    """
+    if not isinstance(num_classes, int) or isinstance(num_classes, bool) \
+            or num_classes < 2:
+        raise ValueError(f'num_classes must be an int >= 2, got '
+                         f'{num_classes!r}')
+    cfg['num_classes'] = num_classes
+    names = cfg.get('class_names')
+    if names is not None and len(names) != num_classes:
+        names = cfg['class_names'] = None
+    model = cfg.get('model') or {}
+    if 'num_classes' in model:
+        model['num_classes'] = num_classes
+        if 'class_names' in model:
+            model['class_names'] = names
+        if isinstance(model.get('head'), dict) and \
+                'num_classes' in model['head']:
+            model['head']['num_classes'] = num_classes
+    for m in _metrics(cfg):
+        m['num_classes'] = num_classes
+        if 'class_names' in m:
+            m['class_names'] = names
+    for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        ds = (cfg.get(loader) or {}).get('dataset') or {}
+        if 'num_classes' in ds:
+            ds['num_classes'] = num_classes
+
+
+def _takes_pretrained(model_cfg) -> bool:
+    if 'pretrained' in model_cfg:
+        return True
+    from dbbd.registry import MODELS
+    cls = MODELS.get(model_cfg.get('type')) if isinstance(
+        model_cfg.get('type'), str) else model_cfg.get('type')
+    try:
+        return cls is not None and 'pretrained' in inspect.signature(
+            cls.__init__).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def set_pretrained(cfg, path: Optional[str]) -> None:
+    """Make ``path`` the pre-trained backbone of a downstream config (top
+    level and ``model.pretrained``); None: train from scratch.
+
+    Raises:
+        ValueError: the config's model takes no pre-trained backbone (a
+            pre-training config).
+    """
+    if path is not None and not isinstance(path, str):
+        raise ValueError(f'pretrained must be a file path or None, got '
+                         f'{path!r}')
+    model = cfg.get('model') or {}
+    if not _takes_pretrained(model):
+        if path is None:
+            return
+        raise ValueError(
+            f'pretrained={path}: the model {_short(model.get("type"))} '
+            'takes no pre-trained backbone; pretrained= is for downstream '
+            'configs (configs/dbbd/seg_pointnet_*_ft.py); to continue '
+            'pre-training use --resume or load_from')
+    cfg['pretrained'] = path
+    model['pretrained'] = path
+
+
+def apply_top_level(cfg, **explicit) -> None:
+    """Set the ``explicit`` values (from ``--cfg-options``) at the top
+    level, then copy the top-level ``num_classes`` and ``pretrained`` of
+    the config to every place that uses them. A top-level value of None
+    (or absent) leaves the sections as they are, unless given explicitly.
+
+    Raises:
+        ValueError: one line, a value that cannot work.
+    """
+    unknown = set(explicit) - set(TOP_LEVEL_KEYS)
+    if unknown:
+        raise ValueError(f'unknown top-level keys {sorted(unknown)}')
+    if explicit.get('num_classes') is not None or \
+            cfg.get('num_classes') is not None:
+        set_num_classes(cfg, explicit.get('num_classes',
+                                          cfg.get('num_classes')))
+    if 'pretrained' in explicit:
+        set_pretrained(cfg, explicit['pretrained'])
+    elif cfg.get('pretrained') is not None:
+        set_pretrained(cfg, cfg.get('pretrained'))

@@ -1,0 +1,141 @@
+"""Pre-trained backbone weights for a downstream model: ``pretrained=PATH``.
+
+``PATH`` is either a checkpoint ``tools/train.py`` wrote for a pre-training
+config (keys ``backbone.*``, ``region_head.*``, ``point_head.*``; a
+segmentation checkpoint's ``backbone.*`` works too) or a file of
+``tools/export_encoder.py`` (format 2: keys relative to the backbone). Both
+are read with ``torch.load(weights_only=True)`` and the project's
+allow-list. Exactly the backbone's tensors are loaded, all of them, or
+nothing: unlike a ``strict=False`` load, which only logs, a file whose
+backbone tensors do not match the model stops with one line naming the
+first offending keys (and the two shapes).
+"""
+import os.path as osp
+from typing import Dict, Sequence, Tuple
+
+import torch
+from mmengine.logging import print_log
+
+from dbbd.engine.checkpoint import CheckpointLoadError
+
+__all__ = ['PretrainedLoadError', 'read_backbone_weights',
+           'load_pretrained_backbone']
+
+BACKBONE_PREFIX = 'backbone.'
+
+
+class PretrainedLoadError(CheckpointLoadError):
+    """``pretrained`` cannot be loaded into the backbone; one line."""
+
+
+def _first(keys, n=3):
+    keys = list(keys)
+    more = f' (+{len(keys) - n} more)' if len(keys) > n else ''
+    return ', '.join(keys[:n]) + more
+
+
+def _shape(t):
+    return str(tuple(int(d) for d in t))
+
+
+def read_backbone_weights(path: str) -> Tuple[Dict[str, torch.Tensor], str]:
+    """The backbone tensors of a training checkpoint or an encoder export,
+    keys relative to the backbone, and a short description of the file.
+
+    Raises:
+        PretrainedLoadError: no such file, not a checkpoint or export, an
+            export of another format, or no backbone tensor in the file.
+    """
+    from dbbd.engine.checkpoint import load_checkpoint_safe
+    from dbbd.engine.state_check import revise_state_dict
+    from ..export import check_export
+
+    if not osp.isfile(path):
+        raise PretrainedLoadError(
+            f'pretrained={path}: no such file; pre-train first (python '
+            'tools/train.py configs/dbbd/dbbd_small_demo.py writes '
+            'work_dirs/dbbd_small_demo/epoch_10.pth), or set pretrained=None '
+            'to train from scratch')
+    payload = load_checkpoint_safe(path, map_location='cpu')
+    if isinstance(payload, dict) and 'format' in payload:
+        try:
+            payload = check_export(payload, path)
+        except ValueError as e:
+            raise PretrainedLoadError(f'pretrained={e}') from None
+        src = payload.get('source') or {}
+        return dict(payload['state_dict']), (
+            f'encoder export of {src.get("checkpoint")}, epoch '
+            f'{src.get("epoch")}')
+    state = payload.get('state_dict', payload) if isinstance(
+        payload, dict) else None
+    if not isinstance(state, dict):
+        raise PretrainedLoadError(
+            f'pretrained={path}: holds no state_dict; give a DBBD training '
+            'checkpoint or a file of tools/export_encoder.py')
+    state = revise_state_dict(state)
+    weights = {k[len(BACKBONE_PREFIX):]: v for k, v in state.items()
+               if k.startswith(BACKBONE_PREFIX)}
+    if not weights:
+        raise PretrainedLoadError(
+            f'pretrained={path}: none of its {len(state)} tensors belongs to '
+            f'a backbone (no "{BACKBONE_PREFIX}" key; first keys: '
+            f'{_first(state)}); give a DBBD training checkpoint or a file of '
+            'tools/export_encoder.py')
+    meta = payload.get('meta') or {}
+    return weights, f'training checkpoint, epoch {meta.get("epoch")}'
+
+
+def load_pretrained_backbone(backbone: torch.nn.Module, path: str,
+                             fresh: Sequence[str] = ()) -> int:
+    """Load the backbone tensors of ``path`` into ``backbone``, exactly.
+
+    Logs one line: how many tensors were loaded, from what, and which
+    modules of the model start fresh (``fresh``, e.g. ``['head']``).
+
+    Returns:
+        the number of tensors loaded.
+
+    Raises:
+        PretrainedLoadError: (one line, nothing loaded) no backbone tensor
+            of the file matches the model's; a tensor's shape differs (a
+            small-mode checkpoint into a full-size backbone, say); or the
+            two backbones have different tensors.
+    """
+    from dbbd.engine.state_check import (CheckpointMismatchError,
+                                         check_state_dict_matches)
+    weights, what = read_backbone_weights(path)
+    model_keys = list(backbone.state_dict())
+    if not set(weights) & set(model_keys):
+        raise PretrainedLoadError(
+            f'pretrained={path}: no backbone tensor matches the model\'s '
+            f'{type(backbone).__name__} (file: {_first(weights)}; model: '
+            f'{_first(model_keys)}); was it trained with another backbone?')
+    try:
+        check_state_dict_matches(backbone, weights, path)
+    except CheckpointMismatchError as err:
+        if err.shape_mismatches:
+            shown = '; '.join(f'{k}: file {_shape(a)}, model {_shape(b)}'
+                              for k, a, b in err.shape_mismatches[:2])
+            more = len(err.shape_mismatches) - 2
+            raise PretrainedLoadError(
+                f'pretrained={path}: {len(err.shape_mismatches)} backbone '
+                f'tensor(s) have another shape than the model\'s ({shown}'
+                f'{f"; +{more} more" if more > 0 else ""}): the file was '
+                'trained with other widths (a small-mode checkpoint into a '
+                'full-size model?); use the segmentation config of the '
+                'same size') from None
+        raise PretrainedLoadError(
+            f'pretrained={path}: the backbones differ: '
+            + '; '.join(part for part in (
+                f'{len(err.missing)} model tensor(s) missing from the file '
+                f'({_first(err.missing)})' if err.missing else '',
+                f'{len(err.unexpected)} file tensor(s) unknown to the model '
+                f'({_first(err.unexpected)})' if err.unexpected else '')
+                        if part) + '; use the backbone config the file was '
+            'trained with') from None
+    backbone.load_state_dict(weights, strict=True)
+    print_log(
+        f'pretrained: loaded {len(weights)} backbone tensors from {path} '
+        f'({what}); starting fresh: {", ".join(fresh) or "nothing"}',
+        logger='current')
+    return len(weights)
