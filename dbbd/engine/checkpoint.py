@@ -43,7 +43,7 @@ __all__ = [
     'UnsafeCheckpointError', 'CorruptCheckpointError', 'safe_globals_list',
     'load_checkpoint_safe', 'load_from_local_safe', 'register_safe_loader',
     'find_latest_checkpoint', 'tmp_path_for', 'commit_file',
-    'atomic_write_text', 'atomic_torch_save', 'fsync_dir'
+    'atomic_write_text', 'atomic_torch_save', 'atomic_npy_save', 'fsync_dir'
 ]
 
 #: Written to ``meta['dbbd_format_version']`` of every checkpoint saved by
@@ -367,5 +367,11 @@ def atomic_write_text(path: str, text: str) -> None:
 def atomic_torch_save(obj: Any, path: str) -> None:
     """``torch.save(obj, path)`` through a temporary file and a rename."""
     _atomic_write(path, 'wb', lambda f: torch.save(obj, f))
+
+
+def atomic_npy_save(path: str, array: np.ndarray) -> None:
+    """``np.save`` (no pickle) through a temporary file and a rename."""
+    _atomic_write(path, 'wb',
+                  lambda f: np.save(f, np.asarray(array), allow_pickle=False))
 
 register_safe_loader()

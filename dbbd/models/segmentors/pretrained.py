@@ -19,7 +19,7 @@ from mmengine.logging import print_log
 from dbbd.engine.checkpoint import CheckpointLoadError
 
 __all__ = ['PretrainedLoadError', 'read_backbone_weights',
-           'load_pretrained_backbone']
+           'load_pretrained_backbone', 'checkpoint_kind', 'seg_configs_for']
 
 BACKBONE_PREFIX = 'backbone.'
 
@@ -139,3 +139,42 @@ def load_pretrained_backbone(backbone: torch.nn.Module, path: str,
         f'({what}); starting fresh: {", ".join(fresh) or "nothing"}',
         logger='current')
     return len(weights)
+
+
+def checkpoint_kind(payload) -> str:
+    """What a loaded checkpoint file is: ``'export'`` (an encoder of
+    ``tools/export_encoder.py``), ``'pretraining'`` (projection heads, no
+    segmentation head), ``'segmentation'`` (a ``head.``) or ``'other'``."""
+    if isinstance(payload, dict) and payload.get('format') == 'dbbd-encoder':
+        return 'export'
+    state = payload.get('state_dict', payload) if isinstance(
+        payload, dict) else {}
+    from dbbd.engine.state_check import revise_state_dict
+    keys = list(revise_state_dict(state)) if isinstance(state, dict) else []
+    if any(k.startswith('head.') for k in keys):
+        return 'segmentation'
+    if any(k.startswith(('region_head.', 'point_head.')) for k in keys):
+        return 'pretraining'
+    return 'other'
+
+
+def seg_configs_for(backbone_cfg, config_dir: str,
+                    pattern: str = 'seg_*_ft.py'):
+    """The fine-tuning configs under ``config_dir`` whose ``model.backbone``
+    equals ``backbone_cfg`` (so a checkpoint with that backbone fits
+    them), sorted by name."""
+    import glob
+
+    from mmengine.config import Config
+
+    from dbbd.engine.hooks.checkpoint_hook import to_plain
+    want = to_plain(backbone_cfg)
+    found = []
+    for path in sorted(glob.glob(osp.join(config_dir, pattern))):
+        try:
+            backbone = Config.fromfile(path).model.get('backbone')
+        except Exception:  # a config that does not load is no answer
+            continue
+        if to_plain(backbone) == want:
+            found.append(path)
+    return found

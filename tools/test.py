@@ -1,0 +1,187 @@
+#!/usr/bin/env python
+"""Evaluate a checkpoint on the config's test split (its val split when the
+config has no test split), as mmengine's ``tools/test.py``.
+
+    python tools/test.py configs/dbbd/seg_pointnet_small_demo_ft.py \\
+        work_dirs/seg_pointnet_small_demo_ft/epoch_20.pth
+    python tools/test.py CONFIG CHECKPOINT --out preds --show-dir pics --tta
+
+A segmentation checkpoint gives mIoU, mAcc, allAcc and the per-class IoU
+table, counted on every point of every scene. ``--out DIR`` writes
+``DIR/<scene>.npy``, the predicted class id of every point (no pickle);
+``--show-dir DIR`` a top-view PNG per scene, ground truth beside
+prediction. ``--tta`` averages the logits of four z-rotations (0, 90, 180,
+270 degrees; the config's ``tta_pipeline``). A pre-training config and its
+checkpoint give that config's validation metrics (loss, linear probe).
+"""
+import argparse
+import os
+import os.path as osp
+import sys
+
+REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+if REPO_ROOT not in sys.path:
+    sys.path.insert(0, REPO_ROOT)
+
+
+def parse_args(argv=None):
+    from mmengine.config import DictAction
+    parser = argparse.ArgumentParser(
+        description='Evaluate a checkpoint on the test (else val) split.')
+    parser.add_argument('config', help='config file')
+    parser.add_argument('checkpoint', help='checkpoint of that config')
+    parser.add_argument(
+        '--work-dir', help='where the log goes (default: work_dirs/<config>)')
+    parser.add_argument(
+        '--out', metavar='DIR',
+        help='write DIR/<scene>.npy: predicted class ids of every point')
+    parser.add_argument(
+        '--show-dir', metavar='DIR',
+        help='write DIR/<scene>.png: top view, ground truth | prediction')
+    parser.add_argument(
+        '--tta', action='store_true',
+        help='test-time augmentation: logits of 4 z-rotations averaged '
+        '(the config\'s tta_pipeline)')
+    parser.add_argument(
+        '--cfg-options', nargs='+', action=DictAction,
+        help='override config keys, as for tools/train.py (data_root=, '
+        'feat_keys=, num_classes= included)')
+    parser.add_argument(
+        '--launcher', choices=['none', 'pytorch', 'slurm'], default='none',
+        help='job launcher for distributed testing')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    args = parser.parse_args(argv)
+    if 'LOCAL_RANK' not in os.environ:
+        os.environ['LOCAL_RANK'] = str(args.local_rank)
+    return args
+
+
+def _is_segmentation(cfg):
+    from dbbd.models.segmentors import PointSegmentor
+    from dbbd.registry import MODELS
+    t = (cfg.get('model') or {}).get('type')
+    cls = MODELS.get(t) if isinstance(t, str) else t
+    return isinstance(cls, type) and issubclass(cls, PointSegmentor)
+
+
+def check_checkpoint_fits(cfg, path, fail):
+    """Refuse, in one line, a checkpoint of the other kind of config."""
+    from dbbd.engine import CheckpointLoadError, load_checkpoint_safe
+    from dbbd.models.segmentors.pretrained import (checkpoint_kind,
+                                                   seg_configs_for)
+    if not osp.isfile(path):
+        fail(f'checkpoint {path} does not exist')
+    try:
+        payload = load_checkpoint_safe(path)
+    except CheckpointLoadError as e:
+        fail(str(e))
+    kind = checkpoint_kind(payload)
+    if _is_segmentation(cfg) and kind in ('export', 'pretraining'):
+        if kind == 'export':
+            backbone = payload.get('backbone_cfg')
+        else:
+            backbone = ((payload.get('meta') or {}).get('model_cfg')
+                        or {}).get('backbone')
+        configs = seg_configs_for(backbone, osp.join(
+            REPO_ROOT, 'configs', 'dbbd')) if backbone else []
+        configs = [osp.relpath(c, REPO_ROOT) for c in configs]
+        what = ('an exported encoder' if kind == 'export' else
+                'a pre-training checkpoint')
+        which = ' or '.join(configs) if configs else (
+            'a segmentation config whose model.backbone is the '
+            "checkpoint's (a child of configs/dbbd/seg_pointnet_scannet_ft."
+            'py)')
+        fail(f'{path} is {what}, not a segmentation checkpoint; make one '
+             f'with `python tools/train.py {configs[0] if configs else "CONFIG"}'
+             f' --cfg-options pretrained={path}` (fine-tuning; _lin for a '
+             f'linear probe) and test what it writes; config: {which}')
+    if not _is_segmentation(cfg) and kind == 'segmentation':
+        fail(f'{path} is a segmentation checkpoint but the config\'s model '
+             f'is {cfg.model.get("type")}; give the segmentation config it '
+             'was trained with')
+
+
+def prepare_test_cfg(cfg, args, fail):
+    """Test split (else val), TTA pipeline, result hook, checkpoint."""
+    import copy
+    if not cfg.get('test_dataloader'):
+        cfg.test_dataloader = copy.deepcopy(cfg.val_dataloader)
+        cfg.test_evaluator = copy.deepcopy(cfg.val_evaluator)
+        cfg.test_cfg = dict(type='TestLoop')
+    if args.tta:
+        tta = cfg.get('tta_pipeline')
+        if not tta:
+            fail(f'--tta: {args.config} has no tta_pipeline (see '
+                 'configs/_base_/datasets/scannet_seg.py)')
+        tta = copy.deepcopy(list(tta))
+        from dbbd.datasets.formatting import pipeline_feat_keys
+        keys = pipeline_feat_keys(cfg.test_dataloader.dataset)
+        for t in tta:  # the test loader's features (--cfg-options feat_keys)
+            if keys is not None and str(t.get('type', '')).startswith('Pack'):
+                t['feat_keys'] = keys
+        cfg.test_dataloader = copy.deepcopy(cfg.test_dataloader)
+        cfg.test_dataloader.dataset.pipeline = tta
+    if args.out or args.show_dir:
+        if not _is_segmentation(cfg):
+            fail('--out and --show-dir write segmentation predictions; the '
+                 f'config\'s model is {cfg.model.get("type")}')
+        hooks = list(cfg.get('custom_hooks') or [])
+        hooks.append(dict(type='SegResultsHook', out_dir=args.out,
+                          show_dir=args.show_dir))
+        cfg.custom_hooks = hooks
+    cfg.load_from = args.checkpoint
+    cfg.resume = False
+    return cfg
+
+
+def summary_line(metrics):
+    """``mIoU 45.67  mAcc 56.78  allAcc 78.90`` (percent), else every
+    metric as it is."""
+    keys = [k for k in ('mIoU', 'mAcc', 'allAcc') if k in metrics]
+    if keys:
+        return '  '.join(f'{k} {100 * float(metrics[k]):.2f}' for k in keys)
+    return '  '.join(f'{k} {float(v):.4f}' for k, v in metrics.items()
+                     if isinstance(v, (int, float)))
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    from tools.train import build_config, fail
+    cfg = build_config(argparse.Namespace(
+        config=args.config, work_dir=args.work_dir, resume=None, amp=False,
+        cfg_options=args.cfg_options, launcher=args.launcher))
+
+    import dbbd.engine  # noqa: F401  safe checkpoint loading, hooks
+    check_checkpoint_fits(cfg, args.checkpoint, fail)
+    cfg = prepare_test_cfg(cfg, args, fail)
+
+    from dbbd.datasets.dbbd_dataset import DataPreparationError
+    from dbbd.datasets.formatting import check_feat_width
+    from dbbd.engine.distributed import setup_distributed
+    from dbbd.utils.config_check import (ConfigError, check_config_types,
+                                         check_config_values)
+    try:
+        check_config_types(cfg)
+        check_config_values(cfg)
+        check_feat_width(cfg)
+    except (ConfigError, DataPreparationError, ValueError) as e:
+        fail(str(e))
+    setup_distributed(cfg)
+
+    from mmengine.runner import Runner
+    from dbbd.datasets.scene_io import SceneFormatError
+    from dbbd.engine.checkpoint import CheckpointLoadError
+    known = (ConfigError, DataPreparationError, SceneFormatError,
+             CheckpointLoadError)
+    try:
+        runner = Runner.from_cfg(cfg)
+        metrics = runner.test()
+    except known as e:
+        fail(str(e))
+    print(f'{osp.basename(args.checkpoint)}: {summary_line(metrics)}',
+          flush=True)
+    return metrics
+
+
+if __name__ == '__main__':
+    main()
