@@ -63,3 +63,38 @@ def build_runner(cfg):
     import dbbd.engine  # noqa: F401  safe loading, hooks
     from mmengine.runner import Runner
     return Runner.from_cfg(copy.deepcopy(cfg))
+
+
+# ---------------------------------------------------------------------------
+# Segmentation: the demo's segmentation configs with the tiny backbone
+# ---------------------------------------------------------------------------
+TEST = osp.join(REPO, 'tools', 'test.py')
+SEG_DEMO = {p: osp.join(REPO, 'configs', 'dbbd',
+                        f'seg_pointnet_small_demo_{p}.py')
+            for p in ('ft', 'lin', 'scratch')}
+#: The tiny widths of the backbone alone (a segmentor has no
+#: projection heads).
+TINY_SEG_MODEL = dict(backbone=TINY_MODEL['backbone'])
+
+
+def tiny_seg_cfg(data_root, work_dir, protocol='ft', max_epochs=1,
+                 pretrained=None, **extra):
+    """A demo segmentation config with the tiny backbone on the test data,
+    validation and a checkpoint every epoch, ``pretrained`` set through
+    the top-level key as tools/train.py does."""
+    from mmengine.config import Config
+
+    from dbbd.models.segmentors.config import apply_top_level
+    cfg = Config.fromfile(SEG_DEMO[protocol])
+    cfg.merge_from_dict(dict(
+        model=TINY_SEG_MODEL,
+        work_dir=str(work_dir),
+        experiment_name=f'test_{uuid.uuid4().hex[:8]}',
+        train_cfg=dict(max_epochs=max_epochs, val_interval=1),
+        default_hooks=dict(checkpoint=dict(interval=1),
+                           logger=dict(interval=1)),
+        **extra))
+    for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        cfg[loader].dataset.data_root = data_root
+    apply_top_level(cfg, pretrained=pretrained)
+    return cfg

@@ -1,0 +1,263 @@
+"""PointSegmentor: frozen linear probe, pretrained= loading (and its loud
+failures), full-resolution prediction after grid sampling, test-time
+rotations."""
+import copy
+import logging
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from tiny import TINY_MODEL, build_runner, tiny_cfg, tiny_seg_cfg
+
+
+def _build(cfg_model):
+    import dbbd.models  # noqa: F401
+    from dbbd.registry import MODELS
+    return MODELS.build(copy.deepcopy(cfg_model))
+
+
+@pytest.fixture(scope='module')
+def pretrain_ckpt(demo_root, tmp_path_factory):
+    """A DBBD (tiny) checkpoint as SafeCheckpointHook writes one (state
+    dict of a DDP-wrapped model, meta with the model config), and the
+    state dict it holds."""
+    from dbbd.engine.hooks.checkpoint_hook import to_plain
+    cfg = tiny_cfg(demo_root, tmp_path_factory.mktemp('pre'))
+    torch.manual_seed(1)
+    model = _build(cfg.model)
+    state = {f'module.{k}': v for k, v in model.state_dict().items()}
+    path = str(tmp_path_factory.mktemp('ckpt') / 'epoch_1.pth')
+    torch.save(dict(meta=dict(epoch=1, model_cfg=to_plain(cfg.model)),
+                    state_dict=state), path)
+    return path, model.state_dict()
+
+
+def _segmentor(demo_root, tmp_path, pretrained=None, protocol='ft'):
+    cfg = tiny_seg_cfg(demo_root, tmp_path, protocol, pretrained=pretrained)
+    return _build(cfg.model), cfg
+
+
+def _loaded_exactly(seg, source):
+    """Every backbone tensor equals the source's ``backbone.`` entry, and
+    there is no other."""
+    want = {k[len('backbone.'):]: v for k, v in source.items()
+            if k.startswith('backbone.')}
+    got = seg.backbone.state_dict()
+    assert set(got) == set(want)
+    return all(torch.equal(got[k], want[k]) for k in want)
+
+
+class _Lines(logging.Handler):
+    """The messages of the current mmengine logger while it is attached."""
+
+    def __init__(self):
+        super().__init__()
+        self.lines = []
+
+    def emit(self, record):
+        self.lines.append(record.getMessage())
+
+    def __enter__(self):
+        from mmengine.logging import MMLogger
+        self.logger = MMLogger.get_current_instance()
+        self.logger.addHandler(self)
+        return self.lines
+
+    def __exit__(self, *exc):
+        self.logger.removeHandler(self)
+
+
+def test_pretrained_from_training_checkpoint_and_export(
+        pretrain_ckpt, demo_root, tmp_path):
+    from dbbd.models.export import export_encoder
+    path, source = pretrain_ckpt
+    seg, _ = _segmentor(demo_root, tmp_path, path)
+    assert not _loaded_exactly(seg, source)  # random before init_weights
+    head = copy.deepcopy(seg.head.state_dict())
+    with _Lines() as lines:
+        seg.init_weights()
+    assert _loaded_exactly(seg, source)
+    assert all(torch.equal(v, head[k])
+               for k, v in seg.head.state_dict().items())  # head untouched
+    n = len([k for k in source if k.startswith('backbone.')])
+    line = [ln for ln in lines if ln.startswith('pretrained:')]
+    assert len(line) == 1 and f'loaded {n} backbone tensors from {path}' \
+        in line[0] and line[0].endswith('starting fresh: head')
+
+    export = str(tmp_path / 'encoder.pth')
+    export_encoder(path, export)
+    seg2, _ = _segmentor(demo_root, tmp_path, export)
+    seg2.init_weights()
+    assert _loaded_exactly(seg2, source)
+
+
+def _one_line_error(fn, match):
+    from dbbd.models.segmentors import PretrainedLoadError
+    with pytest.raises(PretrainedLoadError, match=match) as err:
+        fn()
+    assert '\n' not in str(err.value)
+    return str(err.value)
+
+
+def test_pretrained_of_another_size_or_without_backbone_is_loud(
+        pretrain_ckpt, demo_root, tmp_path):
+    from dbbd.models.segmentors import load_pretrained_backbone
+    path, source = pretrain_ckpt
+    # a backbone of other widths (as a small-mode checkpoint into a
+    # full-size model): nothing loaded, the first offending key named with
+    # both shapes
+    wide = tiny_seg_cfg(demo_root, tmp_path, pretrained=path)
+    wide.model.backbone.encoder.hidden_dims = [8, 24]
+    seg = _build(wide.model)
+    before = copy.deepcopy(seg.backbone.state_dict())
+    msg = _one_line_error(seg.init_weights, 'another shape')
+    ours = seg.backbone.state_dict()
+    first = next(k for k in ours if source[f'backbone.{k}'].shape !=
+                 ours[k].shape)
+    shape = lambda t: str(tuple(t.shape))  # noqa: E731
+    assert (f'{first}: file {shape(source["backbone." + first])}, model '
+            f'{shape(ours[first])}') in msg
+    assert all(torch.equal(v, before[k]) for k, v in ours.items())
+
+    # no backbone tensor in the file at all
+    heads = str(tmp_path / 'heads.pth')
+    torch.save(dict(state_dict={k: v for k, v in source.items()
+                                if not k.startswith('backbone.')}), heads)
+    _one_line_error(lambda: load_pretrained_backbone(seg.backbone, heads),
+                    'none of its .* tensors belongs to a backbone')
+    # backbone tensors, but none the model has (another backbone)
+    other = str(tmp_path / 'other.pth')
+    torch.save(dict(state_dict={'backbone.stem.weight': torch.zeros(2)}),
+               other)
+    _one_line_error(lambda: load_pretrained_backbone(seg.backbone, other),
+                    'no backbone tensor matches')
+    _one_line_error(lambda: load_pretrained_backbone(
+        seg.backbone, str(tmp_path / 'absent.pth')), 'no such file')
+
+
+def test_linear_probe_epoch_keeps_the_backbone_bit_identical(demo_root,
+                                                              tmp_path):
+    cfg = tiny_seg_cfg(demo_root, tmp_path, 'lin')
+    runner = build_runner(cfg)
+    model = runner.model
+    backbone = copy.deepcopy(model.backbone.state_dict())
+    head = copy.deepcopy(model.head.state_dict())
+    runner.train()
+    model.train()  # as in a training step (validation left it in eval)
+    assert not model.backbone.training and model.head.training
+    assert not any(p.requires_grad for p in model.backbone.parameters())
+    after = model.backbone.state_dict()
+    assert all(torch.equal(after[k], v) for k, v in backbone.items())
+    assert not torch.equal(model.head.state_dict()['cls.weight'],
+                           head['cls.weight'])
+
+
+class _PointwiseBackbone(nn.Module):
+    """A scene backbone for the test: a per-point MLP of coordinates and
+    features, ``forward(coord, feat, offset) -> (P, D)``."""
+
+    def __init__(self, in_channels=3, out_channels=8):
+        super().__init__()
+        self.out_channels = out_channels
+        self.mlp = nn.Sequential(nn.Linear(in_channels + 3, 16), nn.ReLU(),
+                                 nn.Linear(16, out_channels))
+
+    def forward(self, coord, feat, offset):
+        return self.mlp(torch.cat([coord, feat], 1))
+
+
+def _val_dataset(demo_root, pipeline_head, views=1, extra=(),
+                 center=True):
+    from dbbd.datasets import SegDataset
+    shift = [dict(type='CenterShift')] if center else []
+    return SegDataset(
+        demo_root, split='val', pipeline=list(pipeline_head) + [
+            dict(type='MultiView', num_views=views,
+                 transforms=shift + list(extra)),
+            dict(type='PackDBBDInputs', feat_keys=('normal', ))])
+
+
+def _voxel_keys(coord, lo, size):
+    return np.floor((np.asarray(coord, np.float64) - lo) / size).astype(
+        np.int64)
+
+
+def test_grid_sampled_prediction_counts_every_point_once(demo_root):
+    from dbbd.datasets import dbbd_collate
+    from dbbd.datasets.scene_io import load_scene
+    from dbbd.evaluation import SegMetric
+    from dbbd.models.segmentors import PointSegmentor
+    torch.manual_seed(0)
+    g = 0.25
+    # no CenterShift: the network sees the kept points' own coordinates
+    ds = _val_dataset(demo_root, [dict(type='GridSample', grid_size=g,
+                                       mode='test')], center=False)
+    batch = dbbd_collate([ds[0], ds[1]])
+    model = PointSegmentor(backbone=_PointwiseBackbone(),
+                           head=dict(type='MLPSegHead'), num_classes=20)
+    model.eval()
+    inputs = model.data_preprocessor(batch, False)['inputs']
+    out = model(inputs, batch['data_samples'], mode='predict')
+
+    scenes = [load_scene(d['scene_dir']) for d in ds.data_list[:2]]
+    offset = inputs['offset'].tolist()
+    coarse = model(inputs, mode='tensor').argmax(1)
+    for b, (res, scene) in enumerate(zip(out, scenes)):
+        full = np.asarray(scene['coord'])
+        n = full.shape[0]
+        kept = inputs['view1']['coord'][offset[b]:offset[b + 1]].numpy()
+        assert kept.shape[0] < n  # the network saw fewer points
+        assert res['pred'].shape == (n, )
+        assert torch.equal(res['segment'], torch.from_numpy(
+            scene['segment'].astype(np.int64)))
+        # each point gets the prediction of the one kept point of its
+        # voxel, found here from the coordinates alone
+        lo = full.min(0).astype(np.float64)
+        keys = np.concatenate([_voxel_keys(kept, lo, g),
+                               _voxel_keys(full, lo, g)])
+        _, ids = np.unique(keys, axis=0, return_inverse=True)
+        ids = ids.reshape(-1)
+        row = np.full(ids.max() + 1, -1)
+        row[ids[:kept.shape[0]]] = np.arange(kept.shape[0])
+        assert len(set(ids[:kept.shape[0]])) == kept.shape[0]  # 1 / voxel
+        rows = row[ids[kept.shape[0]:]]
+        assert (rows >= 0).all()
+        want = coarse[offset[b]:offset[b + 1]][torch.from_numpy(rows)]
+        assert torch.equal(res['pred'], want)
+    metric = SegMetric(num_classes=20)
+    metric.process(batch, out)
+    labelled = sum(int((s['segment'] >= 0).sum()) for s in scenes)
+    assert int(sum(r['cm'].sum() for r in metric.results)) == labelled
+
+
+def test_tree_backbone_refuses_a_grid_sampled_batch(demo_root, tmp_path):
+    from dbbd.datasets import dbbd_collate
+    from dbbd.utils.config_check import ConfigError
+    ds = _val_dataset(demo_root, [dict(type='GridSample', grid_size=0.25,
+                                       mode='test')])
+    seg, _ = _segmentor(demo_root, tmp_path)
+    inputs = dbbd_collate([ds[0]])['inputs']
+    with pytest.raises(ConfigError, match='remove GridSample'):
+        seg(inputs, mode='tensor')
+
+
+def test_tta_averages_the_logits_of_four_rotations(demo_root, tmp_path):
+    from dbbd.datasets import dbbd_collate
+    seg, _ = _segmentor(demo_root, tmp_path)
+    seg.eval()
+    angles = (0, 90, 180, 270)
+    tta = _val_dataset(demo_root, [], views=4,
+                       extra=[dict(type='ViewRotateZ', angles=angles)])
+    sample = tta[0]
+    v1, v2 = sample['view1'], sample['view2']
+    # view 2 is view 1 turned by 90 degrees: (x, y) -> (-y, x), normals too
+    rot = np.array([[0, -1, 0], [1, 0, 0], [0, 0, 1]], np.float32)
+    np.testing.assert_allclose(v2['coord'], v1['coord'] @ rot.T, atol=1e-5)
+    np.testing.assert_allclose(v2['feat'], v1['feat'] @ rot.T, atol=1e-5)
+    inputs = dbbd_collate([sample])['inputs']
+    with torch.no_grad():
+        got = seg(inputs, mode='predict')[0]['pred']
+        mean = sum(seg.logits(inputs, f'view{i + 1}') for i in range(4)) / 4
+    assert torch.equal(got, mean.argmax(1))

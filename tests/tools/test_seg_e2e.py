@@ -1,0 +1,143 @@
+"""End to end, as real subprocesses: pre-train (demo, 1 epoch), fine-tune
+with pretrained=, tools/test.py with --out and --show-dir; and
+tools/transfer.py."""
+import json
+import os
+import os.path as osp
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from tiny import (DEMO, REPO, SEG_DEMO, TEST, TINY_SEG_MODEL, TRAIN,
+                  cfg_options)
+
+TRANSFER = osp.join(REPO, 'tools', 'transfer.py')
+
+
+def run(*args, timeout=300):
+    env = dict(os.environ, PYTHONUNBUFFERED='1', OMP_NUM_THREADS='1')
+    r = subprocess.run([sys.executable, *args], cwd=REPO, env=env,
+                       capture_output=True, text=True, timeout=timeout)
+    return r, r.stdout + r.stderr
+
+
+def seg_scores(pred, gt, k=20):
+    """mIoU, allAcc computed here: classes in the ground truth or the
+    prediction, -1 never counted."""
+    keep = gt >= 0
+    p, g = pred[keep], gt[keep]
+    ious = []
+    for c in range(k):
+        union = np.sum((p == c) | (g == c))
+        if union:
+            ious.append(np.sum((p == c) & (g == c)) / union)
+    return float(np.mean(ious)), float(np.mean(p == g))
+
+
+def test_pretrain_finetune_test(demo_root, tmp_path):
+    from dbbd.datasets.scene_io import list_prepared, load_scene
+    pre = str(tmp_path / 'pre')
+    r, out = run(TRAIN, DEMO, '--work-dir', pre, '--cfg-options',
+                 f'data_root={demo_root}', 'train_cfg.max_epochs=1',
+                 *cfg_options())
+    assert r.returncode == 0, out[-3000:]
+    ckpt = osp.join(pre, 'epoch_1.pth')
+
+    seg_opts = [f'data_root={demo_root}', *cfg_options(TINY_SEG_MODEL)]
+    ft = str(tmp_path / 'ft')
+    r, out = run(TRAIN, SEG_DEMO['ft'], '--work-dir', ft, '--cfg-options',
+                 *seg_opts, f'pretrained={ckpt}', 'train_cfg.max_epochs=1')
+    assert r.returncode == 0, out[-3000:]
+    assert re.search(rf'pretrained: loaded \d+ backbone tensors from '
+                     rf'{re.escape(ckpt)} .*starting fresh: head', out)
+    assert 'wall' in out and 'mIoU' in out  # the per-class table
+
+    preds, pics = str(tmp_path / 'preds'), str(tmp_path / 'pics')
+    r, out = run(TEST, SEG_DEMO['ft'], osp.join(ft, 'epoch_1.pth'),
+                 '--work-dir', str(tmp_path / 'test'), '--out', preds,
+                 '--show-dir', pics, '--cfg-options', *seg_opts)
+    assert r.returncode == 0, out[-3000:]
+    line = re.search(r'epoch_1\.pth: mIoU ([\d.]+)  mAcc ([\d.]+)  '
+                     r'allAcc ([\d.]+)', out)
+    assert line, out[-2000:]
+    # the scores are those of the written predictions, every point of
+    # every validation scene
+    scenes = [load_scene(d) for d in list_prepared(osp.join(demo_root,
+                                                            'val'))]
+    pred = [np.load(osp.join(preds, f'{s["scene_id"]}.npy'),
+                    allow_pickle=False) for s in scenes]
+    for s, p in zip(scenes, pred):
+        assert p.shape == (s['coord'].shape[0], )
+    miou, acc = seg_scores(np.concatenate(pred), np.concatenate(
+        [np.asarray(s['segment'], np.int64) for s in scenes]))
+    assert float(line.group(1)) == pytest.approx(100 * miou, abs=0.006)
+    assert float(line.group(3)) == pytest.approx(100 * acc, abs=0.006)
+    from matplotlib import image as mpimg
+    for s in scenes:
+        img = mpimg.imread(osp.join(pics, f'{s["scene_id"]}.png'))
+        assert img.ndim == 3 and img.shape[1] > img.shape[0]  # two halves
+
+    # a pre-training checkpoint is not scored: the tool says what to run
+    from tools.test import main
+    with pytest.raises(SystemExit):
+        main([SEG_DEMO['ft'], ckpt, '--cfg-options', *seg_opts])
+
+
+def test_test_tool_names_the_fine_tuning_config(demo_root, tmp_path,
+                                                capsys):
+    """A checkpoint of the shipped small pre-training widths: the message
+    names the small fine-tuning configs."""
+    import torch
+    from mmengine.config import Config
+
+    from dbbd.engine.hooks.checkpoint_hook import to_plain
+    cfg = Config.fromfile(DEMO)
+    path = str(tmp_path / 'pre.pth')
+    torch.save(dict(meta=dict(model_cfg=to_plain(cfg.model)),
+                    state_dict={'backbone.x': torch.zeros(1),
+                                'region_head.y': torch.zeros(1)}), path)
+    from tools.test import main
+    with pytest.raises(SystemExit):
+        main([SEG_DEMO['ft'], path])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and 'is a pre-training checkpoint' in err[0]
+    assert (f'tools/train.py configs/dbbd/seg_pointnet_small_demo_ft.py '
+            f'--cfg-options pretrained={path}') in err[0]
+    assert 'seg_pointnet_small_scannet_ft.py' in err[0]
+
+
+def test_transfer_scratch_row_and_reuse(demo_root, tmp_path, capsys,
+                                        monkeypatch):
+    """tools/transfer.py in this process (its training runs are
+    subprocesses of tools/train.py)."""
+    from tools.transfer import main
+    work = str(tmp_path / 'transfer')
+    args = ['--pretrain-configs', 'none', '--seeds', '3', '--epochs', '1',
+            '--labelled-points', '40', '--work-dir', work, '--cfg-options',
+            f'data_root={demo_root}', *cfg_options(TINY_SEG_MODEL)]
+    monkeypatch.setenv('OMP_NUM_THREADS', '1')  # the training subprocess
+    main(args)
+    out = capsys.readouterr().out
+    result = json.loads(out.strip().splitlines()[-1])
+    (run_, ) = result['runs']
+    assert run_['protocol'] == 'scratch' and run_['seed'] == 3
+    assert run_['labelled'] == 'all scenes, 40 points/scene'
+    # the score is the last validation of the run, as its log says
+    stamp = next(d for d in os.listdir(run_['work_dir'])
+                 if osp.isdir(osp.join(run_['work_dir'], d, 'vis_data')))
+    vis = osp.join(run_['work_dir'], stamp, 'vis_data')
+    val = [json.loads(ln) for ln in open(osp.join(vis, 'scalars.json'))
+           if 'val/mIoU' in ln]
+    assert run_['mIoU'] == val[-1]['val/mIoU'] and val[-1]['step'] == 1
+    dump = open(osp.join(vis, 'config.py')).read()
+    assert 'labelled_points=40' in dump and 'label_seed=3' in dump
+    assert 'max_epochs=1' in dump
+    assert (f'| none | scratch | all scenes, 40 points/scene | 3 | '
+            f'{100 * run_["mIoU"]:.1f} |') in out
+    main(args)  # again: the finished run is reused, not trained
+    out2 = capsys.readouterr().out
+    assert 'reusing' in out2 and '$ ' not in out2
+    assert json.loads(out2.strip().splitlines()[-1]) == result
