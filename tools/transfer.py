@@ -23,8 +23,9 @@ JSON line with every run.
         --seeds 0 1 2 --work-dir work_dirs/transfer_small_scannet
 
 A finished run (its ``transfer_run.json`` in its work dir, for the same
-command) is reused when the command is repeated: add seeds or configs and
-only the new runs train.
+options) is reused when the command is repeated: add seeds, configs or a
+label-efficient setting and only the new runs train (pre-training
+included).
 """
 import argparse
 import json
@@ -129,6 +130,19 @@ def label_options(args, seed):
     if args.labelled_points is not None:
         out['train_dataloader.dataset.labelled_points'] = args.labelled_points
     return out
+
+
+def labelled_tag(args):
+    """Suffix of the run folders of a label-efficient setting ('' for all
+    labels), so settings do not overwrite each other's runs."""
+    tag = ''
+    if args.labelled_fraction is not None:
+        tag += f'_f{args.labelled_fraction:g}'
+    if args.labelled_scenes is not None:
+        tag += f'_s{args.labelled_scenes}'
+    if args.labelled_points is not None:
+        tag += f'_p{args.labelled_points}'
+    return tag
 
 
 def labelled_text(args):
@@ -315,7 +329,8 @@ def main(argv=None):
                     opts.update(epoch_options(config, args.epochs, opts))
                 if ckpt is not None:
                     opts['pretrained'] = ckpt
-                work = osp.join(args.work_dir, pre, f'seed{seed}', protocol)
+                work = osp.join(args.work_dir, pre, f'seed{seed}',
+                                protocol + labelled_tag(args))
                 metrics = one_run(PROTOCOLS[protocol], config, work, opts,
                                   _max_epochs(config, opts))
                 runs.append(dict(pretrain=pre, protocol=PROTOCOLS[protocol],
