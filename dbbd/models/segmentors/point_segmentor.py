@@ -159,26 +159,26 @@ class PointSegmentor(DBBDBaseModel):
         raise ValueError(f"mode must be 'loss', 'predict' or 'tensor', got "
                          f'{mode!r}')
 
+    def _run_backbone(self, inputs: dict, view: str) -> torch.Tensor:
+        if not self.needs_tree:
+            v = inputs[view]
+            return self.backbone(v['coord'], v['feat'], inputs['offset'])
+        if 'tree' not in inputs and 'point_region' not in inputs:
+            from dbbd.utils.config_check import ConfigError
+            raise ConfigError(
+                f'{type(self.backbone).__name__} reads the region tree, but '
+                'the batch has none (GridSample drops it): remove GridSample '
+                'from the pipelines of a tree backbone')
+        return self.backbone(inputs, view=view)
+
     def extract_feat(self, inputs: dict, view: str = 'view1'
                      ) -> torch.Tensor:
         """Point features ``(P, D)`` of one view (no gradient into a frozen
         backbone)."""
-        if self.needs_tree:
-            if 'tree' not in inputs and 'point_region' not in inputs:
-                from dbbd.utils.config_check import ConfigError
-                raise ConfigError(
-                    f'{type(self.backbone).__name__} reads the region tree, '
-                    'but the batch has none (GridSample drops it): remove '
-                    'GridSample from the pipelines of a tree backbone')
-            call = lambda: self.backbone(inputs, view=view)  # noqa: E731
-        else:
-            v = inputs[view]
-            call = lambda: self.backbone(  # noqa: E731
-                v['coord'], v['feat'], inputs['offset'])
         if self.freeze_backbone:
             with torch.no_grad():
-                return call()
-        return call()
+                return self._run_backbone(inputs, view)
+        return self._run_backbone(inputs, view)
 
     def logits(self, inputs: dict, view: str = 'view1') -> torch.Tensor:
         """Class logits ``(P, K)`` of one view."""
