@@ -240,7 +240,8 @@ def one_run(label, config, work_dir, opts, max_epochs):
 
 
 def pretrain(config, seed, args):
-    """Pre-train (or reuse) and return the last checkpoint."""
+    """Pre-train (or reuse) and return the last checkpoint (an early stop
+    of the pre-training config ends it before its last epoch)."""
     from dbbd.engine import find_latest_checkpoint
     work = osp.join(args.work_dir, _name(config), f'seed{seed}', 'pretrain')
     opts = dict(args.cfg_options, **args.pretrain_cfg_options)
@@ -258,10 +259,11 @@ def pretrain(config, seed, args):
             return old['checkpoint']
     run_train(config, work, opts, osp.join(work, 'train.log'))
     ckpt = find_latest_checkpoint(work)
-    if ckpt is None or not osp.isfile(ckpt) or not ckpt.endswith(
-            f'epoch_{max_epochs}.pth'):
-        fail(f'{work}: no checkpoint of epoch {max_epochs} after '
-             'pre-training')
+    if ckpt is None or not osp.isfile(ckpt):
+        fail(f'{work}: no checkpoint after pre-training')
+    if not ckpt.endswith(f'epoch_{max_epochs}.pth'):  # early stopping
+        print(f'  pre-training stopped before epoch {max_epochs}: using '
+              f'{osp.basename(ckpt)}', flush=True)
     from dbbd.engine.checkpoint import atomic_write_text
     atomic_write_text(done, json.dumps(dict(run=key, checkpoint=ckpt)))
     return ckpt

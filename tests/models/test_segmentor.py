@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from tiny import TINY_MODEL, build_runner, tiny_cfg, tiny_seg_cfg
+from tiny import build_runner, tiny_cfg, tiny_seg_cfg
 
 
 def _build(cfg_model):

@@ -80,10 +80,15 @@ def test_pretrain_finetune_test(demo_root, tmp_path):
         img = mpimg.imread(osp.join(pics, f'{s["scene_id"]}.png'))
         assert img.ndim == 3 and img.shape[1] > img.shape[0]  # two halves
 
-    # a pre-training checkpoint is not scored: the tool says what to run
+    # a pre-training checkpoint is not scored by a segmentation config...
     from tools.test import main
     with pytest.raises(SystemExit):
         main([SEG_DEMO['ft'], ckpt, '--cfg-options', *seg_opts])
+    # ...but with its own config: that config's validation metrics
+    metrics = main([DEMO, ckpt, '--work-dir', str(tmp_path / 'test_pre'),
+                    '--cfg-options', f'data_root={demo_root}',
+                    *cfg_options()])
+    assert 'loss' in metrics and 'probe/miou' in metrics
 
 
 def test_test_tool_names_the_fine_tuning_config(demo_root, tmp_path,
