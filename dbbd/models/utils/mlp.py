@@ -15,6 +15,8 @@ from typing import Sequence
 import torch.nn.functional as F
 from torch import nn
 
+from .norm_act import norm_act_linear
+
 __all__ = ['MLP', 'linear_cat']
 
 _ACTS = dict(gelu=nn.GELU, relu=nn.ReLU)
@@ -110,7 +112,14 @@ class MLP(nn.Module):
         self.out_channels = out_channels
 
     def forward(self, *parts):
-        h = linear_cat(self.layers[0], parts)
-        for layer in self.layers[1:]:
-            h = layer(h)
+        layers = self.layers
+        h = linear_cat(layers[0], parts)
+        # each hidden layer is Linear, LayerNorm, activation: the norm, the
+        # activation and the next Linear run as one function that keeps
+        # only its input for backward (see norm_act.py)
+        i = 1
+        while i < len(layers):
+            nxt = layers[i + 2] if i + 2 < len(layers) else None
+            h = norm_act_linear(h, layers[i], layers[i + 1], nxt)
+            i += 3
         return h
