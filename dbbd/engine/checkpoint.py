@@ -206,13 +206,16 @@ def _is_damaged_zip(path: str) -> bool:
 
 
 def load_checkpoint_safe(path: Union[str, os.PathLike],
-                         map_location: Any = 'cpu') -> Any:
+                         map_location: Any = 'cpu',
+                         name: Optional[str] = None) -> Any:
     """Load a checkpoint without running code from it.
 
     Args:
         path (str | PathLike): local checkpoint file.
         map_location: as for :func:`torch.load` (device string,
             ``torch.device``, dict or callable). Defaults to ``'cpu'``.
+        name (str, optional): how messages name the checkpoint (the address
+            a downloaded file came from, say). Defaults to ``path``.
 
     Returns:
         The object saved in the file, usually a dict with ``meta``,
@@ -227,8 +230,9 @@ def load_checkpoint_safe(path: Union[str, os.PathLike],
         CheckpointLoadError: any other failure of ``torch.load``.
     """
     path = os.fspath(path)
+    shown = name or path
     if not osp.isfile(path):
-        raise FileNotFoundError(f'checkpoint {path} does not exist')
+        raise FileNotFoundError(f'checkpoint {shown} does not exist')
     # A context rather than a global ``add_safe_globals``: the allow-list,
     # and above all the getattr stand-in, apply to this load only.
     with torch.serialization.safe_globals(safe_globals_list()):
@@ -237,7 +241,7 @@ def load_checkpoint_safe(path: Union[str, os.PathLike],
                 path, map_location=map_location, weights_only=True)
         except _ForbiddenGetattr as e:
             raise UnsafeCheckpointError(
-                f'checkpoint {path} calls getattr({e.obj_desc}, {e.name!r}), '
+                f'checkpoint {shown} calls getattr({e.obj_desc}, {e.name!r}), '
                 "which is not on DBBD's allow-list; refusing to load it "
                 '(it could run code)') from None
         except pickle.UnpicklingError as e:
@@ -246,25 +250,25 @@ def load_checkpoint_safe(path: Union[str, os.PathLike],
                 names = ', '.join(f'`{n}`' for n in refused)
                 verb = 'is' if len(refused) == 1 else 'are'
                 raise UnsafeCheckpointError(
-                    f'checkpoint {path} refers to {names}, which {verb} not '
+                    f'checkpoint {shown} refers to {names}, which {verb} not '
                     "on DBBD's allow-list; refusing to load it (it could "
                     'run code)') from None
             if _is_damaged_zip(path):
                 raise CorruptCheckpointError(
-                    f'checkpoint {path} is truncated or corrupt '
+                    f'checkpoint {shown} is truncated or corrupt '
                     f'({_first_line(e)}); use an earlier checkpoint') from None
             raise CheckpointLoadError(
-                f'checkpoint {path} could not be loaded safely: '
+                f'checkpoint {shown} could not be loaded safely: '
                 f'{_first_line(e)}') from e
         except (RuntimeError, EOFError, ValueError, OSError,
                 zipfile.BadZipFile) as e:
             if _is_damaged_zip(path):
                 raise CorruptCheckpointError(
-                    f'checkpoint {path} is truncated or corrupt '
+                    f'checkpoint {shown} is truncated or corrupt '
                     f'({_first_line(e)}); use an earlier checkpoint') from None
             # e.g. a CUDA map_location on a machine without a GPU
             raise CheckpointLoadError(
-                f'checkpoint {path} could not be loaded: {_first_line(e)}'
+                f'checkpoint {shown} could not be loaded: {_first_line(e)}'
             ) from e
 
 
@@ -276,37 +280,95 @@ def load_from_local_safe(filename: str, map_location: Any = None) -> Any:
 
 
 def register_safe_loader() -> None:
-    """Make :func:`load_from_local_safe` mmengine's loader for local paths.
+    """Make every checkpoint address mmengine understands load safely.
 
-    Idempotent; called when :mod:`dbbd.engine` is imported. mmengine matches
-    schemes by ``re.match`` with the longest prefix first, so ``''`` is the
-    fallback for every path that is not a URL (``http://``, ``s3://``, ...).
+    Idempotent; called when :mod:`dbbd.engine` is imported. Local paths
+    (mmengine's fallback scheme ``''``) go to :func:`load_from_local_safe`;
+    URLs and model-zoo names are downloaded and then loaded the same way,
+    object stores are refused
+    (:func:`dbbd.engine.checkpoint_sources.register_source_loaders`).
     """
-    CheckpointLoader.register_scheme(
-        prefixes='', loader=load_from_local_safe, force=True)
+    from .checkpoint_sources import register_source_loaders
+    register_source_loaders()
 
 
-def find_latest_checkpoint(work_dir: str) -> Optional[str]:
+def _latest_checkpoint_error(save_file: str, what: str) -> CheckpointLoadError:
+    return CheckpointLoadError(
+        f'{save_file} {what}; give the checkpoint to resume from with '
+        '--resume PATH (resume=True, load_from=PATH), or delete '
+        f'{osp.basename(save_file)} to start afresh')
+
+
+def find_latest_checkpoint(work_dir: str,
+                           strict: bool = True) -> Optional[str]:
     """Path of the checkpoint ``work_dir/last_checkpoint`` points to.
 
     ``SafeCheckpointHook`` writes that path relative to the work dir (so a
-    copied work dir points to its own files); absolute paths written by
-    mmengine's ``CheckpointHook`` are returned unchanged.
+    copied work dir points to its own files). An absolute path, as
+    mmengine's ``CheckpointHook`` writes, is accepted when it lies inside
+    the work dir, or when the work dir holds a file of the same name (a
+    work dir copied from where that path was written).
+
+    Args:
+        work_dir (str): the work dir.
+        strict (bool): raise when ``last_checkpoint`` is unusable; with
+            False return None instead (for messages that only mention the
+            latest checkpoint).
 
     Returns:
-        str | None: absolute path, or None when there is no
-        ``last_checkpoint`` or it is empty.
+        str | None: absolute path of an existing file inside ``work_dir``;
+        None when there is no ``last_checkpoint``.
+
+    Raises:
+        CheckpointLoadError: ``last_checkpoint`` is empty or unreadable,
+            holds an address (``http://...``), names a file outside the
+            work dir, or names a file that does not exist. One line.
     """
     save_file = osp.join(work_dir, 'last_checkpoint')
-    if not osp.isfile(save_file):
+    if not osp.exists(save_file):
         return None
-    with open(save_file, encoding='utf-8') as f:
-        last = f.read().strip()
-    if not last:
+    try:
+        try:
+            with open(save_file, encoding='utf-8') as f:
+                last = f.read().strip()
+        except (OSError, UnicodeDecodeError) as e:
+            raise _latest_checkpoint_error(
+                save_file, f'cannot be read ({_first_line(e)})') from None
+        if not last:
+            raise _latest_checkpoint_error(save_file, 'is empty')
+        if '\n' in last or '://' in last:
+            raise _latest_checkpoint_error(
+                save_file, f'holds {last.splitlines()[0]!r}, not the name of '
+                'a checkpoint file in the work dir; DBBD only resumes from '
+                'files inside the work dir')
+        work = osp.abspath(work_dir)
+        path = osp.normpath(osp.join(work, last))
+        if osp.isabs(last) and not _is_within(path, work):
+            # an absolute path written before the work dir was copied
+            local = osp.join(work, osp.basename(last))
+            path = local if osp.isfile(local) else path
+        if not _is_within(path, work):
+            raise _latest_checkpoint_error(
+                save_file, f'names {last}, outside the work dir {work}; '
+                'DBBD only resumes from files inside the work dir')
+        if not osp.isfile(path):
+            raise _latest_checkpoint_error(
+                save_file, f'names {last}, which does not exist')
+        return path
+    except CheckpointLoadError:
+        if strict:
+            raise
         return None
-    if '://' in last or osp.isabs(last):
-        return last
-    return osp.normpath(osp.join(osp.abspath(work_dir), last))
+
+
+def _is_within(path: str, folder: str) -> bool:
+    """Whether ``path`` is ``folder`` or lies below it (symlinks
+    resolved)."""
+    path, folder = osp.realpath(path), osp.realpath(folder)
+    try:
+        return osp.commonpath([path, folder]) == folder
+    except ValueError:  # different drives on Windows
+        return False
 
 
 # ---------------------------------------------------------------------------

@@ -40,7 +40,7 @@ from mmengine.logging import print_log
 
 from dbbd.registry import HOOKS
 from dbbd.version import __version__
-from ..checkpoint import (CHECKPOINT_FORMAT_VERSION, TMP_SUFFIX,
+from ..checkpoint import (CHECKPOINT_FORMAT_VERSION, TMP_SUFFIX, _is_within,
                           atomic_torch_save, atomic_write_text, commit_file,
                           find_latest_checkpoint, load_checkpoint_safe,
                           tmp_path_for)
@@ -85,16 +85,6 @@ def _builtin_copy(obj: Any) -> Any:
         if isinstance(obj, base):
             return base(obj)
     return obj
-
-
-def _is_within(path: str, folder: str) -> bool:
-    """Whether ``path`` is ``folder`` or lies below it (symlinks
-    resolved)."""
-    path, folder = osp.realpath(path), osp.realpath(folder)
-    try:
-        return osp.commonpath([path, folder]) == folder
-    except ValueError:  # different drives on Windows
-        return False
 
 
 @HOOKS.register_module()
@@ -144,19 +134,12 @@ class SafeCheckpointHook(CheckpointHook):
         # auto-resume file.
         if getattr(runner, '_resume', False) and getattr(
                 runner, '_load_from', None) is None:
+            # raises (one line) when last_checkpoint is empty, names an
+            # address, a file outside the work dir or a missing file
             latest = find_latest_checkpoint(runner.work_dir)
             if latest is None:
                 return
-            # An absolute path outside the work dir was written by
-            # mmengine's CheckpointHook before the work dir was copied: the
-            # copy's own file of that name is the one to resume from.
-            local = osp.join(runner.work_dir, osp.basename(latest))
-            if (osp.isabs(latest) and not _is_within(latest, runner.work_dir)
-                    and osp.isfile(local)):
-                runner.logger.info(
-                    f'last_checkpoint names {latest}, outside the work dir; '
-                    f'resuming from {local} instead')
-                latest = local
+            runner.logger.info(f'Resuming from {latest} (last_checkpoint)')
             runner._load_from = latest
 
     def after_val_epoch(self, runner, metrics) -> None:

@@ -298,7 +298,7 @@ class NonFiniteLossHook(Hook):
     def _fail(self, runner, batch_idx: int, data_batch: Any, what: str,
               detail: str, consequence: str) -> None:
         """Log and raise the one-line :class:`NonFiniteLossError`."""
-        latest = find_latest_checkpoint(runner.work_dir)
+        latest = find_latest_checkpoint(runner.work_dir, strict=False)
         last = (f'last good checkpoint: {latest}' if latest else
                 'no checkpoint had been saved yet')
         message = (f'{what} at {self._where(runner, batch_idx)}, '
