@@ -61,8 +61,14 @@ def fail(msg):
 
 
 def build_config(args):
-    """Load the config and apply the command line to it."""
+    """Load the config and apply the command line to it.
+
+    A Python config is a program and runs when it is read; a YAML config is
+    read as plain data (``import dbbd`` makes mmengine read YAML safely).
+    """
     from mmengine.config import Config
+
+    import dbbd  # noqa: F401  YAML without Python objects
     if not osp.isfile(args.config):
         fail(f'config file {args.config} does not exist')
     try:

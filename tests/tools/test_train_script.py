@@ -112,3 +112,28 @@ def test_bad_resume_path_and_amp_on_cpu(bad, demo_root, tmp_path):
     assert r.returncode != 0
     assert r.stderr.strip().splitlines()[-1].startswith('error: ')
     assert 'Traceback' not in r.stderr
+
+
+def test_yaml_config_cannot_create_python_objects(tmp_path, capsys):
+    """A YAML config is data: a ``!!python/...`` tag is refused in one line
+    before anything runs (mmengine's own YAML loader would call it)."""
+    import yaml
+    from mmengine.fileio.handlers.yaml_handler import Loader as MMLoader
+
+    from tools.train import main
+    marker = tmp_path / 'MARKER'
+    text = ('train_cfg:\n  max_epochs: 1\n'
+            f"x: !!python/object/apply:builtins.open ['{marker}', 'w']\n")
+    cfg = tmp_path / 'evil.yaml'
+    cfg.write_text(text)
+    with pytest.raises(SystemExit) as info:
+        main([str(cfg), '--work-dir', str(tmp_path / 'work')])
+    assert info.value.code == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert str(cfg) in err[0] and 'line 3' in err[0]
+    assert '!!python/object/apply:builtins.open' in err[0]
+    assert not marker.exists()
+    # the control: mmengine's loader runs it
+    yaml.load(text, Loader=MMLoader)
+    assert marker.exists()
