@@ -582,3 +582,84 @@ def test_standalone_validation_does_not_touch_checkpoints(tmp_path):
     metrics = runner.val()
     assert 'loss' in metrics
     assert not [f for f in os.listdir(tmp_path) if f.endswith('.pth')]
+
+
+# ---------------------------------------------------------------------------
+# When checkpoints are written, and what a kill may leave behind
+# ---------------------------------------------------------------------------
+
+
+def test_checkpoints_only_at_the_interval(tmp_path):
+    """interval=3 over 7 epochs, a new best at every validation: regular
+    checkpoints at 3, 6 and 7 (save_last) only; best checkpoints rotate.
+    Each regular checkpoint holds the state after its epoch's validation."""
+    from mmengine.hooks import EarlyStoppingHook  # noqa: F401
+    written = []
+    real_replace = os.replace
+
+    def recording_replace(src, dst, *a, **kw):
+        if str(dst).endswith('.pth'):
+            written.append(osp.basename(str(dst)))
+        return real_replace(src, dst, *a, **kw)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(os, 'replace', recording_replace)
+        make_runner(
+            tmp_path,
+            ckpt_hook(interval=3, max_keep_ckpts=5, save_best='loss',
+                      rule='less'),
+            max_epochs=7, values=[7, 6, 5, 4, 3, 2, 1],
+            custom_hooks=[dict(type='dbbd.ResumableEarlyStoppingHook',
+                               monitor='loss', rule='less', min_delta=0.5,
+                               patience=3)]).train()
+    regular = sorted({n for n in written if n.startswith('epoch_')})
+    assert regular == ['epoch_3.pth', 'epoch_6.pth', 'epoch_7.pth']
+    assert ckpt_files(tmp_path) == [
+        'best_loss_epoch_7.pth', 'epoch_3.pth', 'epoch_6.pth', 'epoch_7.pth'
+    ]
+    for epoch in (3, 6, 7):
+        ckpt = load_checkpoint_safe(osp.join(tmp_path, f'epoch_{epoch}.pth'))
+        assert ckpt['meta']['dbbd_val_pending'] is False
+        # the state after this epoch's validation (loss 8 - epoch)
+        info = ckpt['message_hub']['runtime_info']
+        assert info['best_score'] == 8 - epoch
+        assert info['best_ckpt'] == f'best_loss_epoch_{epoch}.pth'
+        assert ckpt['meta']['early_stopping']['best_score'] == 8 - epoch
+
+
+@pytest.mark.parametrize(
+    'lost, values_after',
+    [
+        # dies before epoch 2's validation: the resumed run runs it
+        ('epoch_1.pth', [2.0, 1.0]),
+        # dies after it, while completing epoch_2.pth
+        ('best_loss_epoch_1.pth', [1.0]),
+    ])
+def test_killed_rotation_leaves_nothing_behind(tmp_path, lost,
+                                               values_after):
+    """The run dies right where it would delete a superseded checkpoint
+    (a rotated-out regular one, or the previous best); the resumed run
+    deletes it and ends with the files of an uninterrupted run.
+    ``values_after``: the validation losses the resumed run still sees."""
+    reference = tmp_path / 'reference'
+    hook = ckpt_hook(max_keep_ckpts=1, save_best='loss', rule='less')
+    make_runner(reference, hook, max_epochs=3).train()
+
+    work = tmp_path / 'work'
+    real_remove = os.remove
+
+    def dies_at_the_deletion(path, *a, **kw):
+        if osp.basename(os.fspath(path)) == lost:
+            raise KeyboardInterrupt('simulated kill')
+        return real_remove(path, *a, **kw)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(os, 'remove', dies_at_the_deletion)
+        with pytest.raises(KeyboardInterrupt):
+            make_runner(work, hook, max_epochs=3).train()
+    assert lost in ckpt_files(work)
+    make_runner(work, hook, max_epochs=3, values=values_after,
+                resume=True).train()
+    assert ckpt_files(work) == ckpt_files(reference) == [
+        'best_loss_epoch_3.pth', 'epoch_3.pth'
+    ]
