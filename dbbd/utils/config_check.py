@@ -9,6 +9,7 @@ names. :func:`check_config_values` checks the types and ranges of the keys
 users most often get wrong (a string where a number belongs, say).
 """
 import difflib
+import math
 import numbers
 import os.path as osp
 
@@ -177,8 +178,10 @@ def _parses_as_number(text):
 # description says so.
 _POSITIVE_INT = (lambda v: _is_int(v) and v > 0, 'a positive int')
 _NON_NEGATIVE_INT = (lambda v: _is_int(v) and v >= 0, 'an int >= 0')
-_NON_NEGATIVE_NUMBER = (lambda v: _is_number(v) and v >= 0,
-                        'a number >= 0')
+# NaN fails ``v >= 0``; infinity (lr=inf makes every weight non-finite
+# after one step) is refused explicitly
+_NON_NEGATIVE_NUMBER = (lambda v: _is_number(v) and math.isfinite(v) and
+                        v >= 0, 'a finite number >= 0')
 _INT = (_is_int, 'an int')
 _POSITIVE_INT_OR_NONE = (lambda v: v is None or (_is_int(v) and v > 0),
                          'a positive int or None')
@@ -222,7 +225,7 @@ def check_config_values(cfg):
     ``*_dataloader.num_workers`` (int >= 0),
     ``*_dataloader.dataset.max_scenes`` (positive int or None),
     ``*_dataloader.dataset.max_depth`` (int >= 0 or None),
-    ``optim_wrapper.optimizer.lr`` / ``weight_decay`` (number >= 0),
+    ``optim_wrapper.optimizer.lr`` / ``weight_decay`` (finite number >= 0),
     ``randomness.seed`` (int), ``default_hooks.checkpoint.interval``
     (positive int, or -1). Booleans are not accepted as numbers, and a
     number written as a string (``lr='1e-3'``) gets a message saying to

@@ -39,6 +39,7 @@ from mmengine.dist import is_main_process, master_only
 from mmengine.fileio.backends import LocalBackend
 from mmengine.hooks import CheckpointHook
 from mmengine.logging import print_log
+from mmengine.model import is_model_wrapper
 from mmengine.runner import EpochBasedTrainLoop, IterBasedTrainLoop
 
 from dbbd.registry import HOOKS
@@ -47,6 +48,8 @@ from ..checkpoint import (CHECKPOINT_FORMAT_VERSION, TMP_SUFFIX, _is_within,
                           atomic_torch_save, atomic_write_text, commit_file,
                           find_latest_checkpoint, load_checkpoint_safe,
                           tmp_path_for)
+from .nonfinite_loss_hook import (NonFiniteWeightsError, last_good_checkpoint,
+                                  non_finite_tensors)
 
 __all__ = ['SafeCheckpointHook', 'to_plain']
 
@@ -391,6 +394,7 @@ class SafeCheckpointHook(CheckpointHook):
             str: the final path.
         """
         final = osp.join(self.out_dir, filename)
+        self._check_finite(runner, filename)
         tmp = tmp_path_for(final)
         self._writing_val_pending = val_pending
         try:
@@ -406,6 +410,23 @@ class SafeCheckpointHook(CheckpointHook):
         finally:
             self._writing_val_pending = False
         return final
+
+    def _check_finite(self, runner, filename: str) -> None:
+        """Refuse to save weights holding NaN/Inf (a resume from them could
+        only fail): :class:`NonFiniteWeightsError`, one line."""
+        model = runner.model.module if is_model_wrapper(
+            runner.model) else runner.model
+        state = model.state_dict()
+        bad = non_finite_tensors(state)
+        if not bad:
+            return
+        message = (
+            f'the model weights hold NaN/Inf ({len(bad)} of {len(state)} '
+            f'tensors, first: {bad[0]}; is the learning rate too large?); '
+            f'{filename} was not saved; '
+            f'{last_good_checkpoint(runner.work_dir)}')
+        runner.logger.error(message)
+        raise NonFiniteWeightsError(message)
 
     @staticmethod
     def _check_complete(tmp: str, final: str) -> None:
