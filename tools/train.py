@@ -95,6 +95,15 @@ def build_config(args):
             'work_dirs', osp.splitext(osp.basename(args.config))[0])
 
     if args.resume == 'auto':
+        from dbbd.engine.checkpoint import (CheckpointLoadError,
+                                            find_latest_checkpoint)
+        try:
+            # one line now, before anything is built, when last_checkpoint
+            # is empty or names a missing file, an address or a file
+            # outside the work dir
+            find_latest_checkpoint(cfg.work_dir)
+        except CheckpointLoadError as e:
+            fail(str(e))
         cfg.resume = True
         cfg.load_from = None
     elif args.resume is not None:
@@ -135,11 +144,12 @@ def main(argv=None):
     from mmengine.runner import Runner
     from dbbd.datasets.scene_io import SceneFormatError
     from dbbd.engine import NonFiniteLossError
-    from dbbd.engine.checkpoint import CheckpointLoadError
+    from dbbd.engine.checkpoint import (CheckpointLoadError,
+                                        CheckpointWriteError)
 
     # errors whose message already says what is wrong and what to do
     known = (ConfigError, DataPreparationError, SceneFormatError,
-             NonFiniteLossError, CheckpointLoadError)
+             NonFiniteLossError, CheckpointLoadError, CheckpointWriteError)
     try:
         runner = Runner.from_cfg(cfg)
         runner.train()

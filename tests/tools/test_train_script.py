@@ -137,3 +137,22 @@ def test_yaml_config_cannot_create_python_objects(tmp_path, capsys):
     # the control: mmengine's loader runs it
     yaml.load(text, Loader=MMLoader)
     assert marker.exists()
+
+
+@pytest.mark.parametrize('content', ['', 'epoch_7.pth',
+                                     'http://127.0.0.1:1/x.pth'])
+def test_unusable_last_checkpoint_is_one_line(tmp_path, capsys, content):
+    """``--resume`` with a work dir whose last_checkpoint is empty, names a
+    missing file or an address: one line, before anything is built."""
+    from tools.train import main
+    work = tmp_path / 'work'
+    work.mkdir()
+    (work / 'last_checkpoint').write_text(content)
+    with pytest.raises(SystemExit) as info:
+        main([SMALL, '--work-dir', str(work), '--resume'])
+    assert info.value.code == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert err[0].startswith(f'error: {work / "last_checkpoint"} ')
+    assert err[0].endswith('--resume PATH (resume=True, load_from=PATH), '
+                           'or delete last_checkpoint to start afresh')

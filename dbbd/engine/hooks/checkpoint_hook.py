@@ -35,6 +35,7 @@ import re
 from collections import deque
 from typing import Any, Dict, List, Optional
 
+import torch
 from mmengine.dist import is_main_process, master_only
 from mmengine.fileio.backends import LocalBackend
 from mmengine.hooks import CheckpointHook
@@ -44,10 +45,11 @@ from mmengine.runner import EpochBasedTrainLoop, IterBasedTrainLoop
 
 from dbbd.registry import HOOKS
 from dbbd.version import __version__
-from ..checkpoint import (CHECKPOINT_FORMAT_VERSION, TMP_SUFFIX, _is_within,
-                          atomic_torch_save, atomic_write_text, commit_file,
-                          find_latest_checkpoint, load_checkpoint_safe,
-                          tmp_path_for)
+from ..checkpoint import (CHECKPOINT_FORMAT_VERSION, TMP_SUFFIX,
+                          CorruptCheckpointError, _is_within,
+                          atomic_torch_save, atomic_write_text, check_archive,
+                          commit_file, find_latest_checkpoint, is_disk_full,
+                          load_checkpoint_safe, no_space_error, tmp_path_for)
 from .nonfinite_loss_hook import (NonFiniteWeightsError, last_good_checkpoint,
                                   non_finite_tensors)
 
@@ -91,6 +93,30 @@ def _builtin_copy(obj: Any) -> Any:
         if isinstance(obj, base):
             return base(obj)
     return obj
+
+
+def _tensor_bytes(obj: Any) -> int:
+    """Bytes of the tensors in a nest of dicts, lists and tuples."""
+    if isinstance(obj, torch.Tensor):
+        return obj.numel() * obj.element_size()
+    if isinstance(obj, dict):
+        return sum(_tensor_bytes(v) for v in obj.values())
+    if isinstance(obj, (list, tuple)):
+        return sum(_tensor_bytes(v) for v in obj)
+    return 0
+
+
+def _state_bytes(runner) -> int:
+    """About how large a regular checkpoint of ``runner`` is: the model's
+    and the optimizer's tensors (the rest is small)."""
+    model = runner.model.module if is_model_wrapper(
+        runner.model) else runner.model
+    total = _tensor_bytes(model.state_dict())
+    try:
+        total += _tensor_bytes(runner.optim_wrapper.state_dict())
+    except Exception:  # an optimizer wrapper not built yet
+        pass
+    return total
 
 
 def _template_regex(tmpl: str) -> Optional['re.Pattern']:
@@ -403,9 +429,11 @@ class SafeCheckpointHook(CheckpointHook):
             if is_main_process():
                 self._check_complete(tmp, final)
                 commit_file(tmp, final)
-        except BaseException:
+        except BaseException as e:
             if is_main_process() and osp.exists(tmp):
                 os.remove(tmp)
+            if is_disk_full(e):
+                raise no_space_error(final, _state_bytes(runner)) from None
             raise
         finally:
             self._writing_val_pending = False
@@ -430,18 +458,15 @@ class SafeCheckpointHook(CheckpointHook):
 
     @staticmethod
     def _check_complete(tmp: str, final: str) -> None:
-        """Refuse to commit a file that is not a whole torch zip archive
-        (reads the zip's central directory only)."""
-        import zipfile
+        """Refuse to commit a file that does not read back as a whole
+        checkpoint (every record matching its CRC-32)."""
         try:
-            with zipfile.ZipFile(tmp) as zf:
-                ok = any(n.endswith('data.pkl') for n in zf.namelist())
-        except (zipfile.BadZipFile, OSError):
-            ok = False
-        if not ok:
+            check_archive(tmp, name=final)
+        except CorruptCheckpointError as e:
             raise RuntimeError(
-                f'checkpoint written for {final} is incomplete; it was not '
-                'committed and the previous checkpoints are untouched')
+                f'the checkpoint written for {final} does not read back '
+                f'({e}); it was not committed and the previous checkpoints '
+                'are untouched') from None
 
     def _remove_owned(self, path: Optional[str], runner) -> None:
         """Delete a checkpoint file of this folder; anything else is left
@@ -513,9 +538,13 @@ class SafeCheckpointHook(CheckpointHook):
             return
         # Only now that the checkpoint is complete may last_checkpoint name
         # it, and only once both are in place may older files go.
-        atomic_write_text(
-            osp.join(runner.work_dir, 'last_checkpoint'),
-            osp.relpath(final, runner.work_dir))
+        save_file = osp.join(runner.work_dir, 'last_checkpoint')
+        try:
+            atomic_write_text(save_file, osp.relpath(final, runner.work_dir))
+        except OSError as e:
+            if is_disk_full(e):
+                raise no_space_error(save_file, 4096) from None
+            raise
         for path in to_remove + self._pending_removals:
             if osp.normpath(path) != osp.normpath(final):
                 self._remove_owned(path, runner)
