@@ -141,6 +141,15 @@ def main(argv=None):
 
     setup_distributed(cfg)
 
+    from mmengine.dist import get_rank
+    from dbbd.engine.run_lock import WorkDirLockedError, acquire_work_dir_lock
+    if get_rank() == 0:
+        try:
+            # held until this process ends: one run per work dir
+            acquire_work_dir_lock(cfg.work_dir)
+        except WorkDirLockedError as e:
+            fail(str(e))
+
     from mmengine.runner import Runner
     from dbbd.datasets.scene_io import SceneFormatError
     from dbbd.engine import NonFiniteLossError

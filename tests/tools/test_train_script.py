@@ -156,3 +156,25 @@ def test_unusable_last_checkpoint_is_one_line(tmp_path, capsys, content):
     assert err[0].startswith(f'error: {work / "last_checkpoint"} ')
     assert err[0].endswith('--resume PATH (resume=True, load_from=PATH), '
                            'or delete last_checkpoint to start afresh')
+
+
+def test_second_run_in_a_work_dir_stops_naming_the_first(demo_root,
+                                                         tmp_path):
+    """This process holds the work dir's run lock, as a running
+    tools/train.py would; a real tools/train.py started there stops with
+    one line naming this process's PID and writes nothing."""
+    from dbbd.engine.run_lock import (acquire_work_dir_lock,
+                                      release_work_dir_lock)
+    work = str(tmp_path / 'work')
+    assert acquire_work_dir_lock(work)
+    try:
+        r = run_train(SMALL, '--work-dir', work, '--cfg-options',
+                      f'data_root={demo_root}')
+    finally:
+        release_work_dir_lock(work)
+    assert r.returncode == 1
+    err = r.stderr.strip().splitlines()
+    assert len(err) == 1, r.stderr[-2000:]
+    assert err[0].startswith(f'error: work dir {work} is in use by another '
+                             f'training run (PID {os.getpid()} on ')
+    assert os.listdir(work) == ['.dbbd-run.lock']

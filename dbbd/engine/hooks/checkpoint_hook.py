@@ -50,6 +50,7 @@ from ..checkpoint import (CHECKPOINT_FORMAT_VERSION, TMP_SUFFIX,
                           atomic_torch_save, atomic_write_text, check_archive,
                           commit_file, find_latest_checkpoint, is_disk_full,
                           load_checkpoint_safe, no_space_error, tmp_path_for)
+from ..run_lock import acquire_work_dir_lock, release_work_dir_lock
 from .nonfinite_loss_hook import (NonFiniteWeightsError, last_good_checkpoint,
                                   non_finite_tensors)
 
@@ -164,6 +165,8 @@ class SafeCheckpointHook(CheckpointHook):
         self._loaded_pending: Optional[Dict[str, Any]] = None
         # What the checkpoint being written records as meta['dbbd_val_pending'].
         self._writing_val_pending = False
+        # Whether this hook took the work dir's run lock (run_lock).
+        self._own_lock = False
 
     # ------------------------------------------------------------------
     # Resume: relative paths
@@ -199,8 +202,13 @@ class SafeCheckpointHook(CheckpointHook):
         super().after_val_epoch(runner, metrics)
 
     def before_train(self, runner) -> None:
-        """mmengine's setup, then map message-hub paths into this folder and
-        clear temporary files of interrupted writes."""
+        """Take the work dir's run lock (``tools/train.py`` already has),
+        mmengine's setup, then map message-hub paths into this folder, clear
+        what interrupted writes left and run a validation the resumed
+        checkpoint is still waiting for."""
+        if is_main_process():
+            # raises WorkDirLockedError (one line) when another run has it
+            self._own_lock = acquire_work_dir_lock(runner.work_dir)
         super().before_train(runner)
         if not isinstance(self.file_backend, LocalBackend):
             raise ValueError(
@@ -379,6 +387,9 @@ class SafeCheckpointHook(CheckpointHook):
                 self._remove_owned(path, runner)
             self._pending_removals = []
         super().after_train(runner)
+        if self._own_lock:
+            release_work_dir_lock(runner.work_dir)
+            self._own_lock = False
 
     def _resolve_owned(self, path: Optional[str],
                        runner) -> Optional[str]:
