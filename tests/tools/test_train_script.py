@@ -178,3 +178,25 @@ def test_second_run_in_a_work_dir_stops_naming_the_first(demo_root,
     assert err[0].startswith(f'error: work dir {work} is in use by another '
                              f'training run (PID {os.getpid()} on ')
     assert os.listdir(work) == ['.dbbd-run.lock']
+
+
+@pytest.mark.parametrize('option, message', [
+    ('model.encoder.hiden_dims=[1]',
+     "model.encoder.hiden_dims: PointNetEncoder has no parameter "
+     "'hiden_dims'; did you mean 'hidden_dims'? it accepts in_channels, "
+     'hidden_dims, out_channels, pooling, coord_channels'),
+    ('model.hidden_channels=0',
+     'model.hidden_channels: got 0 (int); expected a positive int'),
+    # raised while the model is built
+    ('model.loss.point_loss.temperature=0',
+     'PointLoss: temperature must be a finite number > 0, got 0'),
+])
+def test_config_abuse_is_one_line(demo_root, tmp_path, capsys, option,
+                                  message):
+    from tools.train import main
+    with pytest.raises(SystemExit) as info:
+        main([SMALL, '--work-dir', str(tmp_path / 'work'), '--cfg-options',
+              f'data_root={demo_root}', option])
+    assert info.value.code == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f'error: {message}']

@@ -15,6 +15,8 @@ from typing import Sequence
 import torch.nn.functional as F
 from torch import nn
 
+from dbbd.utils.config_check import check_int, check_int_list
+
 __all__ = ['MLP', 'linear_cat']
 
 _ACTS = dict(gelu=nn.GELU, relu=nn.ReLU)
@@ -92,6 +94,10 @@ class MLP(nn.Module):
                  out_channels: int, act: str = 'gelu',
                  last_norm_act: bool = False):
         super().__init__()
+        check_int('MLP', 'in_channels', in_channels)
+        check_int_list('MLP', 'hidden_channels', hidden_channels,
+                       allow_empty=True)
+        check_int('MLP', 'out_channels', out_channels)
         if act not in _ACTS:
             raise ValueError(f'act must be one of {sorted(_ACTS)}, got {act}')
         dims = [in_channels, *hidden_channels, out_channels]
