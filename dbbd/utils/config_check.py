@@ -310,9 +310,9 @@ def check_config_values(cfg):
     ``*_dataloader.dataset.max_depth`` (int >= 0 or None),
     ``optim_wrapper.optimizer.lr`` / ``weight_decay`` (finite number >= 0),
     ``randomness.seed`` (int), ``default_hooks.checkpoint.interval``
-    (positive int, or -1), ``model.hidden_channels`` (positive int). Booleans are not accepted as numbers, and a
-    number written as a string (``lr='1e-3'``) gets a message saying to
-    write it without quotes.
+    (positive int, or -1), ``model.hidden_channels`` (positive int).
+    Booleans are not accepted as numbers, and a number written as a string
+    (``lr='1e-3'``) gets a message saying to write it without quotes.
 
     The message is one line: the key, the value (with its type) and what
     is expected. ``cfg`` is an mmengine ``Config`` (or a plain dict).

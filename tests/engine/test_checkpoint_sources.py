@@ -57,7 +57,8 @@ def served(tmp_path, monkeypatch):
 
     server = http.server.ThreadingHTTPServer(
         ('127.0.0.1', 0), functools.partial(Quiet, directory=str(www)))
-    thread = threading.Thread(target=server.serve_forever, args=(0.05, ), daemon=True)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05, ),
+                              daemon=True)
     thread.start()
     try:
         yield dict(url=f'http://127.0.0.1:{server.server_address[1]}',

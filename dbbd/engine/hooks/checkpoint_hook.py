@@ -11,7 +11,19 @@ What changes against mmengine 0.10.7's ``CheckpointHook`` (same arguments):
 - Checkpoints beyond ``max_keep_ckpts`` and the previous best are deleted
   only after the new checkpoint, and the regular checkpoint whose message
   hub records it, are on disk. mmengine deletes first, so a crash in
-  between left no valid checkpoint.
+  between left no valid checkpoint. A resumed run deletes what a run killed
+  between writing and deleting left behind.
+- Regular checkpoints are written at the configured ``interval`` (and
+  ``save_last``, which an early stop also triggers) only; mmengine also
+  re-saved one at every new best.
+- A regular checkpoint written before its validation records
+  ``meta['dbbd_val_pending'] = True`` and is written again once the
+  validation and every hook acting on it (best checkpoint, early stopping)
+  are done. Resuming from a checkpoint still marked runs that validation
+  first, so a kill between the two loses nothing.
+- Weights holding NaN/Inf are never saved; a full disk is one line naming
+  the file and the space needed; the run holds the work dir's run lock
+  (:mod:`dbbd.engine.run_lock`).
 - The message hub (``last_ckpt``, ``best_ckpt``, ``best_ckpt_<metric>``)
   and ``last_checkpoint`` hold paths relative to the checkpoint folder /
   work dir. Resuming in a copied work dir therefore reads and deletes its
@@ -163,7 +175,7 @@ class SafeCheckpointHook(CheckpointHook):
         self._pending_val: Optional[tuple] = None
         # meta of a resumed checkpoint that was saved before its validation.
         self._loaded_pending: Optional[Dict[str, Any]] = None
-        # What the checkpoint being written records as meta['dbbd_val_pending'].
+        # meta['dbbd_val_pending'] of the checkpoint being written
         self._writing_val_pending = False
         # Whether this hook took the work dir's run lock (run_lock).
         self._own_lock = False

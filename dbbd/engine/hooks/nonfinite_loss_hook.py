@@ -38,7 +38,8 @@ def non_finite_tensors(state: Dict[str, Any]) -> List[str]:
     if not items:
         return []
     try:
-        if bool(torch.stack([torch.isfinite(v).all() for _, v in items]).all()):
+        flags = torch.stack([torch.isfinite(v).all() for _, v in items])
+        if bool(flags.all()):
             return []
     except RuntimeError:  # tensors on several devices: check one by one
         pass
