@@ -139,18 +139,23 @@ def reference(demo_root, tmp_path_factory):
     return work
 
 
-def test_kills_mid_epoch_in_validation_and_before_validation(
+def test_killed_four_times_then_resumed_ends_as_uninterrupted(
         demo_root, tmp_path, reference):
-    """One work dir, killed three times, then finished:
+    """One work dir, killed at four points, then finished (one chain, so
+    each kill costs one subprocess):
 
     1. mid-epoch 2 (iteration 1 of epoch 2 has run and was logged, its
        weights are in memory only);
-    2. resumed, inside epoch 2's validation (``epoch_2.pth`` is on disk,
-       its validation has not finished);
-    3. resumed (epoch 2's validation runs first), after ``epoch_3.pth`` of
+    2. resumed, half-way through writing ``epoch_2.pth``;
+    3. resumed (the temporary file is cleared, epoch 2 is trained again),
+       inside epoch 2's validation: ``epoch_2.pth`` is on disk, its
+       validation has not finished;
+    4. resumed (epoch 2's validation runs first), after ``epoch_3.pth`` of
        the last epoch was written and before its validation started;
-    4. resumed to the end: epoch 3's validation runs, nothing is trained.
+    5. resumed to the end: epoch 3's validation runs, nothing is trained.
     """
+    from dbbd.engine import CorruptCheckpointError, load_checkpoint_safe
+    from dbbd.engine.checkpoint import TMP_SUFFIX
     work = str(tmp_path / 'work')
     _, log = _kill_at_fault(
         tmp_path, demo_root,
@@ -160,11 +165,28 @@ def test_kills_mid_epoch_in_validation_and_before_validation(
     assert not osp.exists(osp.join(work, 'epoch_2.pth'))
     _assert_all_final_files_load(work)
 
+    text, log = _kill_at_fault(
+        tmp_path, demo_root,
+        dict(type='PauseInCheckpointWriteHook', epoch=2, occurrence=1),
+        work, 'in_write', resume=True)
+    assert 'resumed epoch: 1' in log.lower()
+    partial, total = text.split()
+    # the kill landed while the temporary file was half written ...
+    assert osp.basename(partial) == f'.epoch_2.pth{TMP_SUFFIX}'
+    assert osp.getsize(partial) == int(total) // 2 > 0
+    with pytest.raises(CorruptCheckpointError):
+        load_checkpoint_safe(partial)
+    # ... and nothing under a final name is partial
+    assert not osp.exists(osp.join(work, 'epoch_2.pth'))
+    assert _last_checkpoint(work) == 'epoch_1.pth'
+    _assert_all_final_files_load(work)
+
     _, log = _kill_at_fault(
         tmp_path, demo_root,
         dict(type='PauseInValidationHook', epoch=2, batch_idx=0), work,
         'in_val', resume=True)
     assert 'resumed epoch: 1' in log.lower()
+    assert f'Removed .epoch_2.pth{TMP_SUFFIX}' in log
     assert _last_checkpoint(work) == 'epoch_2.pth'
     assert _val_pending(work, 'epoch_2.pth') is True
     # killed before epoch 2's validation result was logged
@@ -184,35 +206,3 @@ def test_kills_mid_epoch_in_validation_and_before_validation(
                             from_epoch=3)
     assert 'epoch_3.pth was saved before its validation finished' in out
     assert 'Epoch(val) [3]' in out and 'Epoch(train)' not in out
-
-
-@pytest.mark.parametrize(
-    'epoch, occurrence, name',
-    [
-        (2, 1, 'epoch_2.pth'),  # a regular checkpoint
-        # the best checkpoint's atomic write is covered, without a
-        # subprocess, in tests/engine/test_checkpoint.py
-    ])
-def test_kill_mid_checkpoint_write_then_resume(demo_root, tmp_path,
-                                               reference, epoch, occurrence,
-                                               name):
-    from dbbd.engine import CorruptCheckpointError, load_checkpoint_safe
-    from dbbd.engine.checkpoint import TMP_SUFFIX
-    work = str(tmp_path / 'work')
-    text, _ = _kill_at_fault(
-        tmp_path, demo_root,
-        dict(type='PauseInCheckpointWriteHook', epoch=epoch,
-             occurrence=occurrence), work)
-    partial, total = text.split()
-    # the kill landed while the temporary file was half written ...
-    assert osp.basename(partial) == f'.{name}{TMP_SUFFIX}'
-    assert osp.getsize(partial) == int(total) // 2 > 0
-    with pytest.raises(CorruptCheckpointError):
-        load_checkpoint_safe(partial)
-    # ... and nothing under a final name is partial
-    assert not osp.exists(osp.join(work, name))
-    assert _last_checkpoint(work) == 'epoch_1.pth'
-    _assert_all_final_files_load(work)
-
-    out = _resume_and_check(tmp_path, demo_root, work, reference)
-    assert f'Removed .{name}{TMP_SUFFIX}' in out
