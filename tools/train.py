@@ -63,8 +63,14 @@ def fail(msg):
 
 
 def build_config(args):
-    """Load the config and apply the command line to it."""
+    """Load the config and apply the command line to it.
+
+    A Python config is a program and runs when it is read; a YAML config is
+    read as plain data (``import dbbd`` makes mmengine read YAML safely).
+    """
     from mmengine.config import Config
+
+    import dbbd  # noqa: F401  YAML without Python objects
     if not osp.isfile(args.config):
         fail(f'config file {args.config} does not exist')
     try:
@@ -98,6 +104,15 @@ def build_config(args):
             'work_dirs', osp.splitext(osp.basename(args.config))[0])
 
     if args.resume == 'auto':
+        from dbbd.engine.checkpoint import (CheckpointLoadError,
+                                            find_latest_checkpoint)
+        try:
+            # one line now, before anything is built, when last_checkpoint
+            # is empty or names a missing file, an address or a file
+            # outside the work dir
+            find_latest_checkpoint(cfg.work_dir)
+        except CheckpointLoadError as e:
+            fail(str(e))
         cfg.resume = True
         cfg.load_from = None
     elif args.resume is not None:
@@ -137,14 +152,24 @@ def main(argv=None):
 
     setup_distributed(cfg)
 
+    from mmengine.dist import get_rank
+    from dbbd.engine.run_lock import WorkDirLockedError, acquire_work_dir_lock
+    if get_rank() == 0:
+        try:
+            # held until this process ends: one run per work dir
+            acquire_work_dir_lock(cfg.work_dir)
+        except WorkDirLockedError as e:
+            fail(str(e))
+
     from mmengine.runner import Runner
     from dbbd.datasets.scene_io import SceneFormatError
     from dbbd.engine import NonFiniteLossError
-    from dbbd.engine.checkpoint import CheckpointLoadError
+    from dbbd.engine.checkpoint import (CheckpointLoadError,
+                                        CheckpointWriteError)
 
     # errors whose message already says what is wrong and what to do
     known = (ConfigError, DataPreparationError, SceneFormatError,
-             NonFiniteLossError, CheckpointLoadError)
+             NonFiniteLossError, CheckpointLoadError, CheckpointWriteError)
     try:
         runner = Runner.from_cfg(cfg)
         runner.train()

@@ -11,6 +11,7 @@ from .checkpoint import (CHECKPOINT_FORMAT_VERSION, CheckpointLoadError,
                          find_latest_checkpoint, load_checkpoint_safe,
                          register_safe_loader, safe_globals_list)
 from .hooks import (NonFiniteLossError, NonFiniteLossHook,
+                    NonFiniteWeightsError,
                     ResumableEarlyStoppingHook, SafeCheckpointHook,
                     StrictLoadHook)
 from .hooks import CollapseWatchHook, FeatureVisHook
@@ -26,6 +27,7 @@ __all__ = [
     'find_latest_checkpoint', 'load_checkpoint_safe', 'register_safe_loader',
     'safe_globals_list', 'SafeCheckpointHook', 'DBBDLogProcessor',
     'ResumableEarlyStoppingHook', 'NonFiniteLossHook', 'NonFiniteLossError',
+    'NonFiniteWeightsError',
     'StrictLoadHook', 'CheckpointMismatchError', 'CheckpointVersionError',
     'check_checkpoint', 'check_state_dict_matches'
 ]

@@ -364,17 +364,125 @@ def test_numpy_1x_module_paths_load(tmp_path):
     assert loaded['a'].tolist() == [0, 1, 2] and loaded['s'] == 2.5
 
 
-@pytest.mark.parametrize('damage', ['truncate', 'garbage'])
-def test_damaged_checkpoint_gives_one_line_error(trained, tmp_path, damage):
-    path = tmp_path / 'epoch_3.pth'
-    data = open(osp.join(trained['work_dir'], 'epoch_3.pth'), 'rb').read()
-    path.write_bytes(data[:len(data) // 2] if damage == 'truncate' else
-                     os.urandom(1000))
+def _assert_corrupt(path, record=None):
     with pytest.raises(CorruptCheckpointError) as info:
         load_checkpoint_safe(path)
     msg = str(info.value)
     assert '\n' not in msg
     assert str(path) in msg and 'truncated or corrupt' in msg
+    if record is not None:
+        assert f'record {record} is damaged' in msg, msg
+    return msg
+
+
+@pytest.mark.filterwarnings('ignore:Detected pickle protocol')
+def test_random_bytes_are_always_corrupt(tmp_path):
+    """Seeded random files, also ones starting like a zip archive or like a
+    legacy torch file so both parsers get garbage: always the one-line
+    CorruptCheckpointError, whatever the unpickler raises."""
+    from dbbd.engine.checkpoint import LEGACY_MAGIC, ZIP_MAGIC
+    rng = np.random.default_rng(0)
+    path = tmp_path / 'random.pth'
+    for i in range(300):
+        body = rng.integers(0, 256, int(rng.integers(0, 3000)),
+                            dtype=np.uint8).tobytes()
+        head = (b'', ZIP_MAGIC, LEGACY_MAGIC)[i % 3]
+        path.write_bytes(head + body)
+        _assert_corrupt(path)
+
+
+def test_truncated_checkpoints_are_always_corrupt(trained, tmp_path):
+    data = open(osp.join(trained['work_dir'], 'epoch_3.pth'), 'rb').read()
+    path = tmp_path / 'epoch_3.pth'
+    rng = np.random.default_rng(1)
+    cuts = [0, 1, 4, len(data) - 1] + list(rng.integers(0, len(data), 200))
+    for cut in cuts:
+        path.write_bytes(data[:cut])
+        _assert_corrupt(path)
+
+
+def _records(path):
+    """{record name: (first byte offset, length)} of a zip archive."""
+    import struct
+    out = {}
+    raw = open(path, 'rb').read()
+    with zipfile.ZipFile(path) as zf:
+        for info in zf.infolist():
+            name_len, extra_len = struct.unpack(
+                '<HH', raw[info.header_offset + 26:info.header_offset + 30])
+            start = info.header_offset + 30 + name_len + extra_len
+            out[info.filename] = (start, info.compress_size)
+    return out
+
+
+def _same(a, b):
+    """Recursive equality of loaded checkpoints (tensors bit for bit)."""
+    if isinstance(a, torch.Tensor):
+        return (isinstance(b, torch.Tensor) and a.dtype == b.dtype
+                and torch.equal(a, b))
+    if isinstance(a, np.ndarray):
+        return (isinstance(b, np.ndarray) and a.dtype == b.dtype
+                and np.array_equal(a, b))
+    if isinstance(a, dict):
+        return (type(a) is type(b) and list(a) == list(b)
+                and all(_same(a[k], b[k]) for k in a))
+    if isinstance(a, (list, tuple)):
+        return (type(a) is type(b) and len(a) == len(b)
+                and all(_same(x, y) for x, y in zip(a, b)))
+    if isinstance(a, HistoryBuffer):
+        return type(b) is HistoryBuffer and _same(vars(a), vars(b))
+    return type(a) is type(b) and a == b
+
+
+def test_a_flipped_byte_is_detected_or_harmless(trained, tmp_path):
+    """Flip one byte: inside any record (tensor data, data.pkl, ...) it is
+    always refused naming the record; anywhere else in the file it is
+    refused or changes nothing that is loaded (timestamps, padding)."""
+    src = osp.join(trained['work_dir'], 'epoch_3.pth')
+    data = bytearray(open(src, 'rb').read())
+    original = load_checkpoint_safe(src)
+    path = tmp_path / 'epoch_3.pth'
+    rng = np.random.default_rng(2)
+
+    def flipped(pos):
+        out = bytearray(data)
+        out[pos] ^= int(rng.integers(1, 256))
+        path.write_bytes(bytes(out))
+        return path
+
+    records = _records(src)
+    assert any(n.split('/')[-2:-1] == ['data'] for n in records)
+    for name, (start, size) in records.items():
+        if not size:
+            continue
+        for pos in rng.integers(start, start + size, 4):
+            _assert_corrupt(flipped(int(pos)), record=name)
+    checked = [range(start, start + size)
+               for start, size in records.values()]
+    for pos in map(int, rng.integers(0, len(data), 300)):
+        try:
+            loaded = load_checkpoint_safe(flipped(pos))
+        except CorruptCheckpointError as e:
+            assert '\n' not in str(e) and str(path) in str(e)
+        else:
+            assert not any(pos in r for r in checked), pos
+            assert _same(loaded, original), pos
+
+
+def test_torch_load_alone_misses_a_flipped_tensor_byte(trained, tmp_path):
+    """The control: without the CRC check the damaged file loads, with a
+    different weight."""
+    src = osp.join(trained['work_dir'], 'epoch_3.pth')
+    data = bytearray(open(src, 'rb').read())
+    name = next(n for n in _records(src) if n.endswith('/data/0'))
+    start, _ = _records(src)[name]
+    data[start + 3] ^= 0x40
+    path = tmp_path / 'flipped.pth'
+    path.write_bytes(bytes(data))
+    with torch.serialization.safe_globals(safe_globals_list()):
+        damaged = torch.load(path, weights_only=True)
+    assert not _same(damaged, load_checkpoint_safe(src))
+    _assert_corrupt(path, record=name)
 
 
 def test_missing_checkpoint(tmp_path):
@@ -533,28 +641,62 @@ def test_crash_in_torch_save_keeps_previous_checkpoint(tmp_path,
     _assert_epoch_1_survives(work_dir)
 
 
-def test_crash_while_writing_file_keeps_previous_checkpoint(
-        tmp_path, monkeypatch):
+@pytest.mark.parametrize('name', ['epoch_2.pth', 'last_checkpoint'])
+def test_full_disk_is_one_line_and_keeps_previous_checkpoint(
+        tmp_path, monkeypatch, name):
+    """ENOSPC half-way through writing epoch_2.pth (or the last_checkpoint
+    that names it): one line naming the file, the space it needs and the
+    space free; epoch_1.pth and last_checkpoint stay as they were."""
+    import errno
+    import shutil
+    from dbbd.engine.checkpoint import CheckpointWriteError
     real_put = LocalBackend.put
+    real_open = open
     written = []
 
-    def crashing_put(self, obj, filepath):
+    def full_disk_put(self, obj, filepath):
         if 'epoch_2' in osp.basename(filepath):
-            with open(filepath, 'wb') as f:
+            with real_open(filepath, 'wb') as f:
                 f.write(obj[:len(obj) // 2])
             written.append(filepath)
-            raise OSError(28, 'No space left on device (simulated)')
+            raise OSError(errno.ENOSPC, 'No space left on device')
         return real_put(self, obj, filepath)
 
-    monkeypatch.setattr(LocalBackend, 'put', crashing_put)
+    def full_disk_open(file, mode='r', *a, **kw):
+        if 'last_checkpoint' in str(file) and 'w' in mode and osp.exists(
+                osp.join(tmp_path, 'epoch_2.pth')):
+            raise OSError(errno.ENOSPC, 'No space left on device')
+        return real_open(file, mode, *a, **kw)
+
+    if name == 'epoch_2.pth':
+        monkeypatch.setattr(LocalBackend, 'put', full_disk_put)
+    else:
+        monkeypatch.setattr('builtins.open', full_disk_open)
     work_dir = str(tmp_path)
     runner = make_runner(work_dir, ckpt_hook(max_keep_ckpts=1), max_epochs=2)
-    with pytest.raises(OSError, match='simulated'):
+    with pytest.raises(CheckpointWriteError) as info:
         runner.train()
-    # the partial bytes went to a temporary name, never to epoch_2.pth
-    assert written and all(
-        osp.basename(p) != 'epoch_2.pth' for p in written)
-    _assert_epoch_1_survives(work_dir)
+    monkeypatch.undo()
+    msg = str(info.value)
+    assert '\n' not in msg
+    assert msg.startswith(f'no space left on the device for '
+                          f'{osp.join(work_dir, name)}: it needs about ')
+    free = shutil.disk_usage(work_dir).free / 2**30
+    assert f'{free:.1f} GB is free in {work_dir}' in msg or 'MB' in msg
+    assert msg.endswith('the previous checkpoints are intact')
+    if name == 'epoch_2.pth':
+        # the model and optimizer: 5 floats each, so some bytes
+        assert 'it needs about 40 B ' in msg
+        # the partial bytes went to a temporary name, never to epoch_2.pth
+        assert written and all(
+            osp.basename(p) != 'epoch_2.pth' for p in written)
+        _assert_epoch_1_survives(work_dir)
+    else:
+        # epoch_2.pth is complete, last_checkpoint still names epoch_1
+        assert read_last(work_dir) == 'epoch_1.pth'
+        assert tmp_files(work_dir) == []
+        for n in ('epoch_1.pth', 'epoch_2.pth'):
+            assert load_checkpoint_safe(osp.join(work_dir, n))['state_dict']
 
 
 def test_published_models_are_written_atomically(tmp_path):
@@ -582,3 +724,84 @@ def test_standalone_validation_does_not_touch_checkpoints(tmp_path):
     metrics = runner.val()
     assert 'loss' in metrics
     assert not [f for f in os.listdir(tmp_path) if f.endswith('.pth')]
+
+
+# ---------------------------------------------------------------------------
+# When checkpoints are written, and what a kill may leave behind
+# ---------------------------------------------------------------------------
+
+
+def test_checkpoints_only_at_the_interval(tmp_path):
+    """interval=3 over 7 epochs, a new best at every validation: regular
+    checkpoints at 3, 6 and 7 (save_last) only; best checkpoints rotate.
+    Each regular checkpoint holds the state after its epoch's validation."""
+    from mmengine.hooks import EarlyStoppingHook  # noqa: F401
+    written = []
+    real_replace = os.replace
+
+    def recording_replace(src, dst, *a, **kw):
+        if str(dst).endswith('.pth'):
+            written.append(osp.basename(str(dst)))
+        return real_replace(src, dst, *a, **kw)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(os, 'replace', recording_replace)
+        make_runner(
+            tmp_path,
+            ckpt_hook(interval=3, max_keep_ckpts=5, save_best='loss',
+                      rule='less'),
+            max_epochs=7, values=[7, 6, 5, 4, 3, 2, 1],
+            custom_hooks=[dict(type='dbbd.ResumableEarlyStoppingHook',
+                               monitor='loss', rule='less', min_delta=0.5,
+                               patience=3)]).train()
+    regular = sorted({n for n in written if n.startswith('epoch_')})
+    assert regular == ['epoch_3.pth', 'epoch_6.pth', 'epoch_7.pth']
+    assert ckpt_files(tmp_path) == [
+        'best_loss_epoch_7.pth', 'epoch_3.pth', 'epoch_6.pth', 'epoch_7.pth'
+    ]
+    for epoch in (3, 6, 7):
+        ckpt = load_checkpoint_safe(osp.join(tmp_path, f'epoch_{epoch}.pth'))
+        assert ckpt['meta']['dbbd_val_pending'] is False
+        # the state after this epoch's validation (loss 8 - epoch)
+        info = ckpt['message_hub']['runtime_info']
+        assert info['best_score'] == 8 - epoch
+        assert info['best_ckpt'] == f'best_loss_epoch_{epoch}.pth'
+        assert ckpt['meta']['early_stopping']['best_score'] == 8 - epoch
+
+
+@pytest.mark.parametrize(
+    'lost, values_after',
+    [
+        # dies before epoch 2's validation: the resumed run runs it
+        ('epoch_1.pth', [2.0, 1.0]),
+        # dies after it, while completing epoch_2.pth
+        ('best_loss_epoch_1.pth', [1.0]),
+    ])
+def test_killed_rotation_leaves_nothing_behind(tmp_path, lost,
+                                               values_after):
+    """The run dies right where it would delete a superseded checkpoint
+    (a rotated-out regular one, or the previous best); the resumed run
+    deletes it and ends with the files of an uninterrupted run.
+    ``values_after``: the validation losses the resumed run still sees."""
+    reference = tmp_path / 'reference'
+    hook = ckpt_hook(max_keep_ckpts=1, save_best='loss', rule='less')
+    make_runner(reference, hook, max_epochs=3).train()
+
+    work = tmp_path / 'work'
+    real_remove = os.remove
+
+    def dies_at_the_deletion(path, *a, **kw):
+        if osp.basename(os.fspath(path)) == lost:
+            raise KeyboardInterrupt('simulated kill')
+        return real_remove(path, *a, **kw)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(os, 'remove', dies_at_the_deletion)
+        with pytest.raises(KeyboardInterrupt):
+            make_runner(work, hook, max_epochs=3).train()
+    assert lost in ckpt_files(work)
+    make_runner(work, hook, max_epochs=3, values=values_after,
+                resume=True).train()
+    assert ckpt_files(work) == ckpt_files(reference) == [
+        'best_loss_epoch_3.pth', 'epoch_3.pth'
+    ]

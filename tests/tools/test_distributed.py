@@ -262,7 +262,7 @@ def logged_train_loss(work):
 def assert_checkpoints(work, *regular):
     """Exactly these regular checkpoints (plus best_* ones), and no
     temporary or partial file left by a write."""
-    names = os.listdir(work)
+    names = [n for n in os.listdir(work) if n != '.dbbd-run.lock']
     assert not [n for n in names if n.startswith('.') or 'tmp' in n], names
     pth = sorted(n for n in names if n.endswith('.pth'))
     assert [n for n in pth if not n.startswith('best_')] == list(regular)

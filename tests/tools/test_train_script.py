@@ -86,10 +86,10 @@ def test_missing_config_is_one_line(tmp_path):
 def test_unknown_type_names_close_matches(demo_root, tmp_path):
     r = run_train(SMALL, '--work-dir', str(tmp_path), '--cfg-options',
                   f'data_root={demo_root}',
-                  'model.encoder.type=PointNetEncodr')
+                  'model.backbone.encoder.type=PointNetEncodr')
     assert r.returncode != 0
     last = r.stderr.strip().splitlines()[-1]
-    assert 'model.encoder' in last and "'PointNetEncodr'" in last
+    assert 'model.backbone.encoder' in last and "'PointNetEncodr'" in last
     assert "'PointNetEncoder'" in last  # the close match
     assert 'Traceback' not in r.stderr
 
@@ -112,3 +112,91 @@ def test_bad_resume_path_and_amp_on_cpu(bad, demo_root, tmp_path):
     assert r.returncode != 0
     assert r.stderr.strip().splitlines()[-1].startswith('error: ')
     assert 'Traceback' not in r.stderr
+
+
+def test_yaml_config_cannot_create_python_objects(tmp_path, capsys):
+    """A YAML config is data: a ``!!python/...`` tag is refused in one line
+    before anything runs (mmengine's own YAML loader would call it)."""
+    import yaml
+    from mmengine.fileio.handlers.yaml_handler import Loader as MMLoader
+
+    from tools.train import main
+    marker = tmp_path / 'MARKER'
+    text = ('train_cfg:\n  max_epochs: 1\n'
+            f"x: !!python/object/apply:builtins.open ['{marker}', 'w']\n")
+    cfg = tmp_path / 'evil.yaml'
+    cfg.write_text(text)
+    with pytest.raises(SystemExit) as info:
+        main([str(cfg), '--work-dir', str(tmp_path / 'work')])
+    assert info.value.code == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert str(cfg) in err[0] and 'line 3' in err[0]
+    assert '!!python/object/apply:builtins.open' in err[0]
+    assert not marker.exists()
+    # the control: mmengine's loader runs it
+    yaml.load(text, Loader=MMLoader)
+    assert marker.exists()
+
+
+@pytest.mark.parametrize('content', ['', 'epoch_7.pth',
+                                     'http://127.0.0.1:1/x.pth'])
+def test_unusable_last_checkpoint_is_one_line(tmp_path, capsys, content):
+    """``--resume`` with a work dir whose last_checkpoint is empty, names a
+    missing file or an address: one line, before anything is built."""
+    from tools.train import main
+    work = tmp_path / 'work'
+    work.mkdir()
+    (work / 'last_checkpoint').write_text(content)
+    with pytest.raises(SystemExit) as info:
+        main([SMALL, '--work-dir', str(work), '--resume'])
+    assert info.value.code == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert err[0].startswith(f'error: {work / "last_checkpoint"} ')
+    assert err[0].endswith('--resume PATH (resume=True, load_from=PATH), '
+                           'or delete last_checkpoint to start afresh')
+
+
+def test_second_run_in_a_work_dir_stops_naming_the_first(demo_root,
+                                                         tmp_path):
+    """This process holds the work dir's run lock, as a running
+    tools/train.py would; a real tools/train.py started there stops with
+    one line naming this process's PID and writes nothing."""
+    from dbbd.engine.run_lock import (acquire_work_dir_lock,
+                                      release_work_dir_lock)
+    work = str(tmp_path / 'work')
+    assert acquire_work_dir_lock(work)
+    try:
+        r = run_train(SMALL, '--work-dir', work, '--cfg-options',
+                      f'data_root={demo_root}')
+    finally:
+        release_work_dir_lock(work)
+    assert r.returncode == 1
+    err = r.stderr.strip().splitlines()
+    assert len(err) == 1, r.stderr[-2000:]
+    assert err[0].startswith(f'error: work dir {work} is in use by another '
+                             f'training run (PID {os.getpid()} on ')
+    assert os.listdir(work) == ['.dbbd-run.lock']
+
+
+@pytest.mark.parametrize('option, message', [
+    ('model.backbone.encoder.hiden_dims=[1]',
+     "model.backbone.encoder.hiden_dims: PointNetEncoder has no parameter "
+     "'hiden_dims'; did you mean 'hidden_dims'? it accepts in_channels, "
+     'hidden_dims, out_channels, pooling, coord_channels'),
+    ('model.backbone.hidden_channels=0',
+     'model.backbone.hidden_channels: got 0 (int); expected a positive int'),
+    # raised while the model is built
+    ('model.loss.point_loss.temperature=0',
+     'PointLoss: temperature must be a finite number > 0, got 0'),
+])
+def test_config_abuse_is_one_line(demo_root, tmp_path, capsys, option,
+                                  message):
+    from tools.train import main
+    with pytest.raises(SystemExit) as info:
+        main([SMALL, '--work-dir', str(tmp_path / 'work'), '--cfg-options',
+              f'data_root={demo_root}', option])
+    assert info.value.code == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f'error: {message}']

@@ -11,7 +11,19 @@ What changes against mmengine 0.10.7's ``CheckpointHook`` (same arguments):
 - Checkpoints beyond ``max_keep_ckpts`` and the previous best are deleted
   only after the new checkpoint, and the regular checkpoint whose message
   hub records it, are on disk. mmengine deletes first, so a crash in
-  between left no valid checkpoint.
+  between left no valid checkpoint. A resumed run deletes what a run killed
+  between writing and deleting left behind.
+- Regular checkpoints are written at the configured ``interval`` (and
+  ``save_last``, which an early stop also triggers) only; mmengine also
+  re-saved one at every new best.
+- A regular checkpoint written before its validation records
+  ``meta['dbbd_val_pending'] = True`` and is written again once the
+  validation and every hook acting on it (best checkpoint, early stopping)
+  are done. Resuming from a checkpoint still marked runs that validation
+  first, so a kill between the two loses nothing.
+- Weights holding NaN/Inf are never saved; a full disk is one line naming
+  the file and the space needed; the run holds the work dir's run lock
+  (:mod:`dbbd.engine.run_lock`).
 - The message hub (``last_ckpt``, ``best_ckpt``, ``best_ckpt_<metric>``)
   and ``last_checkpoint`` hold paths relative to the checkpoint folder /
   work dir. Resuming in a copied work dir therefore reads and deletes its
@@ -25,25 +37,34 @@ What changes against mmengine 0.10.7's ``CheckpointHook`` (same arguments):
 Only local folders are supported: ``os.replace`` is what makes a write
 atomic, and object stores have no equivalent.
 """
+import bisect
 import hashlib
 import inspect
 import os
 import os.path as osp
 import pickle
+import re
 from collections import deque
 from typing import Any, Dict, List, Optional
 
+import torch
 from mmengine.dist import is_main_process, master_only
 from mmengine.fileio.backends import LocalBackend
 from mmengine.hooks import CheckpointHook
 from mmengine.logging import print_log
+from mmengine.model import is_model_wrapper
+from mmengine.runner import EpochBasedTrainLoop, IterBasedTrainLoop
 
 from dbbd.registry import HOOKS
 from dbbd.version import __version__
 from ..checkpoint import (CHECKPOINT_FORMAT_VERSION, TMP_SUFFIX,
-                          atomic_torch_save, atomic_write_text, commit_file,
-                          find_latest_checkpoint, load_checkpoint_safe,
-                          tmp_path_for)
+                          CorruptCheckpointError, _is_within,
+                          atomic_torch_save, atomic_write_text, check_archive,
+                          commit_file, find_latest_checkpoint, is_disk_full,
+                          load_checkpoint_safe, no_space_error, tmp_path_for)
+from ..run_lock import acquire_work_dir_lock, release_work_dir_lock
+from .nonfinite_loss_hook import (NonFiniteWeightsError, last_good_checkpoint,
+                                  non_finite_tensors)
 
 __all__ = ['SafeCheckpointHook', 'to_plain']
 
@@ -87,14 +108,37 @@ def _builtin_copy(obj: Any) -> Any:
     return obj
 
 
-def _is_within(path: str, folder: str) -> bool:
-    """Whether ``path`` is ``folder`` or lies below it (symlinks
-    resolved)."""
-    path, folder = osp.realpath(path), osp.realpath(folder)
+def _tensor_bytes(obj: Any) -> int:
+    """Bytes of the tensors in a nest of dicts, lists and tuples."""
+    if isinstance(obj, torch.Tensor):
+        return obj.numel() * obj.element_size()
+    if isinstance(obj, dict):
+        return sum(_tensor_bytes(v) for v in obj.values())
+    if isinstance(obj, (list, tuple)):
+        return sum(_tensor_bytes(v) for v in obj)
+    return 0
+
+
+def _state_bytes(runner) -> int:
+    """About how large a regular checkpoint of ``runner`` is: the model's
+    and the optimizer's tensors (the rest is small)."""
+    model = runner.model.module if is_model_wrapper(
+        runner.model) else runner.model
+    total = _tensor_bytes(model.state_dict())
     try:
-        return osp.commonpath([path, folder]) == folder
-    except ValueError:  # different drives on Windows
-        return False
+        total += _tensor_bytes(runner.optim_wrapper.state_dict())
+    except Exception:  # an optimizer wrapper not built yet
+        pass
+    return total
+
+
+def _template_regex(tmpl: str) -> Optional['re.Pattern']:
+    """``epoch_(\\d+)\\.pth`` for ``epoch_{}.pth``; None unless the template
+    has exactly one field."""
+    parts = re.split(r'\{[^{}]*\}', tmpl)
+    if len(parts) != 2:
+        return None
+    return re.compile(re.escape(parts[0]) + r'(\d+)' + re.escape(parts[1]))
 
 
 @HOOKS.register_module()
@@ -126,6 +170,15 @@ class SafeCheckpointHook(CheckpointHook):
                 'folder; atomic writes need one')
         # Files to delete once the next regular checkpoint is complete.
         self._pending_removals: List[str] = []
+        # (step, meta) of the regular checkpoint saved before a validation
+        # that has not finished yet.
+        self._pending_val: Optional[tuple] = None
+        # meta of a resumed checkpoint that was saved before its validation.
+        self._loaded_pending: Optional[Dict[str, Any]] = None
+        # meta['dbbd_val_pending'] of the checkpoint being written
+        self._writing_val_pending = False
+        # Whether this hook took the work dir's run lock (run_lock).
+        self._own_lock = False
 
     # ------------------------------------------------------------------
     # Resume: relative paths
@@ -144,19 +197,12 @@ class SafeCheckpointHook(CheckpointHook):
         # auto-resume file.
         if getattr(runner, '_resume', False) and getattr(
                 runner, '_load_from', None) is None:
+            # raises (one line) when last_checkpoint is empty, names an
+            # address, a file outside the work dir or a missing file
             latest = find_latest_checkpoint(runner.work_dir)
             if latest is None:
                 return
-            # An absolute path outside the work dir was written by
-            # mmengine's CheckpointHook before the work dir was copied: the
-            # copy's own file of that name is the one to resume from.
-            local = osp.join(runner.work_dir, osp.basename(latest))
-            if (osp.isabs(latest) and not _is_within(latest, runner.work_dir)
-                    and osp.isfile(local)):
-                runner.logger.info(
-                    f'last_checkpoint names {latest}, outside the work dir; '
-                    f'resuming from {local} instead')
-                latest = local
+            runner.logger.info(f'Resuming from {latest} (last_checkpoint)')
             runner._load_from = latest
 
     def after_val_epoch(self, runner, metrics) -> None:
@@ -168,8 +214,13 @@ class SafeCheckpointHook(CheckpointHook):
         super().after_val_epoch(runner, metrics)
 
     def before_train(self, runner) -> None:
-        """mmengine's setup, then map message-hub paths into this folder and
-        clear temporary files of interrupted writes."""
+        """Take the work dir's run lock (``tools/train.py`` already has),
+        mmengine's setup, then map message-hub paths into this folder, clear
+        what interrupted writes left and run a validation the resumed
+        checkpoint is still waiting for."""
+        if is_main_process():
+            # raises WorkDirLockedError (one line) when another run has it
+            self._own_lock = acquire_work_dir_lock(runner.work_dir)
         super().before_train(runner)
         if not isinstance(self.file_backend, LocalBackend):
             raise ValueError(
@@ -193,6 +244,164 @@ class SafeCheckpointHook(CheckpointHook):
                     runner.logger.warning(
                         f'Removed {name}, left by an interrupted checkpoint '
                         'write')
+        self._remove_leftovers(runner)
+        self._run_pending_validation(runner)
+
+    def _remove_leftovers(self, runner) -> None:
+        """Delete what a run killed between writing a checkpoint and
+        deleting the ones it replaced left behind: regular checkpoints older
+        than every one ``keep_ckpt_ids`` keeps, and best checkpoints of
+        earlier steps the message hub no longer names. Rank 0; only names
+        this hook writes; nothing newer than the resumed step."""
+        if not is_main_process() or not osp.isdir(self.out_dir):
+            return
+        step = runner.epoch if self.by_epoch else runner.iter
+        regular = _template_regex(self.filename_tmpl)
+        if regular is None:
+            return
+        keep = (list(self.keep_ckpt_ids)
+                if self.max_keep_ckpts > 0 else [])
+        oldest_kept = min(keep) if keep else None
+        bests = ({f'best_{k}_'.replace('/', '_') for k in self.key_indicators}
+                 if self.save_best is not None else set())
+        current = {osp.basename(p) for p in self._best_paths() if p}
+        for name in sorted(os.listdir(self.out_dir)):
+            stale = False
+            match = regular.fullmatch(name)
+            if match and self.filename_tmpl.format(int(match[1])) == name:
+                n = int(match[1])
+                stale = oldest_kept is not None and n < oldest_kept
+            for prefix in bests:
+                match = (regular.fullmatch(name[len(prefix):])
+                         if name.startswith(prefix) else None)
+                if match and int(match[1]) <= step and name not in current:
+                    stale = True
+            if stale:
+                self._remove_owned(osp.join(self.out_dir, name), runner)
+
+    def _best_paths(self) -> List[Optional[str]]:
+        if self.save_best is None:
+            return []
+        if len(self.key_indicators) == 1:
+            return [self.best_ckpt_path]
+        return list(self.best_ckpt_path_dict.values())
+
+    # ------------------------------------------------------------------
+    # Checkpoints and the validation that follows them
+    # ------------------------------------------------------------------
+
+    def _validation_follows(self, runner, step: int) -> bool:
+        """Whether the train loop validates right after completing epoch /
+        iteration ``step``: the test mmengine's ``EpochBasedTrainLoop`` and
+        ``IterBasedTrainLoop`` make, dynamic intervals included. False for
+        other loops."""
+        loop = runner.train_loop
+        if runner.val_loop is None:
+            return False
+        if isinstance(loop, EpochBasedTrainLoop) and self.by_epoch:
+            last = loop.max_epochs
+        elif isinstance(loop, IterBasedTrainLoop) and not self.by_epoch:
+            last = loop.max_iters
+        else:
+            return False
+        # the loops pick the interval with step + 1 (mmengine's choice)
+        interval = loop.dynamic_intervals[
+            bisect.bisect(loop.dynamic_milestones, step + 1) - 1]
+        return step >= loop.val_begin and (step % interval == 0
+                                           or step == last)
+
+    def _save_checkpoint(self, runner) -> None:
+        """Save this epoch's / iteration's regular checkpoint.
+
+        When a validation follows, the file records
+        ``meta['dbbd_val_pending'] = True`` and is written again, unmarked,
+        once that validation and every hook acting on its result (best
+        checkpoint, early stopping) are done (:meth:`after_val`). A run
+        killed in between resumes from the marked file and runs the
+        validation first (:meth:`_run_pending_validation`), so the
+        validation is never lost.
+        """
+        if self.by_epoch:
+            step = runner.epoch + 1
+            meta = dict(epoch=step, iter=runner.iter)
+        else:
+            step = runner.iter + 1
+            meta = dict(epoch=runner.epoch, iter=step)
+        pending = self._validation_follows(runner, step)
+        self._save_checkpoint_with_step(runner, step, meta,
+                                        val_pending=pending)
+        self._pending_val = (step, meta) if pending else None
+
+    def after_val(self, runner) -> None:
+        """Complete the checkpoint saved before this validation."""
+        if getattr(self, 'file_backend', None) is None:
+            return  # a standalone runner.val()
+        self._complete_pending(runner)
+
+    def before_train_epoch(self, runner) -> None:
+        # a validation that was expected did not come (a loop that decides
+        # otherwise): the checkpoint must not stay marked
+        self._complete_pending(runner, expected=False)
+
+    def before_train_iter(self, runner, batch_idx: int,
+                          data_batch=None) -> None:
+        if self._pending_val is not None:
+            self._complete_pending(runner, expected=False)
+
+    def _complete_pending(self, runner, expected: bool = True) -> None:
+        if self._pending_val is None:
+            return
+        (step, meta), self._pending_val = self._pending_val, None
+        if not expected:
+            runner.logger.warning(
+                f'No validation followed {self.filename_tmpl.format(step)}; '
+                'saving it as complete')
+        self._save_checkpoint_with_step(runner, step, meta)
+
+    def _run_pending_validation(self, runner) -> None:
+        """Resuming from a checkpoint saved before its validation finished:
+        run that validation now, before training goes on (an uninterrupted
+        run had run it there)."""
+        loaded, self._loaded_pending = self._loaded_pending, None
+        if loaded is None or (runner.epoch, runner.iter) != (
+                loaded.get('epoch'), loaded.get('iter')):
+            return
+        step = runner.epoch if self.by_epoch else runner.iter
+        name = self.filename_tmpl.format(step)
+        if runner.val_loop is None:
+            runner.logger.warning(
+                f'{name} was saved before its validation ran, and this '
+                'config has no validation; training goes on without it')
+            return
+        runner.logger.info(
+            f'{name} was saved before its validation finished (the run '
+            'stopped in between); running that validation now')
+        self._pending_val = (step, dict(epoch=runner.epoch,
+                                        iter=runner.iter))
+        runner.val_loop.run()
+
+    def after_train(self, runner) -> None:
+        """Save the step where training stopped early (``save_last``: it is
+        the last step), delete what the last checkpoints superseded, then
+        mmengine's publishing."""
+        self._complete_pending(runner, expected=False)
+        step = runner.epoch if self.by_epoch else runner.iter
+        name = self.filename_tmpl.format(step)
+        saved = runner.message_hub.runtime_info.get('last_ckpt')
+        if (self.save_last and runner.train_loop.stop_training and step > 0
+                and (saved is None or osp.basename(saved) != name)):
+            runner.logger.info(
+                f'Saving checkpoint {name}: training stopped early here')
+            self._save_checkpoint_with_step(
+                runner, step, dict(epoch=runner.epoch, iter=runner.iter))
+        elif self._pending_removals:
+            for path in self._pending_removals:
+                self._remove_owned(path, runner)
+            self._pending_removals = []
+        super().after_train(runner)
+        if self._own_lock:
+            release_work_dir_lock(runner.work_dir)
+            self._own_lock = False
 
     def _resolve_owned(self, path: Optional[str],
                        runner) -> Optional[str]:
@@ -222,7 +431,8 @@ class SafeCheckpointHook(CheckpointHook):
     # Writing
     # ------------------------------------------------------------------
 
-    def _write_checkpoint(self, runner, filename: str, **save_kwargs) -> str:
+    def _write_checkpoint(self, runner, filename: str,
+                          val_pending: bool = False, **save_kwargs) -> str:
         """``runner.save_checkpoint`` into a temporary file, then commit it
         as ``out_dir/filename``.
 
@@ -233,33 +443,53 @@ class SafeCheckpointHook(CheckpointHook):
             str: the final path.
         """
         final = osp.join(self.out_dir, filename)
+        self._check_finite(runner, filename)
         tmp = tmp_path_for(final)
+        self._writing_val_pending = val_pending
         try:
             runner.save_checkpoint(
                 osp.dirname(tmp), osp.basename(tmp), **save_kwargs)
             if is_main_process():
                 self._check_complete(tmp, final)
                 commit_file(tmp, final)
-        except BaseException:
+        except BaseException as e:
             if is_main_process() and osp.exists(tmp):
                 os.remove(tmp)
+            if is_disk_full(e):
+                raise no_space_error(final, _state_bytes(runner)) from None
             raise
+        finally:
+            self._writing_val_pending = False
         return final
+
+    def _check_finite(self, runner, filename: str) -> None:
+        """Refuse to save weights holding NaN/Inf (a resume from them could
+        only fail): :class:`NonFiniteWeightsError`, one line."""
+        model = runner.model.module if is_model_wrapper(
+            runner.model) else runner.model
+        state = model.state_dict()
+        bad = non_finite_tensors(state)
+        if not bad:
+            return
+        message = (
+            f'the model weights hold NaN/Inf ({len(bad)} of {len(state)} '
+            f'tensors, first: {bad[0]}; is the learning rate too large?); '
+            f'{filename} was not saved; '
+            f'{last_good_checkpoint(runner.work_dir)}')
+        runner.logger.error(message)
+        raise NonFiniteWeightsError(message)
 
     @staticmethod
     def _check_complete(tmp: str, final: str) -> None:
-        """Refuse to commit a file that is not a whole torch zip archive
-        (reads the zip's central directory only)."""
-        import zipfile
+        """Refuse to commit a file that does not read back as a whole
+        checkpoint (every record matching its CRC-32)."""
         try:
-            with zipfile.ZipFile(tmp) as zf:
-                ok = any(n.endswith('data.pkl') for n in zf.namelist())
-        except (zipfile.BadZipFile, OSError):
-            ok = False
-        if not ok:
+            check_archive(tmp, name=final)
+        except CorruptCheckpointError as e:
             raise RuntimeError(
-                f'checkpoint written for {final} is incomplete; it was not '
-                'committed and the previous checkpoints are untouched')
+                f'the checkpoint written for {final} does not read back '
+                f'({e}); it was not committed and the previous checkpoints '
+                'are untouched') from None
 
     def _remove_owned(self, path: Optional[str], runner) -> None:
         """Delete a checkpoint file of this folder; anything else is left
@@ -277,7 +507,8 @@ class SafeCheckpointHook(CheckpointHook):
             runner.logger.warning(
                 f'Not deleting {path}: a folder, not a checkpoint file')
 
-    def _save_checkpoint_with_step(self, runner, step, meta) -> None:
+    def _save_checkpoint_with_step(self, runner, step, meta,
+                                   val_pending: bool = False) -> None:
         """Save ``filename_tmpl.format(step)``, then update
         ``last_checkpoint``, then delete what it supersedes."""
         hub = runner.message_hub
@@ -307,6 +538,7 @@ class SafeCheckpointHook(CheckpointHook):
             final = self._write_checkpoint(
                 runner,
                 filename,
+                val_pending=val_pending,
                 save_optimizer=self.save_optimizer,
                 save_param_scheduler=self.save_param_scheduler,
                 meta=meta,
@@ -329,9 +561,13 @@ class SafeCheckpointHook(CheckpointHook):
             return
         # Only now that the checkpoint is complete may last_checkpoint name
         # it, and only once both are in place may older files go.
-        atomic_write_text(
-            osp.join(runner.work_dir, 'last_checkpoint'),
-            osp.relpath(final, runner.work_dir))
+        save_file = osp.join(runner.work_dir, 'last_checkpoint')
+        try:
+            atomic_write_text(save_file, osp.relpath(final, runner.work_dir))
+        except OSError as e:
+            if is_disk_full(e):
+                raise no_space_error(save_file, 4096) from None
+            raise
         for path in to_remove + self._pending_removals:
             if osp.normpath(path) != osp.normpath(final):
                 self._remove_owned(path, runner)
@@ -399,18 +635,10 @@ class SafeCheckpointHook(CheckpointHook):
                 f'The best checkpoint with {key_score:0.4f} {key_indicator} '
                 f'at {cur_time} {cur_type} is saved to {best_ckpt_name}.')
 
-        if not best_ckpt_updated:
-            return
+        # The old best goes once a regular checkpoint recording the new one
+        # is on disk (this step's, completed after the validation, or the
+        # next one), or when training ends: until then a resume knows it.
         self._pending_removals.extend(stale)
-        # As in mmengine: re-save the regular checkpoint so its message hub
-        # names the new best (else a resumed run could not delete it). The
-        # old best goes only after that write.
-        if self.last_ckpt is not None:
-            self._save_checkpoint_with_step(runner, cur_time, meta)
-        else:
-            for path in self._pending_removals:
-                self._remove_owned(path, runner)
-            self._pending_removals = []
 
     # ------------------------------------------------------------------
     # Meta, loading, publishing
@@ -425,10 +653,17 @@ class SafeCheckpointHook(CheckpointHook):
         cfg = getattr(runner, 'cfg', None)
         meta['model_cfg'] = to_plain(
             cfg.get('model') if cfg is not None else None)
+        meta['dbbd_val_pending'] = bool(self._writing_val_pending)
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
-        """Warn when the checkpoint comes from a newer DBBD format."""
+        """Note a resumed checkpoint saved before its validation finished;
+        warn when the checkpoint comes from a newer DBBD format."""
         meta = checkpoint.get('meta') if isinstance(checkpoint, dict) else None
+        self._loaded_pending = None
+        if (isinstance(meta, dict) and meta.get('dbbd_val_pending')
+                and getattr(runner, '_resume', False)):
+            self._loaded_pending = dict(epoch=meta.get('epoch'),
+                                        iter=meta.get('iter'))
         version = meta.get('dbbd_format_version') if isinstance(
             meta, dict) else None
         if isinstance(version, int) and version > CHECKPOINT_FORMAT_VERSION:

@@ -22,7 +22,7 @@ def checkpoint_source(runner) -> str:
     # Private Runner attributes: 0.10.x exposes no public accessor.
     path = getattr(runner, '_load_from', None)
     if path is None and getattr(runner, '_resume', False):
-        path = find_latest_checkpoint(runner.work_dir)
+        path = find_latest_checkpoint(runner.work_dir, strict=False)
     return str(path) if path else 'the checkpoint'
 
 

@@ -25,6 +25,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from dbbd.registry import MODELS
+from dbbd.utils.config_check import check_int
 
 from ..utils import MLP, TreeIndex, tree_index_of
 
@@ -88,6 +89,8 @@ class DBBDTreeBackbone(BaseModule):
                  in_channels: int = 3, hidden_channels: int = 96,
                  with_cp: bool = False, init_cfg: Optional[dict] = None):
         super().__init__(init_cfg=init_cfg)
+        check_int('DBBDTreeBackbone', 'in_channels', in_channels)
+        check_int('DBBDTreeBackbone', 'hidden_channels', hidden_channels)
         self.in_channels = in_channels
         self.hidden_channels = hidden_channels
         self.with_cp = with_cp

@@ -2,6 +2,7 @@
 from typing import Optional
 
 from dbbd.registry import MODELS
+from dbbd.utils.config_check import check_number
 from torch import nn
 
 __all__ = ['DBBDLoss']
@@ -47,6 +48,8 @@ class DBBDLoss(nn.Module):
                  region_loss: Optional[dict] = None,
                  point_loss: Optional[dict] = None):
         super().__init__()
+        check_number('DBBDLoss', 'alpha', alpha, inclusive=True)
+        check_number('DBBDLoss', 'beta', beta, inclusive=True)
         self.alpha = alpha
         self.beta = beta
         self.region_loss = MODELS.build(region_loss

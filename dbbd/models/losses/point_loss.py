@@ -2,6 +2,7 @@
 import numpy as np
 import torch
 from dbbd.registry import MODELS
+from dbbd.utils.config_check import check_int, check_number
 from torch import nn
 
 from .info_nce import InfoNCELoss
@@ -46,8 +47,8 @@ class PointLoss(nn.Module):
 
     def __init__(self, num_samples: int = 4096, temperature: float = 0.1):
         super().__init__()
-        if num_samples < 1:
-            raise ValueError(f'num_samples must be >= 1, got {num_samples}')
+        check_int('PointLoss', 'num_samples', num_samples)
+        check_number('PointLoss', 'temperature', temperature)
         self.num_samples = num_samples
         self.info_nce = InfoNCELoss(temperature)
 

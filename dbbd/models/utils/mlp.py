@@ -15,6 +15,8 @@ from typing import Sequence
 import torch.nn.functional as F
 from torch import nn
 
+from dbbd.utils.config_check import check_int, check_int_list
+
 from .norm_act import norm_act_linear
 
 __all__ = ['MLP', 'linear_cat']
@@ -97,6 +99,10 @@ class MLP(nn.Module):
                  out_channels: int, act: str = 'gelu',
                  last_norm_act: bool = False, last_bias: bool = True):
         super().__init__()
+        check_int('MLP', 'in_channels', in_channels)
+        check_int_list('MLP', 'hidden_channels', hidden_channels,
+                       allow_empty=True)
+        check_int('MLP', 'out_channels', out_channels)
         if act not in _ACTS:
             raise ValueError(f'act must be one of {sorted(_ACTS)}, got {act}')
         dims = [in_channels, *hidden_channels, out_channels]
