@@ -227,15 +227,20 @@ def test_dbbd_loss_logged_total_is_alpha_region_plus_beta_point():
                                              num_samples=20)))
     q = [_unit(1, 8), _unit(6, 8)]
     k = [_unit(1, 8), _unit(6, 8)]
-    out = crit(q, k, torch.randn(50, 8), torch.randn(50, 8),
-               torch.randperm(50))
-    assert set(out) == {'loss_region', 'loss_point', 'region', 'point',
-                        'region_l1'}
+    pq, pk, order = torch.randn(50, 8), torch.randn(50, 8), torch.randperm(50)
+    out = crit(q, k, pq, pk, order)
+    assert set(out) == {'loss_region', 'loss_point', 'region_l1'}
     total, log_vars = BaseModel.parse_losses(None, out)
     torch.testing.assert_close(total,
-                               0.7 * out['region'] + 0.3 * out['point'])
+                               out['loss_region'] + out['loss_point'])
     assert log_vars['loss'] is total or torch.equal(log_vars['loss'], total)
-    torch.testing.assert_close(out['region'], out['region_l1'])
+    # one level counts: the region term is its InfoNCE, weighted
+    torch.testing.assert_close(out['loss_region'], 0.7 * out['region_l1'])
+    info = MODELS.build(dict(type='InfoNCELoss'))
+    torch.testing.assert_close(out['region_l1'], info(q[1], k[1]))
+    idx = order[:20]
+    torch.testing.assert_close(out['loss_point'],
+                               0.3 * info(pq[idx], pk[idx]))
 
 
 def test_unknown_type_names_the_registry():
