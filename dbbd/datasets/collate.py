@@ -91,7 +91,8 @@ def dbbd_collate(samples):
         if view in samples[0]:
             inputs[view] = dict(
                 coord=_cat([s[view]['coord'] for s in samples], np.float32),
-                feat=_cat([s[view]['feat'] for s in samples], np.float32))
+                feat=_cat([s[view]['feat'] for s in samples], np.float32),
+                offset=inputs['offset'])
     data_samples = [
         dict(scene_id=s['scene_id'], num_points=int(s['num_points']))
         for s in samples
