@@ -29,6 +29,7 @@ from dbbd.utils.config_check import check_int
 
 from ..utils import (MLP, TreeIndex, segment_max, segment_mean,
                      tree_index_of)
+from ..utils.mask_token import MaskToken, check_unmasked
 
 __all__ = ['DBBDTreeBackbone', 'build_part']
 
@@ -74,6 +75,9 @@ class DBBDTreeBackbone(BaseModule):
             ``in_channels``): run once per view over the whole batch; the
             tree then reads its per-point features instead of the raw ones.
         pooling: 'max' or 'mean', the region pooling without an encoder.
+        mask_token: learn a token that replaces the input features of the
+            points a masking transform hid (``view['mask']``, see
+            ``RandomPatchMask``); points and tree stay.
         with_cp: gradient checkpointing of each level's encoder pass
             (G2L: propagator + projection + encoder; L2G: projection +
             encoder): less memory, one more forward.
@@ -100,8 +104,8 @@ class DBBDTreeBackbone(BaseModule):
                  aggregator: dict, in_channels: int = 3,
                  hidden_channels: int = 96,
                  scene_backbone: Optional[dict] = None,
-                 pooling: str = 'max', with_cp: bool = False,
-                 init_cfg: Optional[dict] = None):
+                 pooling: str = 'max', mask_token: bool = False,
+                 with_cp: bool = False, init_cfg: Optional[dict] = None):
         super().__init__(init_cfg=init_cfg)
         check_int('DBBDTreeBackbone', 'in_channels', in_channels)
         check_int('DBBDTreeBackbone', 'hidden_channels', hidden_channels)
@@ -113,6 +117,7 @@ class DBBDTreeBackbone(BaseModule):
         self.with_cp = with_cp
         self.pooling = pooling
 
+        self.mask_token = MaskToken(in_channels) if mask_token else None
         self.scene_backbone = None if scene_backbone is None else build_part(
             scene_backbone, in_channels=in_channels)
         point_channels = in_channels if self.scene_backbone is None else \
@@ -151,9 +156,13 @@ class DBBDTreeBackbone(BaseModule):
         return x, _POOLING[self.pooling](x, region, num_regions)
 
     def point_features(self, view: dict) -> dict:
-        """``view`` with ``feat`` replaced by the scene backbone's per-point
-        features (one call over the whole batch; unchanged without a scene
-        backbone)."""
+        """``view`` with masked points' features replaced by the mask token,
+        then ``feat`` replaced by the scene backbone's per-point features
+        (one call over the whole batch); unchanged without either."""
+        if self.mask_token is not None:
+            view = self.mask_token(view)
+        else:
+            check_unmasked(view, 'DBBDTreeBackbone')
         if self.scene_backbone is None:
             return view
         if 'offset' not in view:

@@ -7,7 +7,7 @@ from torch import nn
 
 from .info_nce import InfoNCELoss
 
-__all__ = ['PointLoss', 'point_sample_order']
+__all__ = ['PointLoss', 'point_sample_order', 'batch_sample_order']
 
 
 def point_sample_order(sample_seed, num_points: int) -> np.ndarray:
@@ -26,6 +26,17 @@ def point_sample_order(sample_seed, num_points: int) -> np.ndarray:
         sample_seed).ravel()]
     return np.random.default_rng(np.random.SeedSequence(entropy)).permutation(
         num_points)
+
+
+def batch_sample_order(inputs: dict) -> torch.Tensor:
+    """The batch's ``sample_order`` (built by the collate function), or for
+    a batch assembled by hand, :func:`point_sample_order` of its seeds."""
+    order = inputs.get('sample_order')
+    if order is None:
+        order = torch.from_numpy(point_sample_order(
+            inputs['sample_seed'], int(inputs['offset'][-1]))).to(
+                inputs['offset'].device)
+    return order
 
 
 @MODELS.register_module()
