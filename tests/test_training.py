@@ -332,3 +332,20 @@ def test_top_level_feat_keys_sets_both_loaders_and_the_model():
         check_feat_width(cfg)
     with pytest.raises(SystemExit):
         build_config(parse_args([SMALL, '--cfg-options', 'feat_keys=rgb']))
+
+
+@pytest.mark.parametrize('name', ['scannet', 'small_scannet', 'small_demo'])
+def test_masked_configs_add_only_the_masking(name):
+    """Each dbbd_masked_* leaf is its unmasked sibling plus the mask token
+    and a RandomPatchMask step in the training views."""
+    base = osp.join(osp.dirname(SMALL), f'dbbd_{name}.py')
+    masked = Config.fromfile(base.replace('dbbd_', 'dbbd_masked_'))
+    plain = Config.fromfile(base)
+    a, b = _flatten(plain.to_dict()), _flatten(masked.to_dict())
+    changed = {k for k in set(a) | set(b) if a.get(k) != b.get(k)}
+    assert changed == {'model.backbone.mask_token', 'masking',
+                       'train_dataloader.dataset.pipeline'}
+    views = masked.train_dataloader.dataset.pipeline[0]['transforms']
+    assert views[:-1] == plain.train_dataloader.dataset.pipeline[0][
+        'transforms']
+    assert views[-1]['type'] == 'RandomPatchMask'
