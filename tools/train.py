@@ -62,6 +62,25 @@ def fail(msg):
     sys.exit(1)
 
 
+CONFIG_SUFFIXES = ('.py', '.yaml', '.yml', '.json')
+
+
+def missing_config_message(path):
+    """The one line for a config path that names no file, with the closest
+    config names of its folder (a misspelt name)."""
+    import difflib
+    folder, name = osp.split(path)
+    if folder and not osp.isdir(folder):
+        return f'config file {path} does not exist (no folder {folder})'
+    names = sorted(n for n in os.listdir(folder or '.')
+                   if n.endswith(CONFIG_SUFFIXES)
+                   and osp.isfile(osp.join(folder, n)))
+    close = difflib.get_close_matches(name, names, n=3, cutoff=0.6)
+    hint = ('; did you mean ' + ', '.join(osp.join(folder, c) for c in close)
+            + '?') if close else ''
+    return f'config file {path} does not exist{hint}'
+
+
 def build_config(args):
     """Load the config and apply the command line to it.
 
@@ -72,7 +91,7 @@ def build_config(args):
 
     import dbbd  # noqa: F401  YAML without Python objects
     if not osp.isfile(args.config):
-        fail(f'config file {args.config} does not exist')
+        fail(missing_config_message(args.config))
     try:
         cfg = Config.fromfile(args.config)
     except Exception as e:  # syntax errors, missing _base_ files, imports

@@ -67,7 +67,7 @@ def _check(registry, cfg, key, extra=()):
     raise ConfigError(
         f'{key}: type {t!r} is not in the {registry.name!r} registry; '
         f'{hint} (a module of your own needs '
-        "custom_imports = dict(imports=['your.module'])")
+        "custom_imports = dict(imports=['your.module']) in the config)")
 
 
 _NAMED = (inspect.Parameter.POSITIONAL_OR_KEYWORD,

@@ -83,6 +83,29 @@ def test_missing_config_is_one_line(tmp_path):
     assert err == [f'error: config file {tmp_path / "nope.py"} does not exist']
 
 
+def test_misspelt_config_names_the_close_files(tmp_path, capsys):
+    """A config path that names no file: one line with the closest config
+    names of its folder (other files and folders are not suggested)."""
+    from tools.train import main
+    (tmp_path / 'dbbd_small_mine.py').write_text('')
+    (tmp_path / 'dbbd_small_mine.txt').write_text('')
+    (tmp_path / 'dbbd_small_mines.py').mkdir()
+    for wrong, hint in [
+            (tmp_path / 'dbbd_smal_mine.py',
+             f'; did you mean {tmp_path / "dbbd_small_mine.py"}?'),
+            (osp.join(REPO, 'configs', 'dbbd', 'dbbd_small_dmeo.py'),
+             f'; did you mean {DEMO}, '),
+            (tmp_path / 'no_folder' / 'x.py',
+             f' (no folder {tmp_path / "no_folder"})')]:
+        with pytest.raises(SystemExit) as info:
+            main([str(wrong)])
+        assert info.value.code == 1
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1, err
+        assert err[0].startswith(
+            f'error: config file {wrong} does not exist{hint}'), err[0]
+
+
 def test_unknown_type_names_close_matches(demo_root, tmp_path):
     r = run_train(SMALL, '--work-dir', str(tmp_path), '--cfg-options',
                   f'data_root={demo_root}',
