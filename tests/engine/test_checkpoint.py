@@ -658,6 +658,20 @@ def test_published_models_are_written_atomically(tmp_path, monkeypatch):
     assert tmp_files(work_dir) == []
 
 
+def test_no_file_client_notices_in_the_log(tmp_path):
+    """mmengine's CheckpointHook and save_checkpoint build a FileClient
+    they do not use, which logs two deprecation notices; the log of a run
+    with SafeCheckpointHook has neither, and keeps its other warnings."""
+    from toy_runner import read_log
+    runner = make_runner(tmp_path, ckpt_hook(), max_epochs=1)
+    runner.logger.warning('a warning of the run')
+    runner.train()
+    log = read_log(runner)
+    assert 'Saving checkpoint at 1 epochs' in log
+    assert 'a warning of the run' in log
+    assert 'FileClient' not in log and 'HardDiskBackend' not in log
+
+
 def test_standalone_validation_does_not_touch_checkpoints(tmp_path):
     """runner.val() without training: metrics come back, nothing is saved
     and the hook does not fail for want of a checkpoint folder."""

@@ -46,6 +46,11 @@ def test_demo_trains_then_resumes_with_tensorboard(demo_root, tmp_path):
     assert open(osp.join(work, 'last_checkpoint')).read().strip().endswith(
         'epoch_2.pth')
     assert 'eta:' in first.stdout + first.stderr  # log lines with ETA
+    # mmengine's notices that say nothing about this run
+    for notice in ('The prefix is not set in metric class',
+                   '"FileClient" will be deprecated',
+                   '"HardDiskBackend" is the alias of "LocalBackend"'):
+        assert notice not in first.stdout + first.stderr
 
     second = run_train(*common, 'train_cfg.max_epochs=3', '--resume')
     out = second.stdout + second.stderr
