@@ -22,6 +22,7 @@ from .hooks import CollapseWatchHook, FeatureVisHook
 # Registered in LOG_PROCESSORS; configs name it as type='DBBDLogProcessor',
 # which only resolves once this package is imported.
 from .log_processor import DBBDLogProcessor
+from .schedulers import ResumableCosineAnnealingLR
 from .state_check import (CheckpointMismatchError, CheckpointVersionError,
                           check_checkpoint, check_state_dict_matches)
 
@@ -35,4 +36,5 @@ __all__ = [
     'StrictLoadHook', 'CheckpointMismatchError', 'CheckpointVersionError',
     'check_checkpoint', 'check_state_dict_matches'
 ]
-__all__ += ['CollapseWatchHook', 'FeatureVisHook', 'AtomicLocalBackend']
+__all__ += ['CollapseWatchHook', 'FeatureVisHook', 'AtomicLocalBackend',
+            'ResumableCosineAnnealingLR']

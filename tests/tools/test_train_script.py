@@ -1,6 +1,7 @@
 """End to end: ``tools/train.py`` as a real subprocess, resume, TensorBoard.
 """
 import glob
+import math
 import os
 import os.path as osp
 import subprocess
@@ -68,8 +69,20 @@ def test_demo_trains_then_resumes_with_tensorboard(demo_root, tmp_path):
     train_steps = sorted({s for s, _ in series['train/loss']})
     assert train_steps == list(range(1, iters + 1))
     assert sorted({s for s, _ in series['val/loss']}) == [1, 2, 3]
+    # the cosine spans the run: 2 epochs (4 iterations) at first; resumed
+    # with max_epochs=3, the rest of a 3-epoch cosine (said in one line)
     lr = dict(series['learning_rate'])
-    assert lr[1] > lr[iters]  # cosine decay
+
+    def cosine(step, length):
+        return 1e-5 + (1e-3 - 1e-5) * (1 + math.cos(math.pi * step /
+                                                    length)) / 2
+
+    assert [lr[s] for s in range(1, iters + 1)] == pytest.approx(
+        [cosine(s - 1, 4) for s in range(1, 5)] +
+        [cosine(s - 1, 6) for s in range(5, 7)], rel=1e-5)
+    assert out.count("param_scheduler: the checkpoint's cosine schedule "
+                     'spans iterations 0..4 (T_max 4), this config\'s 0..6'
+                     ) == 1
     # val/loss is each validation's own value (mmengine would log a running
     # mean over validations): its minimum is the score save_best kept
     from dbbd.engine import load_checkpoint_safe
