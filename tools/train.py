@@ -150,6 +150,22 @@ def build_config(args):
     return cfg
 
 
+def prepare_data(cfg):
+    """Before the Runner is built: the demo's one-off data preparation,
+    its progress first on the console (the Runner's environment, config and
+    hook dump comes after), then one line for a split folder that is
+    missing or holds no prepared scene, which leaves nothing in the work
+    dir (the Runner would have made its timestamped folder)."""
+    from dbbd.datasets.dbbd_dataset import DataPreparationError
+    from dbbd.datasets.demo import prepare_configured_demo
+    from dbbd.utils.config_check import check_data_exists
+    try:
+        prepare_configured_demo(cfg)
+        check_data_exists(cfg)
+    except (DataPreparationError, RuntimeError) as e:
+        fail(str(e))
+
+
 def main(argv=None):
     args = parse_args(argv)
     cfg = build_config(args)
@@ -159,15 +175,14 @@ def main(argv=None):
     from dbbd.datasets.formatting import check_feat_width
     from dbbd.engine.distributed import setup_distributed
     from dbbd.utils.config_check import (ConfigError, check_config_types,
-                                         check_config_values,
-                                         check_data_exists)
+                                         check_config_values)
     try:
         check_config_types(cfg)
         check_config_values(cfg)
         check_feat_width(cfg)
-        check_data_exists(cfg)
     except (ConfigError, DataPreparationError, ValueError) as e:
         fail(str(e))
+    prepare_data(cfg)
 
     setup_distributed(cfg)
 

@@ -144,6 +144,27 @@ def test_missing_data_says_how_to_prepare(tmp_path):
     assert 'Traceback' not in r.stderr
 
 
+def test_empty_split_is_one_line_before_the_runner(tmp_path):
+    """Split folders that hold no prepared scene: one line, before the
+    Runner prints anything or makes its timestamped folder in the work
+    dir."""
+    data = tmp_path / 'data'
+    for split in ('train', 'val'):
+        (data / split).mkdir(parents=True)
+    work = tmp_path / 'work'
+    work.mkdir()
+    r = run_train(SMALL, '--work-dir', str(work), '--cfg-options',
+                  f'data_root={data}')
+    assert r.returncode == 1
+    assert r.stdout == ''
+    assert r.stderr.strip().splitlines() == [
+        f'error: train_dataloader.dataset: split folder {data / "train"} '
+        'holds no prepared scene (no <scene>/meta.json); prepare it with '
+        f'`python tools/create_data.py --src <your ScanNet folder> --out '
+        f'{data}` (see README, "Prepare data")']
+    assert os.listdir(work) == []
+
+
 @pytest.mark.parametrize('bad', ['--resume=/no/such.pth', '--amp'])
 def test_bad_resume_path_and_amp_on_cpu(bad, demo_root, tmp_path):
     import torch
