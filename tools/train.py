@@ -5,6 +5,7 @@
     python tools/train.py CONFIG --work-dir work_dirs/x --resume
     python tools/train.py CONFIG --resume work_dirs/x/epoch_10.pth
     python tools/train.py CONFIG --cfg-options train_cfg.max_epochs=10
+    python tools/train.py CONFIG --validate [CHECKPOINT]
 """
 import argparse
 import os
@@ -31,6 +32,15 @@ def parse_args(argv=None):
         metavar='CHECKPOINT',
         help='resume: alone, from the latest checkpoint of the work dir; '
         'with a path, from that checkpoint')
+    parser.add_argument(
+        '--validate',
+        nargs='?',
+        const='',
+        default=None,
+        metavar='CHECKPOINT',
+        help="run the config's validation once, no training: alone, of the "
+        'initialised model; with a path, of that checkpoint\'s weights; the '
+        'metrics end the output as one JSON line')
     parser.add_argument(
         '--amp',
         action='store_true',
@@ -150,6 +160,31 @@ def build_config(args):
     return cfg
 
 
+def set_validation(cfg, args):
+    """``--validate [CHECKPOINT]``: load the checkpoint's weights (none:
+    the initialised model), resume nothing."""
+    if args.validate is None:
+        return
+    if args.resume is not None:
+        fail('--validate and --resume exclude each other (--validate '
+             'CHECKPOINT validates the weights of any checkpoint)')
+    if args.validate and not osp.isfile(args.validate):
+        fail(f'--validate: checkpoint {args.validate} does not exist')
+    cfg.load_from = args.validate or None
+    cfg.resume = False
+
+
+def print_metrics(metrics):
+    """The validation metrics as one JSON line on stdout (rank 0)."""
+    import json
+
+    from mmengine.dist import is_main_process
+
+    from dbbd.engine.hooks.checkpoint_hook import to_plain
+    if is_main_process():
+        print(json.dumps(to_plain(metrics)), flush=True)
+
+
 def prepare_data(cfg):
     """Before the Runner is built: the demo's one-off data preparation,
     its progress first on the console (the Runner's environment, config and
@@ -169,6 +204,7 @@ def prepare_data(cfg):
 def main(argv=None):
     args = parse_args(argv)
     cfg = build_config(args)
+    set_validation(cfg, args)
 
     import dbbd.engine  # noqa: F401  safe checkpoint loading, hooks
     from dbbd.datasets.dbbd_dataset import DataPreparationError
@@ -188,9 +224,9 @@ def main(argv=None):
 
     from mmengine.dist import get_rank
     from dbbd.engine.run_lock import WorkDirLockedError, acquire_work_dir_lock
-    if get_rank() == 0:
+    if get_rank() == 0 and args.validate is None:
         try:
-            # held until this process ends: one run per work dir
+            # held until this process ends: one training run per work dir
             acquire_work_dir_lock(cfg.work_dir)
         except WorkDirLockedError as e:
             fail(str(e))
@@ -206,7 +242,10 @@ def main(argv=None):
              NonFiniteLossError, CheckpointLoadError, CheckpointWriteError)
     try:
         runner = Runner.from_cfg(cfg)
-        runner.train()
+        if args.validate is None:
+            runner.train()
+        else:
+            print_metrics(runner.val())
     except known as e:
         fail(str(e))
 

@@ -1,6 +1,7 @@
 """End to end: ``tools/train.py`` as a real subprocess, resume, TensorBoard.
 """
 import glob
+import json
 import math
 import os
 import os.path as osp
@@ -37,7 +38,8 @@ def read_scalars(work_dir):
     return series
 
 
-def test_demo_trains_then_resumes_with_tensorboard(demo_root, tmp_path):
+def test_demo_trains_then_resumes_with_tensorboard(demo_root, tmp_path,
+                                                   capsys):
     work = str(tmp_path / 'work')
     common = [DEMO, '--work-dir', work, '--cfg-options',
               f'data_root={demo_root}', *TINY]
@@ -92,6 +94,51 @@ def test_demo_trains_then_resumes_with_tensorboard(demo_root, tmp_path):
     assert abs(min(val.values()) - best) < 1e-5, (val, best)
     best_epoch = min(val, key=val.get)
     assert glob.glob(osp.join(work, f'best_loss_epoch_{best_epoch}.pth'))
+
+    # --validate CHECKPOINT (in this process): the metrics of epoch 2's
+    # validation again, as one JSON line; nothing trained or saved
+    from tools.train import main
+    saved = sorted(os.listdir(work))
+    capsys.readouterr()
+    main(common + [f'experiment_name=validate_{os.getpid()}', '--validate',
+                   osp.join(work, 'epoch_2.pth')])
+    out = capsys.readouterr().out
+    metrics = json.loads(out.strip().splitlines()[-1])
+    assert metrics['loss'] == pytest.approx(val[2], rel=1e-6)
+    assert {'probe/miou', 'collapse/point_std'} <= set(metrics)
+    assert 'Epoch(train)' not in out
+    assert sorted(n for n in os.listdir(work) if n in saved) == saved
+    assert not [n for n in os.listdir(work)
+                if n.endswith('.pth') and n not in saved]
+
+
+def test_validate_alone_prepares_the_demo_first(tmp_path):
+    """``--validate`` on the demo config, its data not prepared yet: the
+    preparation's progress comes before anything of the Runner, then one
+    validation of the initialised model whose metrics end the output as a
+    JSON line; no training, no checkpoint."""
+    demo = str(tmp_path / 'demo')
+    work = str(tmp_path / 'work')
+    small_demo = [f'{loader}.dataset.auto_prepare.{key}={value}'
+                  for loader in ('train_dataloader', 'val_dataloader')
+                  for key, value in (('demo_root', demo),
+                                     ('num_points', 2000), ('workers', 0))]
+    r = subprocess.run(
+        [sys.executable, TRAIN, DEMO, '--work-dir', work, '--validate',
+         '--cfg-options', f'data_root={demo}', *small_demo, *TINY],
+        cwd=tmp_path, env=dict(os.environ, PYTHONUNBUFFERED='1'),
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        timeout=300)
+    out = r.stdout
+    assert r.returncode == 0, out[-3000:]
+    first_of_runner = out.index('System environment')
+    assert -1 < out.find('DBBD demo: preparing 4 train + 2 val') < \
+        out.find('scenes: 6 found, 6 prepared') < first_of_runner
+    metrics = json.loads(out.strip().splitlines()[-1])
+    assert f'val/loss: {metrics["loss"]:.4f}' in out[first_of_runner:]
+    assert {'probe/miou', 'collapse/point_std'} <= set(metrics)
+    assert 'Epoch(train)' not in out
+    assert not glob.glob(osp.join(work, '*.pth'))
 
 
 def test_missing_config_is_one_line(tmp_path):
