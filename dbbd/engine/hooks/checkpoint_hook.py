@@ -1,36 +1,31 @@
 """``SafeCheckpointHook``: mmengine 0.10.7's ``CheckpointHook`` with its
 defects fixed, each by the smallest override that does it.
 
-============================================  ==============================
-mmengine 0.10.7                               fixed by
-============================================  ==============================
-writes a checkpoint in place: a crash leaves  ``AtomicLocalBackend``
-a partial file under the final name           (:mod:`dbbd.engine.storage`),
-                                              for every local write, the
-                                              published models included
-``max_keep_ckpts`` deletes the oldest         ``_save_checkpoint_with_step``
-checkpoint before writing the new one;
-``last_checkpoint`` written in place, with
-an absolute path
-a new best deletes the previous best before   ``_save_best_checkpoint``
-writing itself, re-saves the regular
-checkpoint outside the interval, and records
-absolute paths
-absolute paths in the message hub: a resumed  ``before_train``
-copy of a work dir deletes the original's     (``_resolve_owned``)
-files
-auto-resume opens ``last_checkpoint``'s       ``before_run``
-content relative to the current folder
-a kill between a checkpoint and its           ``_save_checkpoint``,
-validation loses that validation (best        ``after_val``,
-checkpoint, early stopping, history)          ``before_train``
-``save_last`` misses an early stop            ``after_train``
-saves weights holding NaN/Inf                 ``before_save_checkpoint``
-``runner.val()`` alone fails in best          ``after_val_epoch``
-tracking (no checkpoint folder)
-two FileClient deprecation lines in every     ``before_run``
-log (from its own unused ``FileClient``)
-============================================  ==============================
+mmengine 0.10.7's defects, and what fixes each:
+
+- It writes a checkpoint in place: a crash leaves a partial file under the
+  final name. Fixed for every local write, published models included, by
+  ``AtomicLocalBackend`` (:mod:`dbbd.engine.storage`), not here.
+- ``max_keep_ckpts`` deletes the oldest checkpoint before writing the new
+  one; ``last_checkpoint`` is written in place, with an absolute path:
+  ``_save_checkpoint_with_step``.
+- A new best deletes the previous best before writing itself, re-saves the
+  regular checkpoint outside the interval, and records absolute paths:
+  ``_save_best_checkpoint``.
+- Absolute paths in the message hub make a resumed copy of a work dir
+  delete the original's files: ``before_train`` (``_resolve_owned``).
+- Auto-resume opens ``last_checkpoint``'s content relative to the current
+  folder: ``before_run``.
+- A kill between a checkpoint and its validation loses that validation
+  (best checkpoint, early stopping, history): ``_save_checkpoint``,
+  ``after_val``, ``before_train``.
+- ``save_last`` misses the epoch where early stopping ended training:
+  ``after_train``.
+- Weights holding NaN/Inf are saved: ``before_save_checkpoint``.
+- ``runner.val()`` alone fails in the best tracking (no checkpoint
+  folder): ``after_val_epoch``.
+- Two FileClient deprecation lines in every log, from a ``FileClient`` it
+  builds and never uses: ``before_run``.
 
 DBBD's own additions: ``meta`` gains ``dbbd_format_version``,
 ``dbbd_version``, ``model_cfg`` (plain values, loadable with
