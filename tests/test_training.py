@@ -26,8 +26,11 @@ def test_full_config_defaults():
     assert cfg.optim_wrapper.optimizer == dict(
         type='AdamW', lr=1e-3, weight_decay=0.01)
     sched = cfg.param_scheduler[0]
-    assert sched.type == 'CosineAnnealingLR' and sched.eta_min == 1e-5
-    assert sched.T_max == 100 == cfg.train_cfg.max_epochs
+    assert sched.type == 'ResumableCosineAnnealingLR'
+    assert sched.eta_min == 1e-5
+    # the length is the run's (train_cfg.max_epochs), not written twice
+    assert 'end' not in sched and 'T_max' not in sched
+    assert cfg.train_cfg.max_epochs == 100
     assert cfg.train_cfg.val_interval == 5
     assert cfg.default_hooks.checkpoint.interval == 10
     assert cfg.default_hooks.checkpoint.save_best == 'loss'
@@ -165,9 +168,13 @@ def test_runner_builds_model_loss_optimizer_scheduler(demo_root, tmp_path):
     assert ow.optimizer.defaults['lr'] == 1e-3
     assert ow.optimizer.defaults['weight_decay'] == 0.01
     runner.optim_wrapper = ow
+    runner.train_loop  # built first, as Runner.train does
     scheds = runner.build_param_scheduler(cfg.param_scheduler)
-    assert type(scheds[0]).__name__ == 'CosineAnnealingLR'
+    assert type(scheds[0]).__name__ == 'ResumableCosineAnnealingLR'
     assert scheds[0].eta_min == 1e-5
+    # the cosine spans the run, in iterations
+    run = cfg.train_cfg.max_epochs * len(runner.train_dataloader)
+    assert (scheds[0].begin, scheds[0].end, scheds[0].T_max) == (0, run, run)
 
 
 def _step(runner, ow, batch):

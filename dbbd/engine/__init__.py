@@ -3,13 +3,17 @@
 Importing this package makes every local checkpoint load through mmengine
 (``Runner.resume``, ``load_from``, ``load_checkpoint``) use
 :func:`dbbd.engine.checkpoint.load_checkpoint_safe` (``weights_only=True``
-with DBBD's allow-list). ``tools/train.py`` imports it, and the registries
-in :mod:`dbbd.registry` import it lazily through ``locations``.
+with DBBD's allow-list), and every local file mmengine writes through its
+storage backend (checkpoints) atomic
+(:class:`dbbd.engine.storage.AtomicLocalBackend`). ``tools/train.py``
+imports it, and the registries in :mod:`dbbd.registry` import it lazily
+through ``locations``.
 """
 from .checkpoint import (CHECKPOINT_FORMAT_VERSION, CheckpointLoadError,
                          CorruptCheckpointError, UnsafeCheckpointError,
                          find_latest_checkpoint, load_checkpoint_safe,
                          register_safe_loader, safe_globals_list)
+from .storage import AtomicLocalBackend
 from .hooks import (NonFiniteLossError, NonFiniteLossHook,
                     NonFiniteWeightsError,
                     ResumableEarlyStoppingHook, SafeCheckpointHook,
@@ -18,6 +22,7 @@ from .hooks import CollapseWatchHook, FeatureVisHook
 # Registered in LOG_PROCESSORS; configs name it as type='DBBDLogProcessor',
 # which only resolves once this package is imported.
 from .log_processor import DBBDLogProcessor
+from .schedulers import ResumableCosineAnnealingLR
 from .state_check import (CheckpointMismatchError, CheckpointVersionError,
                           check_checkpoint, check_state_dict_matches)
 
@@ -31,4 +36,5 @@ __all__ = [
     'StrictLoadHook', 'CheckpointMismatchError', 'CheckpointVersionError',
     'check_checkpoint', 'check_state_dict_matches'
 ]
-__all__ += ['CollapseWatchHook', 'FeatureVisHook']
+__all__ += ['CollapseWatchHook', 'FeatureVisHook', 'AtomicLocalBackend',
+            'ResumableCosineAnnealingLR']

@@ -67,7 +67,7 @@ def _check(registry, cfg, key, extra=()):
     raise ConfigError(
         f'{key}: type {t!r} is not in the {registry.name!r} registry; '
         f'{hint} (a module of your own needs '
-        "custom_imports = dict(imports=['your.module'])")
+        "custom_imports = dict(imports=['your.module']) in the config)")
 
 
 _NAMED = (inspect.Parameter.POSITIONAL_OR_KEYWORD,
@@ -196,30 +196,36 @@ def check_config_types(cfg):
 _HOOK_KEYS = ('priority', )
 
 
-def check_data_exists(cfg):
-    """Raise ``DataPreparationError`` early when a split folder is missing.
-
-    Datasets with ``auto_prepare`` (the demo) prepare their data themselves,
-    in the demo's own folder only
-    (:func:`dbbd.datasets.demo.check_demo_target`).
-    """
-    from dbbd.datasets.dbbd_dataset import (DataPreparationError,
-                                            _prepare_hint)
+def _dbbd_datasets(cfg):
+    """(loader, dataset config) of the DBBD datasets of the training and
+    validation loaders."""
     for loader in ('train_dataloader', 'val_dataloader'):
         ds = (cfg.get(loader) or {}).get('dataset') or {}
-        if ds.get('type') not in ('DBBDDataset', 'dbbd.DBBDDataset'):
-            continue
-        root = ds.get('data_root')
+        if ds.get('type') in ('DBBDDataset', 'dbbd.DBBDDataset'):
+            yield loader, ds
+
+
+def check_data_exists(cfg):
+    """Raise ``DataPreparationError`` (one line) when a split folder is
+    missing or holds no prepared scene.
+
+    A demo dataset (``auto_prepare``) whose folder is not prepared yet is
+    checked only for being the demo's own folder
+    (:func:`dbbd.datasets.demo.check_demo_target`); run
+    :func:`dbbd.datasets.demo.prepare_configured_demo` first to check it
+    fully.
+    """
+    from dbbd.datasets.dbbd_dataset import prepared_scenes
+    for loader, ds in _dbbd_datasets(cfg):
+        root, split = str(ds.get('data_root')), ds.get('split', 'train')
+        split_dir = osp.join(root, split)
         if ds.get('auto_prepare') is not None:
             from dbbd.datasets.demo import check_demo_target
-            check_demo_target(str(root), ds['auto_prepare'].get('demo_root'),
-                              ds.get('split', 'train'))
-            continue
-        split_dir = osp.join(str(root), ds.get('split', 'train'))
-        if not osp.isdir(split_dir):
-            raise DataPreparationError(
-                f'{loader}.dataset: split folder {split_dir} does not exist; '
-                f'{_prepare_hint(root)}')
+            check_demo_target(root, ds['auto_prepare'].get('demo_root'),
+                              split)
+            if not osp.isdir(split_dir):
+                continue  # prepared on first use
+        prepared_scenes(split_dir, root, f'{loader}.dataset')
 
 
 # ---------------------------------------------------------------------------

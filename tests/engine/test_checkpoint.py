@@ -1,5 +1,6 @@
-"""Safe checkpoint loading and ``SafeCheckpointHook``, with a tiny real
-mmengine Runner (one Linear layer, random tensors, CPU)."""
+"""Safe checkpoint loading and ``SafeCheckpointHook``, with the tiny real
+mmengine Runner of ``toy_runner.py`` (one Linear layer, random tensors,
+CPU)."""
 import copy
 import hashlib
 import os
@@ -7,22 +8,16 @@ import os.path as osp
 import pickle
 import re
 import shutil
-import uuid
 import zipfile
 
 import numpy as np
 import pytest
 import torch
-import torch.nn as nn
-from mmengine.evaluator import BaseMetric
 from mmengine.fileio.backends import LocalBackend
 from mmengine.hooks import Hook
 from mmengine.logging.history_buffer import HistoryBuffer
-from mmengine.model import BaseModel
-from mmengine.runner import Runner
 from mmengine.runner.checkpoint import (CheckpointLoader, _load_checkpoint,
                                         load_from_local)
-from torch.utils.data import Dataset
 
 import dbbd.engine  # noqa: F401  registers the safe loader
 from dbbd.engine.checkpoint import (CorruptCheckpointError,
@@ -32,61 +27,11 @@ from dbbd.engine.checkpoint import (CorruptCheckpointError,
                                     load_checkpoint_safe,
                                     load_from_local_safe, safe_globals_list)
 from dbbd.engine.hooks.checkpoint_hook import SafeCheckpointHook, to_plain
+from toy_runner import ToyModel, build_toy_runner, ckpt_files
 
 # ---------------------------------------------------------------------------
-# Toy training setup
+# Toy training setup (toy_runner.py), with a scheduler and a model config
 # ---------------------------------------------------------------------------
-
-
-class ToyModel(BaseModel):
-    """One Linear layer; loss is the MSE to random targets."""
-
-    def __init__(self):
-        super().__init__()
-        self.linear = nn.Linear(4, 1)
-
-    def forward(self, inputs, data_samples=None, mode='tensor'):
-        x = torch.stack(inputs)
-        out = self.linear(x)
-        if mode == 'tensor':
-            return out
-        y = torch.stack(data_samples)
-        if mode == 'loss':
-            return dict(loss=((out - y)**2).mean())
-        return list(((out - y)**2).mean(dim=1))
-
-
-class ToyDataset(Dataset):
-
-    def __init__(self, n=8):
-        g = torch.Generator().manual_seed(0)
-        self.x = torch.randn(n, 4, generator=g)
-        self.y = torch.randn(n, 1, generator=g)
-
-    def __len__(self):
-        return len(self.x)
-
-    def __getitem__(self, i):
-        return dict(inputs=self.x[i], data_samples=self.y[i])
-
-
-class ScriptedMetric(BaseMetric):
-    """Returns ``values[k]`` as ``loss`` at its k-th evaluation (the last
-    value after that), as a numpy scalar the way real metrics do, so the
-    best checkpoint moves where the test wants it."""
-
-    def __init__(self, values):
-        super().__init__()
-        self.values = list(values)
-        self.calls = 0
-
-    def process(self, data_batch, data_samples):
-        self.results.extend(float(s) for s in data_samples)
-
-    def compute_metrics(self, results):
-        v = self.values[min(self.calls, len(self.values) - 1)]
-        self.calls += 1
-        return dict(loss=np.float64(v), num=np.int64(len(results)))
 
 
 class StateRecorder(Hook):
@@ -109,42 +54,19 @@ def ckpt_hook(**kw):
 
 
 def make_runner(work_dir, hook, max_epochs=2, values=(3.0, 2.0, 1.0),
-                custom_hooks=None, **kw):
-    return Runner(
-        model=ToyModel(),
-        work_dir=str(work_dir),
-        train_dataloader=dict(
-            dataset=ToyDataset(),
-            sampler=dict(type='DefaultSampler', shuffle=True),
-            batch_size=4,
-            num_workers=0),
-        optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.1, momentum=0.9)),
-        param_scheduler=dict(type='MultiStepLR', milestones=[1]),
-        train_cfg=dict(by_epoch=True, max_epochs=max_epochs, val_interval=1),
-        val_dataloader=dict(
-            dataset=ToyDataset(4),
-            sampler=dict(type='DefaultSampler', shuffle=False),
-            batch_size=2,
-            num_workers=0),
-        val_cfg=dict(),
-        val_evaluator=[ScriptedMetric(values)],
-        default_hooks=dict(checkpoint=hook),
-        custom_hooks=custom_hooks,
-        randomness=dict(seed=0),
-        default_scope='mmengine',
-        # Runners built in the same second would share a MessageHub.
-        experiment_name=f'test_ckpt_{uuid.uuid4().hex[:8]}',
-        cfg=dict(model=MODEL_CFG),
-        **kw)
+                **kw):
+    """The toy runner (validation ``loss`` scripted by ``values``), with a
+    MultiStepLR scheduler so that checkpoints hold scheduler state, and
+    :data:`MODEL_CFG` as ``cfg.model``."""
+    return build_toy_runner(
+        work_dir, max_epochs=max_epochs, values=values, checkpoint=hook,
+        model_cfg=MODEL_CFG,
+        param_scheduler=dict(type='MultiStepLR', milestones=[1]), **kw)
 
 
 def read_last(work_dir):
     with open(osp.join(work_dir, 'last_checkpoint')) as f:
         return f.read().strip()
-
-
-def ckpt_files(work_dir):
-    return sorted(n for n in os.listdir(work_dir) if n.endswith('.pth'))
 
 
 def tmp_files(work_dir):
@@ -541,27 +463,35 @@ def test_resume_restores_epoch_iter_optimizer(trained, tmp_path, mode):
     assert read_last(work_dir) == 'epoch_4.pth'
 
 
-def test_copied_work_dir_resume_leaves_original_alone(trained, tmp_path):
-    original = trained['work_dir']
+def resume_a_copy(original, copy_dir, max_epochs):
+    """Copy the work dir ``original`` to ``copy_dir`` and resume the copy
+    to ``max_epochs`` with a new best at every validation (its previous
+    best must go). The original must not change. Returns the copy's
+    checkpoint files; ``last_checkpoint`` names the last epoch."""
     before = digest(original)
-    copy_dir = str(tmp_path / 'copy')
     shutil.copytree(original, copy_dir)
-    # epoch 4 is a new best: the previous best (of the copy) must go
     runner = make_runner(
         copy_dir,
         ckpt_hook(max_keep_ckpts=2, save_best='loss', rule='less'),
-        max_epochs=4, values=[0.1], resume=True)
+        max_epochs=max_epochs, values=[0.1], resume=True)
     runner.train()
+    assert runner.epoch == max_epochs
     assert digest(original) == before
-    assert ckpt_files(copy_dir) == [
+    assert read_last(copy_dir) == f'epoch_{max_epochs}.pth'
+    return ckpt_files(copy_dir)
+
+
+def test_copied_work_dir_resume_leaves_original_alone(trained, tmp_path):
+    assert resume_a_copy(trained['work_dir'], str(tmp_path / 'copy'),
+                         4) == [
         'best_loss_epoch_4.pth', 'epoch_3.pth', 'epoch_4.pth'
     ]
-    assert read_last(copy_dir) == 'epoch_4.pth'
 
 
 def test_copied_legacy_work_dir_with_absolute_paths(tmp_path):
     """A work dir written by mmengine's own CheckpointHook (absolute paths)
-    and then copied: resuming the copy must not touch the original."""
+    and then copied: resuming the copy must not touch the original, and
+    replaces the copy's old best (recognised as its own)."""
     original = str(tmp_path / 'orig')
     make_runner(
         original,
@@ -569,21 +499,9 @@ def test_copied_legacy_work_dir_with_absolute_paths(tmp_path):
              save_best='loss', rule='less'),
         max_epochs=2).train()
     assert osp.isabs(read_last(original))
-    before = digest(original)
-    copy_dir = str(tmp_path / 'copy')
-    shutil.copytree(original, copy_dir)
-    runner = make_runner(
-        copy_dir,
-        ckpt_hook(max_keep_ckpts=2, save_best='loss', rule='less'),
-        max_epochs=3, values=[0.1], resume=True)
-    runner.train()
-    assert runner.epoch == 3
-    assert digest(original) == before
-    # the copy's old best was recognised as its own and replaced
-    assert ckpt_files(copy_dir) == [
+    assert resume_a_copy(original, str(tmp_path / 'copy'), 3) == [
         'best_loss_epoch_3.pth', 'epoch_2.pth', 'epoch_3.pth'
     ]
-    assert read_last(copy_dir) == 'epoch_3.pth'
 
 
 # ---------------------------------------------------------------------------
@@ -658,7 +576,7 @@ def test_full_disk_is_one_line_and_keeps_previous_checkpoint(
         if 'epoch_2' in osp.basename(filepath):
             with real_open(filepath, 'wb') as f:
                 f.write(obj[:len(obj) // 2])
-            written.append(filepath)
+            written.append((filepath, len(obj)))
             raise OSError(errno.ENOSPC, 'No space left on device')
         return real_put(self, obj, filepath)
 
@@ -685,11 +603,12 @@ def test_full_disk_is_one_line_and_keeps_previous_checkpoint(
     assert f'{free:.1f} GB is free in {work_dir}' in msg or 'MB' in msg
     assert msg.endswith('the previous checkpoints are intact')
     if name == 'epoch_2.pth':
-        # the model and optimizer: 5 floats each, so some bytes
-        assert 'it needs about 40 B ' in msg
+        # the size of the checkpoint it was writing
+        need = written[0][1]
+        assert f'it needs about {need / 1024:.1f} KB ' in msg
         # the partial bytes went to a temporary name, never to epoch_2.pth
         assert written and all(
-            osp.basename(p) != 'epoch_2.pth' for p in written)
+            osp.basename(p) != 'epoch_2.pth' for p, _ in written)
         _assert_epoch_1_survives(work_dir)
     else:
         # epoch_2.pth is complete, last_checkpoint still names epoch_1
@@ -699,21 +618,58 @@ def test_full_disk_is_one_line_and_keeps_previous_checkpoint(
             assert load_checkpoint_safe(osp.join(work_dir, n))['state_dict']
 
 
-def test_published_models_are_written_atomically(tmp_path):
-    work_dir = str(tmp_path)
-    make_runner(
-        work_dir,
-        ckpt_hook(save_best='loss', rule='less',
-                  published_keys=['meta', 'state_dict']),
-        max_epochs=1).train()
-    published = [n for n in ckpt_files(work_dir) if '-' in n]
-    assert sorted(re.sub(r'-[0-9a-f]{8}', '', n) for n in published) == [
+PUBLISHED = re.compile(r'-[0-9a-f]{8}\.pth')
+
+
+def test_published_models_are_written_atomically(tmp_path, monkeypatch):
+    """mmengine writes a published model (``published_keys``) straight
+    onto its final name. A crash half-way through writing the first one
+    leaves no file under a published name and no temporary file; without
+    the crash both are published, complete, with the published keys
+    only."""
+    real_put = LocalBackend.put
+
+    def crash_half_way(self, obj, filepath):
+        if PUBLISHED.search(osp.basename(str(filepath))):
+            with open(filepath, 'wb') as f:
+                f.write(obj[:len(obj) // 2])
+            raise RuntimeError('simulated crash while publishing')
+        return real_put(self, obj, filepath)
+
+    hook = ckpt_hook(save_best='loss', rule='less',
+                     published_keys=['meta', 'state_dict'])
+    crashed = str(tmp_path / 'crashed')
+    monkeypatch.setattr(LocalBackend, 'put', crash_half_way)
+    with pytest.raises(RuntimeError, match='simulated crash'):
+        make_runner(crashed, hook, max_epochs=1).train()
+    monkeypatch.undo()
+    assert ckpt_files(crashed) == ['best_loss_epoch_1.pth', 'epoch_1.pth']
+    assert tmp_files(crashed) == []
+
+    work_dir = str(tmp_path / 'work')
+    make_runner(work_dir, hook, max_epochs=1).train()
+    published = [n for n in ckpt_files(work_dir) if PUBLISHED.search(n)]
+    assert sorted(PUBLISHED.sub('.pth', n) for n in published) == [
         'best_loss_epoch_1.pth', 'epoch_1.pth'
     ]
     for name in published:
         ckpt = load_checkpoint_safe(osp.join(work_dir, name))
         assert set(ckpt) == {'meta', 'state_dict'}
     assert tmp_files(work_dir) == []
+
+
+def test_no_file_client_notices_in_the_log(tmp_path):
+    """mmengine's CheckpointHook and save_checkpoint build a FileClient
+    they do not use, which logs two deprecation notices; the log of a run
+    with SafeCheckpointHook has neither, and keeps its other warnings."""
+    from toy_runner import read_log
+    runner = make_runner(tmp_path, ckpt_hook(), max_epochs=1)
+    runner.logger.warning('a warning of the run')
+    runner.train()
+    log = read_log(runner)
+    assert 'Saving checkpoint at 1 epochs' in log
+    assert 'a warning of the run' in log
+    assert 'FileClient' not in log and 'HardDiskBackend' not in log
 
 
 def test_standalone_validation_does_not_touch_checkpoints(tmp_path):

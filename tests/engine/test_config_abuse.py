@@ -54,6 +54,19 @@ def test_unknown_key_names_it_the_parameters_and_close_matches(
         assert f'did you mean {close!r}' in msg
 
 
+def test_unknown_type_is_one_whole_sentence(small):
+    """The exact line: key, value, registry, close names, how to register
+    a module of one's own (every bracket closed)."""
+    with pytest.raises(ConfigError) as info:
+        check_config_types(_with(
+            small, **{'model.backbone.encoder.type': 'PointNetEncodr'}))
+    assert str(info.value) == (
+        "model.backbone.encoder: type 'PointNetEncodr' is not in the "
+        "'model' registry; did you mean 'PointNetEncoder', "
+        "'TwoStagePointNetEncoder'? (a module of your own needs "
+        "custom_imports = dict(imports=['your.module']) in the config)")
+
+
 def test_keys_the_builders_consume_are_accepted(small):
     cfg = _with(small, **{'custom_hooks.0.priority': 'LOWEST'})
     cfg.optim_wrapper.paramwise_cfg = dict(norm_decay_mult=0.0)

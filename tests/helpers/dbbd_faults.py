@@ -68,6 +68,22 @@ class PauseAtIterHook(Hook):
 
 
 @HOOKS.register_module(force=True)
+class StopAfterEpochHook(Hook):
+    """End training after epoch ``epoch`` (1-based) as an interruption
+    would, the config unchanged: its validation and checkpoint complete,
+    ``max_epochs`` (and with it the learning-rate schedule) stays that of
+    the whole run."""
+
+    def __init__(self, epoch=2):
+        self.epoch = epoch
+
+    def after_train_epoch(self, runner):
+        # runner.epoch is still the 0-based index of the epoch just run
+        if runner.epoch + 1 == self.epoch:
+            runner.train_loop.stop_training = True
+
+
+@HOOKS.register_module(force=True)
 class PauseInValidationHook(Hook):
     """Write ``marker`` and sleep ``sleep`` seconds in the validation after
     epoch ``epoch`` (1-based, as logged): after validation batch

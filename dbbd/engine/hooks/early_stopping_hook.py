@@ -6,6 +6,7 @@ from typing import Any, Dict, Optional
 from mmengine.hooks import EarlyStoppingHook
 
 from dbbd.registry import HOOKS
+from ..runner_access import resume_requested
 
 __all__ = ['ResumableEarlyStoppingHook']
 
@@ -121,8 +122,7 @@ class ResumableEarlyStoppingHook(EarlyStoppingHook):
         restored state.
         """
         self._resumed_stopped = False
-        # Runner.load_or_resume resumes exactly when _resume is set
-        if not getattr(runner, '_resume', False):
+        if not resume_requested(runner):
             return
         meta = checkpoint.get('meta') if isinstance(checkpoint, dict) else None
         state = meta.get(META_KEY) if isinstance(meta, dict) else None
