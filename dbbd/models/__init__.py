@@ -5,6 +5,7 @@ use through ``locations=['dbbd.models']``).
 """
 from .aggregators import *  # noqa: F401,F403
 from .algorithms import *  # noqa: F401,F403
+from .backbones import *  # noqa: F401,F403
 from .data_preprocessor import DBBDDataPreprocessor
 from .encoders import *  # noqa: F401,F403
 from .export import export_encoder, load_exported_encoder  # noqa: F401

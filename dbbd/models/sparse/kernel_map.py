@@ -57,8 +57,13 @@ def submanifold_map(voxels: VoxelSet, kernel_size: int) -> KernelMap:
     centred odd kernel), cached on ``voxels``.
 
     Offset ``d`` and ``-d`` connect the same pairs with the roles swapped,
-    so only the first half of the offsets is searched; the centre is the
-    identity. Cost: one ``searchsorted`` of ``(K^3 - 1) / 2 * N`` keys.
+    so only the offsets before the centre are searched, and the centre is
+    the identity. Keys are sorted by (batch, x, y, z), so the neighbours of
+    voxel ``(x, y, z)`` in the column ``(x + dx, y + dy)`` are the keys in
+    ``[key(x + dx, y + dy, z - K//2), key(x + dx, y + dy, z + K//2)]``: two
+    ``searchsorted`` per column ``(dx, dy)`` find all ``K`` offsets ``dz``
+    of that column, and the work after them is proportional to the pairs
+    found, not to ``K^3 * N``.
     """
     key = ('subm', kernel_size)
     kmap = voxels.cache.get(key)
@@ -67,23 +72,53 @@ def submanifold_map(voxels: VoxelSet, kernel_size: int) -> KernelMap:
     if kernel_size % 2 != 1:
         raise ValueError(f'a submanifold kernel must be odd, got '
                          f'kernel_size={kernel_size}')
+    r = kernel_size // 2
     volume = kernel_size ** 3
     centre = volume // 2
     n = len(voxels)
-    offsets = kernel_offsets(kernel_size, centred=True, device=voxels.device)
-    deltas = pack_offsets(offsets[:centre])
-    # (H, N) neighbour rows of every voxel for the first H offsets
-    rows = voxels.lookup(voxels.keys.unsqueeze(0) + deltas.unsqueeze(1))
-    hit = rows >= 0
-    k_of, out_half = hit.nonzero(as_tuple=True)
-    in_half = rows[hit]
-    counts = hit.sum(1).tolist()
+    device = voxels.device
+    if volume == 1:
+        empty = torch.zeros(0, dtype=torch.long, device=device)
+        kmap = KernelMap(empty, empty, [], 0, n, n, 1)
+        voxels.cache[key] = kmap
+        return kmap
+    sorted_keys, order = voxels.sorted_keys()
+    # columns (dx, dy) up to (0, 0), in the kernel's order: offset
+    # k = column * K + (dz + r); the offsets before the centre are those of
+    # the columns before (0, 0), and dz < 0 in (0, 0)
+    num_cols = kernel_size * kernel_size // 2 + 1
+    cols = kernel_offsets(kernel_size, centred=True, device=device)[
+        ::kernel_size][:num_cols]
+    cols[:, 2] = 0
+    # (C, N): key of (b, x + dx, y + dy, z) for every column and voxel
+    base = voxels.keys.unsqueeze(0) + pack_offsets(cols).unsqueeze(1)
+    top = torch.full((num_cols, 1), r, dtype=torch.long, device=device)
+    top[-1] = -1
+    # the keys in [base - r, base + dz_max] are the neighbours in that
+    # column (z is the lowest field of a key)
+    lo = torch.searchsorted(sorted_keys, base - r)
+    count = (torch.searchsorted(sorted_keys, base + top, right=True)
+             - lo).view(-1)
+    start = count.cumsum(0) - count
+    # one entry per neighbour: (column, voxel) repeated count times
+    group = torch.repeat_interleave(count)
+    cand = lo.view(-1)[group] + (torch.arange(group.numel(), device=device)
+                                 - start[group])
+    out_half = group % n
+    k = (group // n) * kernel_size + r + \
+        (sorted_keys[cand] - base.view(-1)[group])
+    in_half = cand if order is None else order[cand]
+    # group the pairs by offset (a stable sort keeps voxel order inside)
+    k, perm = torch.sort(k, stable=True)
+    in_half, out_half = in_half[perm], out_half[perm]
+    counts = torch.bincount(k, minlength=centre).tolist()
     half = in_half.numel()
     # offset volume-1-k is -d_k: its pairs are those of k, reversed
-    first = _bounds(range(centre), counts)
-    mirror = [(volume - 1 - k, half + s, half + e) for k, s, e in first]
+    first_half = _bounds(range(centre), counts)
+    mirror = [(volume - 1 - j, half + s, half + e)
+              for j, s, e in first_half]
     kmap = KernelMap(torch.cat([in_half, out_half]),
-                     torch.cat([out_half, in_half]), first + mirror,
+                     torch.cat([out_half, in_half]), first_half + mirror,
                      centre, n, n, volume)
     voxels.cache[key] = kmap
     return kmap

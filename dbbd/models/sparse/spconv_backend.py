@@ -6,20 +6,27 @@ import). Parameters are stored in spconv 2.x's own layout
 spconv builds are cached on the :class:`~.tensor.VoxelSet` like the torch
 backend's kernel maps, so each level's pairs are built once.
 
-spconv's CPU path (measured with spconv 2.3.8 and torch 2.13):
+spconv's CPU path, measured with spconv 2.3.8 and torch 2.13, and what this
+backend does about it (all of it inside :func:`_spconv_cpu`, entered only for
+CPU tensors and left as it was found):
 
 - the forward pass runs with ``ConvAlgo.Native`` (the only algorithm a CPU
   tensor can use);
 - its backward pass calls ``torch.cuda.current_stream()`` even for CPU
-  tensors, which raises where CUDA is absent. :func:`_cpu_stream_lookup`
-  answers that lookup with stream 0 (what spconv passes for CPU tensors
-  elsewhere), only when CUDA is unavailable and only while a convolution of
-  this backend runs, forward or backward; the original function is put
-  back right after. The backward pass runs inside it because
-  :class:`_ThroughSpconv` wraps each call: it records spconv's graph in its
-  forward and replays its gradient inside the lookup in its backward;
-- float64 results are wrong and change from call to call, so float64 CPU
-  tensors are refused with a one-line error.
+  tensors, which raises where CUDA is absent: while inside, when CUDA is
+  unavailable, spconv's lookup answers stream 0 (what spconv passes for
+  CPU tensors elsewhere), and the original function is put back on the way
+  out;
+- its CPU kernels race when torch runs more than one thread: 2 threads gave
+  wrong outputs in 9 of 200 float32 and 106 of 200 float64 calls of one
+  submanifold convolution, 1 thread none in 200 of each. Inside, torch runs
+  one thread;
+- a bias cannot go to its CPU kernels (it asserts "cpu don't support act and
+  bias", which its modules hit in eval mode): the bias is added here.
+
+The backward pass runs inside it too because :class:`_ThroughSpconv` wraps
+each call: it records spconv's graph in its forward and differentiates it in
+its backward.
 """
 import contextlib
 
@@ -71,33 +78,35 @@ def _no_stream():
 
 
 @contextlib.contextmanager
-def _cpu_stream_lookup():
-    """While inside: spconv's stream lookup answers 0 when CUDA is
-    unavailable (where torch's would raise); untouched otherwise."""
-    if torch.cuda.is_available():
-        yield
-        return
+def _spconv_cpu():
+    """While inside: torch runs one thread and, when CUDA is unavailable,
+    spconv's stream lookup answers 0 (see the module's docstring)."""
     ops = import_spconv()[3]
+    threads = torch.get_num_threads()
     original = ops.get_current_stream
-    ops.get_current_stream = _no_stream
+    patch = not torch.cuda.is_available()
+    if patch:
+        ops.get_current_stream = _no_stream
+    torch.set_num_threads(1)
     try:
         yield
     finally:
-        ops.get_current_stream = original
+        torch.set_num_threads(threads)
+        if patch:
+            ops.get_current_stream = original
 
 
 class _ThroughSpconv(torch.autograd.Function):
-    """One spconv convolution whose backward pass also runs inside
-    :func:`_cpu_stream_lookup`: the forward records spconv's own graph on
-    detached leaves, the backward differentiates it."""
+    """One spconv convolution on CPU whose backward pass also runs inside
+    :func:`_spconv_cpu`: the forward records spconv's own graph on detached
+    leaves, the backward differentiates it."""
 
     @staticmethod
-    def forward(ctx, call, feat, weight, bias):
+    def forward(ctx, call, feat, weight):
         with torch.enable_grad():
-            leaves = [t.detach().requires_grad_(need) if t is not None
-                      else None for t, need in zip(
-                          (feat, weight, bias), ctx.needs_input_grad[1:])]
-            with _cpu_stream_lookup():
+            leaves = [t.detach().requires_grad_(need) for t, need in zip(
+                (feat, weight), ctx.needs_input_grad[1:])]
+            with _spconv_cpu():
                 out = call(*leaves)
         ctx.leaves = leaves
         ctx.out = out.features
@@ -108,25 +117,23 @@ class _ThroughSpconv(torch.autograd.Function):
     def backward(ctx, grad):
         leaves, out = ctx.leaves, ctx.out
         ctx.leaves = ctx.out = None
-        wanted = [t for t in leaves if t is not None and t.requires_grad]
-        with _cpu_stream_lookup():
-            grads = iter(torch.autograd.grad(out, wanted, grad,
-                                             allow_unused=True))
-        return (None, *[next(grads) if t is not None and t.requires_grad
-                        else None for t in leaves])
+        wanted = [t for t in leaves if t.requires_grad]
+        with _spconv_cpu():
+            grads = iter(torch.autograd.grad(out, wanted, grad))
+        return (None, *[next(grads) if t.requires_grad else None
+                        for t in leaves])
 
 
 class _Call:
-    """``call(feat, weight, bias)`` -> spconv's output tensor."""
+    """``call(feat, weight)`` -> spconv's output tensor (no bias)."""
 
     def __init__(self, conv, sp_input, training):
         self.conv, self.sp_input, self.training = conv, sp_input, training
         self.result = None
 
-    def __call__(self, feat, weight, bias):
+    def __call__(self, feat, weight):
         return self.conv._conv_forward(
-            self.training, self.sp_input.replace_feature(feat), weight,
-            bias)
+            self.training, self.sp_input.replace_feature(feat), weight, None)
 
 
 def _spatial_shape(voxels):
@@ -171,10 +178,6 @@ class SpconvRunner:
         VoxelSet)."""
         spconv_torch, conv_algo = import_spconv()[:2]
         feat = x.feat
-        if not feat.is_cuda and feat.dtype == torch.float64:
-            raise TypeError("spconv's CPU kernels give wrong float64 results "
-                            "(measured with spconv 2.3.8): use float32 or "
-                            "backend='torch'")
         algo = None if feat.is_cuda else conv_algo.Native
         conv = self._conv(algo)
         algo = conv.algo
@@ -204,15 +207,19 @@ class SpconvRunner:
             sp_voxels.batch_size)
         sp_input.indice_dict = indice_dict
         call = _Call(conv, sp_input, training)
-        needs_grad = torch.is_grad_enabled() and any(
-            t is not None and t.requires_grad for t in (feat, weight, bias))
-        if needs_grad:
-            out_feat = _ThroughSpconv.apply(call, feat, weight, bias)
+        if feat.is_cuda:
+            out = call(feat, weight)
+            out_feat = out.features
+        elif torch.is_grad_enabled() and (feat.requires_grad
+                                          or weight.requires_grad):
+            out_feat = _ThroughSpconv.apply(call, feat, weight)
             out = call.result
         else:
-            with _cpu_stream_lookup():
-                out = call(feat, weight, bias)
+            with _spconv_cpu():
+                out = call(feat, weight)
             out_feat = out.features
+        if bias is not None:
+            out_feat = out_feat + bias
         if self.kind == 'subm':
             if self.kind in out.indice_dict:
                 voxels.cache[('spconv', 'subm', kernel_size, algo)] = \

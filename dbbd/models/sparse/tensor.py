@@ -114,7 +114,7 @@ class VoxelSet:
                 raise ValueError(
                     f'batch index {hi[0]} must be < batch_size '
                     f'{self.batch_size} and <= {MAX_BATCH}')
-            sorted_keys, _ = self._sorted_keys()
+            sorted_keys, _ = self.sorted_keys()
             if (sorted_keys[1:] == sorted_keys[:-1]).any():
                 raise ValueError('coords has duplicate voxels: give one row '
                                  'per occupied cell')
@@ -133,7 +133,7 @@ class VoxelSet:
             self._keys = pack_keys(self.coords)
         return self._keys
 
-    def _sorted_keys(self):
+    def sorted_keys(self):
         """``(sorted keys, order)``; order is ``None`` when the rows are
         already sorted (sets built here always are)."""
         if self._sorted is None:
@@ -148,7 +148,7 @@ class VoxelSet:
     def lookup(self, query):
         """Rows of the voxels with keys ``query`` (any shape): long tensor of
         the same shape, ``-1`` where no voxel has that key."""
-        sorted_keys, order = self._sorted_keys()
+        sorted_keys, order = self.sorted_keys()
         n = sorted_keys.numel()
         if n == 0:
             return torch.full_like(query, -1)

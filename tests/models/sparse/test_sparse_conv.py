@@ -15,12 +15,13 @@ from dbbd.models.sparse import (SparseConv3d, SparseInverseConv3d,
 G, B = 6, 2     # grid edge (even: stride 2 divides it), scenes
 
 
-def _coords(gen, n=150):
-    """Unique occupied cells of B scenes, in shuffled row order."""
+def _coords(gen, n=150, shuffled=True):
+    """Unique occupied cells of B scenes, in shuffled row order (or sorted
+    by batch, x, y, z, as voxelisation makes them)."""
     c = torch.cat([torch.randint(0, B, (n, 1), generator=gen),
                    torch.randint(0, G, (n, 3), generator=gen)], 1)
     c = torch.unique(c, dim=0)
-    return c[torch.randperm(len(c), generator=gen)]
+    return c[torch.randperm(len(c), generator=gen)] if shuffled else c
 
 
 def _dense(feat, coords, size):
@@ -33,10 +34,10 @@ def _at(dense, coords):
     return dense[coords[:, 0], :, coords[:, 1], coords[:, 2], coords[:, 3]]
 
 
-@pytest.fixture
-def data():
+@pytest.fixture(params=[True, False], ids=['shuffled', 'sorted'])
+def data(request):
     gen = torch.Generator().manual_seed(0)
-    coords = _coords(gen)
+    coords = _coords(gen, shuffled=request.param)
     feat = torch.randn(len(coords), 3, generator=gen, dtype=torch.float64)
     return coords, feat, gen
 

@@ -1,0 +1,142 @@
+"""Time SpUNet forward + backward on CPU, torch backend against spconv.
+
+The same SpUNet (same weights, training mode) runs on each backend over a
+batch of synthetic rooms, voxelised inside; each timed repetition is one
+forward pass and one backward pass of ``out.square().mean()``. Prints
+progress, a table (median and best of the repetitions, seconds) and one
+JSON line. The full default size is Pointcept's SpUNet-v1m1.
+
+    python tools/bench_sparse.py [--points 40000] [--scenes 2] \\
+        [--voxel-size 0.02] [--backends torch spconv] [--repeat 3]
+"""
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import torch  # noqa: E402
+
+from dbbd.datasets.synthetic import make_room  # noqa: E402
+from dbbd.models.backbones import SpUNet  # noqa: E402
+from dbbd.models.sparse import (set_backend, spconv_available,  # noqa: E402
+                                voxelize)
+
+
+def _batch(num_points, num_scenes, seed):
+    """coord (P, 3), feat (P, 6) = colour / 255 and normal, offset."""
+    coords, feats = [], []
+    for s in range(num_scenes):
+        room = make_room(num_points, seed=(seed, s))
+        coords.append(torch.from_numpy(room['coord']).float())
+        feats.append(torch.cat([
+            torch.from_numpy(room['color']).float() / 255,
+            torch.from_numpy(room['normal']).float()], 1))
+    offset = torch.arange(num_scenes + 1) * num_points
+    return torch.cat(coords), torch.cat(feats), offset
+
+
+def _step(model, coord, feat, offset):
+    t0 = time.perf_counter()
+    out = model(coord, feat, offset)
+    t1 = time.perf_counter()
+    out.square().mean().backward()
+    t2 = time.perf_counter()
+    return out.detach(), t1 - t0, t2 - t1
+
+
+def main():
+    p = argparse.ArgumentParser(
+        description=__doc__.split('\n\n')[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument('--points', type=int, default=40_000,
+                   help='points per scene')
+    p.add_argument('--scenes', type=int, default=2, help='scenes per batch')
+    p.add_argument('--voxel-size', type=float, default=0.02,
+                   help='voxel edge (m)')
+    p.add_argument('--backends', nargs='+', default=['torch', 'spconv'],
+                   choices=['torch', 'spconv'])
+    p.add_argument('--repeat', type=int, default=3,
+                   help='timed repetitions per backend')
+    p.add_argument('--warmup', type=int, default=1,
+                   help='untimed repetitions per backend first')
+    p.add_argument('--threads', type=int, default=None,
+                   help='torch threads (default: torch\'s own)')
+    p.add_argument('--seed', type=int, default=0)
+    a = p.parse_args()
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    backends = list(a.backends)
+    skipped = {}
+    if 'spconv' in backends and not spconv_available():
+        backends.remove('spconv')
+        skipped['spconv'] = 'not installed (pip install spconv)'
+        print('spconv is not installed (pip install spconv): timing the '
+              'torch backend only', flush=True)
+
+    torch.manual_seed(a.seed)
+    coord, feat, offset = _batch(a.points, a.scenes, a.seed)
+    voxels, _ = voxelize(coord, feat, offset, a.voxel_size)
+    model = SpUNet(in_channels=feat.shape[1], voxel_size=a.voxel_size)
+    model.train()
+    params = sum(p.numel() for p in model.parameters())
+    print(f'SpUNet {params / 1e6:.1f} M parameters; {a.scenes} scenes x '
+          f'{a.points:,} points -> {len(voxels.voxels):,} voxels of '
+          f'{a.voxel_size * 100:g} cm; {torch.get_num_threads()} threads',
+          flush=True)
+
+    results, outputs = {}, {}
+    for backend in backends:
+        set_backend(model, backend)
+        fwd, bwd = [], []
+        for i in range(a.warmup + a.repeat):
+            model.zero_grad(set_to_none=True)
+            out, tf, tb = _step(model, coord, feat, offset)
+            if i == 0:
+                outputs[backend] = out
+            timed = i >= a.warmup
+            if timed:
+                fwd.append(tf)
+                bwd.append(tb)
+            print(f'  {backend:6s} {"run" if timed else "warm-up"} '
+                  f'{i + 1 - a.warmup if timed else i + 1}: forward '
+                  f'{tf:.2f} s, backward {tb:.2f} s', flush=True)
+        total = [f + b for f, b in zip(fwd, bwd)]
+        results[backend] = dict(
+            forward_s=round(statistics.median(fwd), 3),
+            backward_s=round(statistics.median(bwd), 3),
+            total_s=round(statistics.median(total), 3),
+            best_total_s=round(min(total), 3))
+
+    diff = None
+    if len(outputs) == 2:
+        a_out, b_out = outputs.values()
+        diff = float((a_out - b_out).abs().max())
+    print()
+    print(f'| backend | forward (s) | backward (s) | forward + backward (s) '
+          f'| best (s) |')
+    print('| --- | --- | --- | --- | --- |')
+    for backend, r in results.items():
+        print(f'| {backend} | {r["forward_s"]:.2f} | {r["backward_s"]:.2f} | '
+              f'{r["total_s"]:.2f} | {r["best_total_s"]:.2f} |')
+    if 'torch' in results and 'spconv' in results:
+        ratio = results['torch']['total_s'] / results['spconv']['total_s']
+        print(f'\ntorch / spconv time: {ratio:.2f}; largest output '
+              f'difference between backends: {diff:.2e}')
+    print(json.dumps(dict(
+        benchmark='spunet_forward_backward', points=a.points,
+        scenes=a.scenes, voxel_size=a.voxel_size,
+        voxels=len(voxels.voxels), parameters=params,
+        threads=torch.get_num_threads(), repeat=a.repeat,
+        torch=torch.__version__, cpu=platform.processor() or
+        platform.machine(), load_average=[round(x, 2) for x in
+                                          os.getloadavg()],
+        results=results, skipped=skipped, max_output_diff=diff)))
+
+
+if __name__ == '__main__':
+    main()
