@@ -2,9 +2,16 @@
 
 The same SpUNet (same weights, training mode) runs on each backend over a
 batch of synthetic rooms, voxelised inside; each timed repetition is one
-forward pass and one backward pass of ``out.square().mean()``. Prints
-progress, a table (median and best of the repetitions, seconds) and one
-JSON line. The full default size is Pointcept's SpUNet-v1m1.
+forward pass and one backward pass of ``out.square().mean()``, the
+backends taking turns (so that a change of load on the machine hits both).
+Prints progress, a table (median and best of the repetitions, seconds) and
+one JSON line. The full default size is Pointcept's SpUNet-v1m1.
+
+``--malloc tuned`` (the default) runs with glibc keeping freed memory for
+reuse (``MALLOC_MMAP_THRESHOLD_`` / ``MALLOC_TRIM_THRESHOLD_``), as
+tools/benchmark.py does; ``--malloc default`` measures glibc as is. On a CPU
+shared with other jobs, more than one thread mostly waits for descheduled
+threads: measure on an idle machine, or with ``--threads 1``.
 
     python tools/bench_sparse.py [--points 40000] [--scenes 2] \\
         [--voxel-size 0.02] [--backends torch spconv] [--repeat 3]
@@ -67,7 +74,16 @@ def main():
     p.add_argument('--threads', type=int, default=None,
                    help='torch threads (default: torch\'s own)')
     p.add_argument('--seed', type=int, default=0)
+    p.add_argument('--malloc', choices=['tuned', 'default'], default='tuned',
+                   help='tuned: glibc keeps freed memory for reuse instead '
+                   'of returning big blocks to the OS and faulting them in '
+                   'again on every step; default: glibc as is')
     a = p.parse_args()
+    if a.malloc == 'tuned' and 'MALLOC_MMAP_THRESHOLD_' not in os.environ:
+        # glibc reads these at start-up: run again with them set
+        env = dict(os.environ, MALLOC_MMAP_THRESHOLD_=str(2 ** 34),
+                   MALLOC_TRIM_THRESHOLD_=str(2 ** 34))
+        os.execve(sys.executable, [sys.executable] + sys.argv, env)
     if a.threads:
         torch.set_num_threads(a.threads)
     backends = list(a.backends)
@@ -89,22 +105,23 @@ def main():
           f'{a.voxel_size * 100:g} cm; {torch.get_num_threads()} threads',
           flush=True)
 
-    results, outputs = {}, {}
-    for backend in backends:
-        set_backend(model, backend)
-        fwd, bwd = [], []
-        for i in range(a.warmup + a.repeat):
+    times = {b: ([], []) for b in backends}
+    outputs = {}
+    for i in range(a.warmup + a.repeat):
+        timed = i >= a.warmup
+        for backend in backends:
+            set_backend(model, backend)
             model.zero_grad(set_to_none=True)
             out, tf, tb = _step(model, coord, feat, offset)
-            if i == 0:
-                outputs[backend] = out
-            timed = i >= a.warmup
+            outputs.setdefault(backend, out)
             if timed:
-                fwd.append(tf)
-                bwd.append(tb)
+                times[backend][0].append(tf)
+                times[backend][1].append(tb)
             print(f'  {backend:6s} {"run" if timed else "warm-up"} '
                   f'{i + 1 - a.warmup if timed else i + 1}: forward '
                   f'{tf:.2f} s, backward {tb:.2f} s', flush=True)
+    results = {}
+    for backend, (fwd, bwd) in times.items():
         total = [f + b for f, b in zip(fwd, bwd)]
         results[backend] = dict(
             forward_s=round(statistics.median(fwd), 3),
@@ -135,7 +152,8 @@ def main():
         torch=torch.__version__, cpu=platform.processor() or
         platform.machine(), load_average=[round(x, 2) for x in
                                           os.getloadavg()],
-        results=results, skipped=skipped, max_output_diff=diff)))
+        malloc=a.malloc, results=results, skipped=skipped,
+        max_output_diff=diff)))
 
 
 if __name__ == '__main__':

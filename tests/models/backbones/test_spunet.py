@@ -127,3 +127,16 @@ def test_bad_config_and_input_one_line_errors():
     coord, feat, offset = _batch(_scene(0, n=300))
     with pytest.raises(ValueError, match='expects 6 feature channels'):
         model(coord, feat[:, :3], offset)
+
+
+def test_readme_example_runs_as_written():
+    import os.path as osp
+    import re
+    readme = osp.join(osp.dirname(__file__), '..', '..', '..', 'README.md')
+    text = open(readme).read()
+    section = text[text.index('## Sparse-convolution backbone (SpUNet)'):]
+    section = section[:section.index('\n## ', 1)]
+    (code,) = re.findall(r'```python\n(.*?)```', section, re.S)
+    scope = {}
+    exec(compile(code, 'README.md', 'exec'), scope)
+    assert scope['point_feat'].shape == (10000, scope['backbone'].out_channels)

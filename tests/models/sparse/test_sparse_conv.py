@@ -161,3 +161,30 @@ def test_bad_input_one_line_errors(data):
         SubMConv3d(3, 3, 2)
     with pytest.raises(ValueError, match="backend must be one of"):
         SubMConv3d(3, 3, backend='cuda')
+
+
+def _chain_grads(device, coords, feat, modules):
+    """Submanifold -> strided -> submanifold -> inverse on ``device``:
+    output and every gradient, back on the CPU."""
+    mods = [m.to(device) for m in modules]
+    for m in mods:
+        m.zero_grad(set_to_none=True)
+    x = feat.to(device).requires_grad_()
+    fine = SparseTensor(x, coords.to(device))
+    out = mods[3](mods[2](mods[1](mods[0](fine))))
+    assert out.voxels is fine.voxels
+    _backward(out.feat.cpu(), 4)
+    grads = [x.grad] + [p.grad for m in mods for p in m.parameters()]
+    return [out.feat.detach().cpu()] + [g.cpu() for g in grads]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a CUDA GPU')
+def test_torch_backend_on_cuda_matches_cpu(data):
+    coords, feat, _ = data
+    modules = [SubMConv3d(3, 4), SparseConv3d(4, 5), SubMConv3d(5, 5),
+               SparseInverseConv3d(5, 2)]
+    modules = [m.double() for m in modules]
+    cpu = _chain_grads('cpu', coords, feat, modules)
+    cuda = _chain_grads('cuda', coords, feat, modules)
+    for a, b in zip(cpu, cuda):
+        torch.testing.assert_close(b, a)
