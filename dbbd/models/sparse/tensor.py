@@ -145,18 +145,6 @@ class VoxelSet:
                 self._sorted = (sorted_keys, order)
         return self._sorted
 
-    def lookup(self, query):
-        """Rows of the voxels with keys ``query`` (any shape): long tensor of
-        the same shape, ``-1`` where no voxel has that key."""
-        sorted_keys, order = self.sorted_keys()
-        n = sorted_keys.numel()
-        if n == 0:
-            return torch.full_like(query, -1)
-        pos = torch.searchsorted(sorted_keys, query).clamp_(max=n - 1)
-        hit = sorted_keys[pos] == query
-        rows = pos if order is None else order[pos]
-        return torch.where(hit, rows, torch.full_like(rows, -1))
-
 
 class SparseTensor:
     """Features on the voxels of a :class:`VoxelSet`.
