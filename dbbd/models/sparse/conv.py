@@ -18,8 +18,9 @@ float tolerance):
   :mod:`.functional`), on any device.
 - ``'spconv'``: spconv 2.x (:mod:`.spconv_backend`); a one-line
   ``ImportError`` when it is not installed.
-- ``'auto'``: ``'spconv'`` when spconv imports *and* the features are on a
-  CUDA device, else ``'torch'`` (decided per call, from the input's device).
+- ``'auto'``: ``'spconv'`` when a CUDA build of spconv imports *and* the
+  features are on a CUDA device, else ``'torch'`` (decided per call, from
+  the input's device).
 """
 import math
 
@@ -51,14 +52,14 @@ def _check_backend(backend):
 def resolve_backend(backend, device):
     """The backend that computes: ``'torch'`` or ``'spconv'``.
 
-    ``'auto'`` is ``'spconv'`` when spconv imports and ``device`` is CUDA,
-    else ``'torch'``.
+    ``'auto'`` is ``'spconv'`` when a CUDA build of spconv imports and
+    ``device`` is CUDA, else ``'torch'``.
     """
     _check_backend(backend)
     if backend == 'auto':
         device = torch.device(device)
-        return 'spconv' if device.type == 'cuda' and spconv_available() \
-            else 'torch'
+        return 'spconv' if device.type == 'cuda' and \
+            spconv_available(cuda=True) else 'torch'
     return backend
 
 

@@ -38,8 +38,8 @@ __all__ = ['spconv_available', 'import_spconv', 'SpconvRunner',
            'INSTALL_HINT']
 
 INSTALL_HINT = ("backend='spconv' needs spconv 2.x, which is not installed: "
-                "`pip install spconv` (CPU) or the build matching your CUDA, "
-                "e.g. `pip install spconv-cu120`")
+                "`pip install spconv` (CPU) or the spconv-cu1xx build "
+                "matching your CUDA (e.g. `pip install spconv-cu121`)")
 
 # spatial extents handed to spconv are rounded up to a multiple of this, so
 # that 8 stride-2 levels divide them exactly (spconv's hash tables make the
@@ -64,13 +64,19 @@ def import_spconv():
     return _spconv
 
 
-def spconv_available():
-    """Whether spconv 2.x imports."""
+def spconv_available(cuda=False):
+    """Whether spconv 2.x imports (``cuda=True``: a CUDA build of it; the
+    ``spconv`` package itself is CPU only)."""
     try:
         import_spconv()
     except ImportError:
         return False
-    return True
+    return not (cuda and _cpu_only_build())
+
+
+def _cpu_only_build():
+    from spconv.cppconstants import CPU_ONLY_BUILD
+    return bool(CPU_ONLY_BUILD)
 
 
 def _no_stream():
@@ -178,6 +184,11 @@ class SpconvRunner:
         VoxelSet)."""
         spconv_torch, conv_algo = import_spconv()[:2]
         feat = x.feat
+        if feat.is_cuda and _cpu_only_build():
+            raise RuntimeError(
+                "the installed spconv is its CPU build, and the features are "
+                "on CUDA: install the spconv-cu1xx build matching your CUDA "
+                "instead (e.g. spconv-cu121), or use backend='torch'")
         algo = None if feat.is_cuda else conv_algo.Native
         conv = self._conv(algo)
         algo = conv.algo

@@ -145,7 +145,10 @@ def test_auto_rule_and_missing_spconv(monkeypatch):
     assert resolve_backend('auto', 'cpu') == 'torch'
     assert resolve_backend('torch', 'cuda') == 'torch'
     if spconv_available():
-        assert resolve_backend('auto', 'cuda') == 'spconv'
+        # the spconv package is the CPU build: 'auto' needs spconv-cu1xx
+        from spconv.cppconstants import CPU_ONLY_BUILD
+        assert resolve_backend('auto', 'cuda') == \
+            ('torch' if CPU_ONLY_BUILD else 'spconv')
     # spconv not importable: 'auto' falls back, 'spconv' is a one-line error
     monkeypatch.setitem(sys.modules, 'spconv', None)
     monkeypatch.setattr(spconv_backend, '_spconv', None)
@@ -154,4 +157,4 @@ def test_auto_rule_and_missing_spconv(monkeypatch):
         SubMConv3d(4, 4, backend='spconv')
     msg = str(err.value)
     assert '\n' not in msg
-    assert 'pip install spconv`' in msg and 'spconv-cu120' in msg
+    assert 'pip install spconv`' in msg and 'spconv-cu121' in msg
