@@ -134,8 +134,8 @@ def main():
         a_out, b_out = outputs.values()
         diff = float((a_out - b_out).abs().max())
     print()
-    print(f'| backend | forward (s) | backward (s) | forward + backward (s) '
-          f'| best (s) |')
+    print('| backend | forward (s) | backward (s) | forward + backward (s) '
+          '| best (s) |')
     print('| --- | --- | --- | --- | --- |')
     for backend, r in results.items():
         print(f'| {backend} | {r["forward_s"]:.2f} | {r["backward_s"]:.2f} | '

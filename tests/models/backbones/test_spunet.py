@@ -116,8 +116,9 @@ def test_backends_agree_on_spunet():
     out_s, grads_s = _train_step(set_backend(model, 'spconv'), batch)
     torch.testing.assert_close(out_s, out_t, rtol=1e-9, atol=1e-10)
     for name in grads_t:
-        torch.testing.assert_close(grads_s[name], grads_t[name], rtol=1e-7,
-                                   atol=1e-10, msg=lambda m, n=name: f'{n}: {m}')
+        torch.testing.assert_close(
+            grads_s[name], grads_t[name], rtol=1e-7, atol=1e-10,
+            msg=lambda m, n=name: f'{n}: {m}')
 
 
 def test_bad_config_and_input_one_line_errors():
