@@ -144,7 +144,7 @@ class _SparseConv(SparseModule):
             kmap, voxels = self._kernel_map(x.voxels)
             feat = sparse_conv(x.feat, weight_matrices(self.weight), kmap)
             if self.bias is not None:
-                feat = feat + self.bias
+                feat = feat + self.bias.to(feat.dtype)
         return SparseTensor(feat, voxels=voxels)
 
 

@@ -85,9 +85,16 @@ def sparse_conv(feat, weight, kmap):
         kmap: :class:`~.kernel_map.KernelMap` with ``num_in == N_in``.
 
     Returns:
-        (N_out, C_out): output voxel features (no bias).
+        (N_out, C_out): output voxel features (no bias). Under autocast,
+        computed in the autocast dtype (as ``mm`` would be), which keeps
+        the products and the scatters in one dtype.
     """
     if feat.shape[0] != kmap.num_in:
         raise ValueError(f'feat has {feat.shape[0]} rows, the kernel map '
                          f'{kmap.num_in} input voxels')
+    device_type = feat.device.type
+    if torch.is_autocast_enabled(device_type):
+        dtype = torch.get_autocast_dtype(device_type)
+        with torch.autocast(device_type, enabled=False):
+            return _SparseConv.apply(feat.to(dtype), weight.to(dtype), kmap)
     return _SparseConv.apply(feat, weight, kmap)
