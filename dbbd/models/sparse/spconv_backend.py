@@ -22,7 +22,9 @@ CPU tensors and left as it was found):
   submanifold convolution, 1 thread none in 200 of each. Inside, torch runs
   one thread;
 - a bias cannot go to its CPU kernels (it asserts "cpu don't support act and
-  bias", which its modules hit in eval mode): the bias is added here.
+  bias", which its modules hit in eval mode): the bias is added here;
+- its CPU kernels have no bfloat16 / float16: under CPU autocast they run
+  in float32, with autocast off inside.
 
 The backward pass runs inside it too because :class:`_ThroughSpconv` wraps
 each call: it records spconv's graph in its forward and differentiates it in
@@ -85,8 +87,9 @@ def _no_stream():
 
 @contextlib.contextmanager
 def _spconv_cpu():
-    """While inside: torch runs one thread and, when CUDA is unavailable,
-    spconv's stream lookup answers 0 (see the module's docstring)."""
+    """While inside: torch runs one thread, CPU autocast is off and, when
+    CUDA is unavailable, spconv's stream lookup answers 0 (see the module's
+    docstring)."""
     ops = import_spconv()[3]
     threads = torch.get_num_threads()
     original = ops.get_current_stream
@@ -95,7 +98,8 @@ def _spconv_cpu():
         ops.get_current_stream = _no_stream
     torch.set_num_threads(1)
     try:
-        yield
+        with torch.autocast('cpu', enabled=False):
+            yield
     finally:
         torch.set_num_threads(threads)
         if patch:
@@ -189,6 +193,9 @@ class SpconvRunner:
                 "the installed spconv is its CPU build, and the features are "
                 "on CUDA: install the spconv-cu1xx build matching your CUDA "
                 "instead (e.g. spconv-cu121), or use backend='torch'")
+        if not feat.is_cuda and feat.dtype in (torch.bfloat16, torch.float16):
+            # spconv's CPU kernels have no half types: float32 under autocast
+            feat, weight = feat.float(), weight.float()
         algo = None if feat.is_cuda else conv_algo.Native
         conv = self._conv(algo)
         algo = conv.algo
