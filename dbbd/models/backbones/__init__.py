@@ -6,6 +6,7 @@ per-region point encoder, optionally on the features of a *scene backbone*
 whole batch: ``PointNetSceneBackbone``, ``SpUNet``).
 """
 from .pointnet_scene import PointNetSceneBackbone
+from .spunet import SpUNet
 from .tree_backbone import DBBDTreeBackbone
 
-__all__ = ['DBBDTreeBackbone', 'PointNetSceneBackbone']
+__all__ = ['DBBDTreeBackbone', 'PointNetSceneBackbone', 'SpUNet']
