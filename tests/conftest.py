@@ -1,14 +1,35 @@
 """Shared fixtures: a tiny prepared dataset of synthetic rooms.
 
 Also puts ``tests/helpers`` on ``sys.path`` (``import tiny``,
-``import dbbd_faults``).
+``import dbbd_faults``), and fails the session when a test left something
+in the repository root.
 """
+import os
 import os.path as osp
 import sys
 
 import pytest
 
 sys.path.insert(0, osp.join(osp.dirname(osp.abspath(__file__)), 'helpers'))
+
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+# Read when pytest loads this file, before any test runs.
+_REPO_ENTRIES = frozenset(os.listdir(REPO))
+# pytest's own cache (written when the session ends, -p no:cacheprovider
+# turns it off)
+_NOT_FROM_TESTS = frozenset({'.pytest_cache'})
+
+
+@pytest.fixture(scope='session', autouse=True)
+def repo_root_stays_clean():
+    """Tests write under tmp dirs only: an entry that appeared in the
+    repository root during the session (a ``work_dirs/``, ``data/`` or
+    ``.dist_test/`` of a run started in the repository) fails it."""
+    yield
+    new = set(os.listdir(REPO)) - _REPO_ENTRIES - _NOT_FROM_TESTS
+    assert not new, (
+        f'the tests left {sorted(new)} in the repository root {REPO}; a '
+        'test must write under tmp_path (run subprocesses with cwd=tmp_path)')
 
 
 @pytest.fixture(scope='session')

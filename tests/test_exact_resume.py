@@ -38,7 +38,8 @@ class _IterRecorder(Hook):
         self.seen.append((runner.epoch + 1, batch_idx))
 
 
-def _train_in_process(cfg_path, work_dir, max_epochs, resume=False):
+def _train_in_process(cfg_path, work_dir, max_epochs, resume=False,
+                      stop_after=None):
     import dbbd.engine  # noqa: F401  safe loading, hooks
     from mmengine.config import Config
     from mmengine.runner import Runner
@@ -51,6 +52,8 @@ def _train_in_process(cfg_path, work_dir, max_epochs, resume=False):
     runner = Runner.from_cfg(cfg)
     recorder = _IterRecorder()
     runner.register_hook(recorder)
+    if stop_after is not None:
+        runner.register_hook(dbbd_faults.StopAfterEpochHook(stop_after))
     runner.train()
     # Stop persistent loader workers now: left to the garbage collector,
     # the iterator's queues can be finalised first and each worker then
@@ -145,7 +148,8 @@ VARIANTS = {
 @pytest.fixture(scope='module')
 def runs(demo_root, tmp_path_factory):
     """Lazily run, once each: ``('straight', variant)`` 4 epochs, and
-    ``('resumed', variant)`` 2 epochs then a resumed run to 4."""
+    ``('resumed', variant)`` the same run stopped after epoch 2, then
+    resumed to 4."""
     cache = {}
 
     def get(kind, name):
@@ -159,7 +163,8 @@ def runs(demo_root, tmp_path_factory):
                 result, seen = _train_in_process(cfg, work, 4)
                 seen = [seen]
             else:
-                _, seen_first = _train_in_process(cfg, work, 2)
+                _, seen_first = _train_in_process(cfg, work, 4,
+                                                  stop_after=2)
                 result, seen_resumed = _train_in_process(
                     cfg, work, 4, resume=True)
                 seen = [seen_first, seen_resumed]
@@ -191,19 +196,21 @@ def test_resume_in_process_is_bit_exact(runs, variant):
 
 
 def test_resume_through_train_script_is_bit_exact(runs, demo_root, tmp_path):
-    """tools/train.py with 2 persistent workers: 2 epochs, then --resume
-    to 4, equals the in-process 4-epoch run with 0 workers (so neither the
-    worker count nor the process changes training)."""
-    cfg = dbbd_faults.write_config(tmp_path / 'cfg.py', demo_root,
-                                   num_workers=2, persistent_workers=True)
+    """tools/train.py with 2 persistent workers: the 4-epoch run stopped
+    after epoch 2, then --resume, equals the in-process 4-epoch run with 0
+    workers (so neither the worker count nor the process changes
+    training)."""
+    workers = dict(num_workers=2, persistent_workers=True)
+    stopping = dbbd_faults.write_config(
+        tmp_path / 'stop.py', demo_root,
+        custom_hooks=[dict(type='StopAfterEpochHook', epoch=2)], **workers)
+    cfg = dbbd_faults.write_config(tmp_path / 'cfg.py', demo_root, **workers)
     straight = runs('straight', 'workers0')['work']
     resumed = str(tmp_path / 'resumed')
-    r = dbbd_faults.run_train(cfg, '--work-dir', resumed, '--cfg-options',
-                              'train_cfg.max_epochs=2')
+    r = dbbd_faults.run_train(stopping, '--work-dir', resumed)
     assert r.returncode == 0, r.stderr[-3000:]
     assert not osp.exists(osp.join(resumed, 'epoch_3.pth'))
-    r = dbbd_faults.run_train(cfg, '--work-dir', resumed, '--resume',
-                              '--cfg-options', 'train_cfg.max_epochs=4')
+    r = dbbd_faults.run_train(cfg, '--work-dir', resumed, '--resume')
     out = r.stdout + r.stderr
     assert r.returncode == 0, out[-3000:]
     assert 'resumed epoch: 2' in out.lower()

@@ -26,8 +26,11 @@ def test_full_config_defaults():
     assert cfg.optim_wrapper.optimizer == dict(
         type='AdamW', lr=1e-3, weight_decay=0.01)
     sched = cfg.param_scheduler[0]
-    assert sched.type == 'CosineAnnealingLR' and sched.eta_min == 1e-5
-    assert sched.T_max == 100 == cfg.train_cfg.max_epochs
+    assert sched.type == 'ResumableCosineAnnealingLR'
+    assert sched.eta_min == 1e-5
+    # the length is the run's (train_cfg.max_epochs), not written twice
+    assert 'end' not in sched and 'T_max' not in sched
+    assert cfg.train_cfg.max_epochs == 100
     assert cfg.train_cfg.val_interval == 5
     assert cfg.default_hooks.checkpoint.interval == 10
     assert cfg.default_hooks.checkpoint.save_best == 'loss'
@@ -165,9 +168,13 @@ def test_runner_builds_model_loss_optimizer_scheduler(demo_root, tmp_path):
     assert ow.optimizer.defaults['lr'] == 1e-3
     assert ow.optimizer.defaults['weight_decay'] == 0.01
     runner.optim_wrapper = ow
+    runner.train_loop  # built first, as Runner.train does
     scheds = runner.build_param_scheduler(cfg.param_scheduler)
-    assert type(scheds[0]).__name__ == 'CosineAnnealingLR'
+    assert type(scheds[0]).__name__ == 'ResumableCosineAnnealingLR'
     assert scheds[0].eta_min == 1e-5
+    # the cosine spans the run, in iterations
+    run = cfg.train_cfg.max_epochs * len(runner.train_dataloader)
+    assert (scheds[0].begin, scheds[0].end, scheds[0].T_max) == (0, run, run)
 
 
 def _step(runner, ow, batch):
@@ -178,16 +185,27 @@ def _step(runner, ow, batch):
 def test_train_step_finite_loss_and_weights_change(demo_root, tmp_path):
     cfg = tiny_cfg(demo_root, tmp_path)
     runner = build_runner(cfg)
+    model = runner.model
     ow = runner.build_optim_wrapper(cfg.optim_wrapper)
-    before = {k: v.clone() for k, v in runner.model.state_dict().items()}
-    log_vars = _step(runner, ow, first_batch(runner))
-    assert torch.isfinite(torch.as_tensor(log_vars['loss']))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    model.train()
+    data = model.data_preprocessor(first_batch(runner), True)
+    loss, log_vars = model.parse_losses(model(**data, mode='loss'))
+    assert torch.isfinite(loss)
     assert {'loss', 'loss_region', 'loss_point'} <= set(log_vars)
-    after = runner.model.state_dict()
-    changed = [k for k in before if not torch.equal(before[k], after[k])]
-    assert len(changed) >= len([
-        p for p in runner.model.parameters() if p.requires_grad
-    ]) // 2
+    ow.backward(loss)
+    # every parameter gets a gradient from this batch (a tree of several
+    # levels and scenes) and none is exempt: parameters that mathematically
+    # could not get one, like a bias before a softmax, were taken out of
+    # the model instead. (AdamW's weight decay would move even a parameter
+    # without a gradient, so the gradients are what is checked.)
+    params = dict(model.named_parameters())
+    no_grad = [k for k, p in params.items()
+               if p.grad is None or not p.grad.abs().sum() > 0]
+    assert no_grad == [] and len(params) > 30
+    ow.step()
+    unchanged = [k for k in params if torch.equal(before[k], params[k])]
+    assert unchanged == []
 
 
 def test_overfitting_one_batch_lowers_the_loss(demo_root, tmp_path):
@@ -321,3 +339,20 @@ def test_top_level_feat_keys_sets_both_loaders_and_the_model():
         check_feat_width(cfg)
     with pytest.raises(SystemExit):
         build_config(parse_args([SMALL, '--cfg-options', 'feat_keys=rgb']))
+
+
+@pytest.mark.parametrize('name', ['scannet', 'small_scannet', 'small_demo'])
+def test_masked_configs_add_only_the_masking(name):
+    """Each dbbd_masked_* leaf is its unmasked sibling plus the mask token
+    and a RandomPatchMask step in the training views."""
+    base = osp.join(osp.dirname(SMALL), f'dbbd_{name}.py')
+    masked = Config.fromfile(base.replace('dbbd_', 'dbbd_masked_'))
+    plain = Config.fromfile(base)
+    a, b = _flatten(plain.to_dict()), _flatten(masked.to_dict())
+    changed = {k for k in set(a) | set(b) if a.get(k) != b.get(k)}
+    assert changed == {'model.backbone.mask_token', 'masking',
+                       'train_dataloader.dataset.pipeline'}
+    views = masked.train_dataloader.dataset.pipeline[0]['transforms']
+    assert views[:-1] == plain.train_dataloader.dataset.pipeline[0][
+        'transforms']
+    assert views[-1]['type'] == 'RandomPatchMask'

@@ -14,6 +14,12 @@ step. ``step_s / flat_bound_s`` is the cost of walking the tree level by
 level; the original region-by-region walk cost 11-50 s a step on this kind
 of CPU (method section 6).
 
+With ``--backbone spunet`` the model is DBBD on a SpUNet scene backbone
+(full size, 2 cm voxels; the regions pool its features) and the bound
+(``flat_bound_s``) is the backbone alone: SpUNet forward and backward on
+both views, no tree, the same AdamW step. ``step_s / flat_bound_s - 1`` is
+then what the tree adds to the backbone.
+
 Each configuration runs in a fresh subprocess, so its peak resident memory
 (``ru_maxrss`` of the whole process; on CUDA
 ``torch.cuda.max_memory_allocated``) is its own; it is read after the
@@ -38,6 +44,7 @@ features are the normals.
 
     python tools/benchmark.py --regions 600 1500 2700
     python tools/benchmark.py --device cuda --regions 2700 [--amp]
+    python tools/benchmark.py --backbone spunet --regions 2700
 
 Prints a table, then one JSON line: the last configuration's numbers at the
 top level, and every configuration under ``runs``.
@@ -73,6 +80,27 @@ MODEL = dict(
               region_loss=dict(type='RegionLoss', temperature=0.1),
               point_loss=dict(type='PointLoss', num_samples=4096,
                               temperature=0.1)))
+
+
+# DBBD on a SpUNet scene backbone (full size, 2 cm voxels): the tree pools
+# the backbone's features (no per-region encoder on top).
+SPUNET_MODEL = json.loads(json.dumps(MODEL))
+SPUNET_MODEL['backbone'].update(
+    encoder=None,
+    scene_backbone=dict(type='SpUNet', voxel_size=0.02, backend='torch'))
+
+
+def backbone_bound_step(model, data):
+    """The bound of a scene-backbone step: the backbone alone, forward and
+    backward of both views, no tree (its output's mean as the loss)."""
+    sb = model.backbone.scene_backbone
+    inputs = data['inputs']
+
+    def step():
+        return sum(sb(inputs[v]['coord'], inputs[v]['feat'],
+                      inputs['offset']).mean() for v in ('view1', 'view2'))
+
+    return step
 
 
 # glibc returns every block above its mmap threshold (at most 32 MiB) to
@@ -228,8 +256,11 @@ def worker(args):
     scenes = load_points(args)
     batch = make_batch(scenes, args, args.min_points)
 
-    cfg = json.loads(json.dumps(MODEL))
+    cfg = json.loads(json.dumps(SPUNET_MODEL if args.backbone == 'spunet'
+                                else MODEL))
     cfg['backbone']['with_cp'] = args.with_cp
+    if args.backbone == 'spunet':
+        cfg['backbone']['scene_backbone']['backend'] = args.sparse_backend
     model = MODELS.build(cfg).to(device)
     model.train()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.01)
@@ -253,7 +284,8 @@ def worker(args):
         loss.backward()
         opt.step()
 
-    flat = flat_bound_step(model, tree, device)
+    flat = backbone_bound_step(model, data) if args.backbone == 'spunet' \
+        else flat_bound_step(model, tree, device)
 
     def flat_step():
         opt.zero_grad(set_to_none=True)
@@ -307,6 +339,7 @@ def worker(args):
         points=round(tree.num_points / args.batch),
         batch_points=int(tree.num_points), batch=args.batch,
         min_points_to_split=args.min_points, max_depth=args.depth,
+        backbone=args.backbone,
         device=str(device) if not cuda else torch.cuda.get_device_name(),
         threads=torch.get_num_threads(), with_cp=args.with_cp,
         malloc='tuned' if 'MALLOC_MMAP_THRESHOLD_' in os.environ else
@@ -330,6 +363,13 @@ def main():
     ap.add_argument('--tree-seed', type=int, default=0,
                     help='seed of the trees\' FPS')
     ap.add_argument('--device', default='cpu', help='cpu or cuda')
+    ap.add_argument('--backbone', choices=['pointnet', 'spunet'],
+                    default='pointnet',
+                    help='pointnet: the per-region PointNet tree, against '
+                    'the flat bound; spunet: the tree on a SpUNet scene '
+                    'backbone, against the backbone alone')
+    ap.add_argument('--sparse-backend', choices=['torch', 'spconv', 'auto'],
+                    default='torch', help='SpUNet convolutions')
     ap.add_argument('--amp', action='store_true',
                     help='bf16 autocast of the forward passes (as --amp '
                     'trains)')
@@ -365,7 +405,8 @@ def main():
         cmd = [sys.executable, osp.abspath(__file__), '--worker',
                '--min-points', str(m)]
         for key in ('points', 'scene', 'batch', 'depth', 'branching',
-                    'tree_seed', 'device', 'steps', 'warmup'):
+                    'tree_seed', 'device', 'steps', 'warmup', 'backbone',
+                    'sparse_backend'):
             if getattr(args, key) is not None:
                 cmd += ['--' + key.replace('_', '-'), str(getattr(args, key))]
         cmd += ['--with-cp'] * args.with_cp + ['--profile'] * args.profile

@@ -146,7 +146,7 @@ def summary_line(metrics):
 
 def main(argv=None):
     args = parse_args(argv)
-    from tools.train import build_config, fail
+    from tools.train import build_config, fail, prepare_data
     cfg = build_config(argparse.Namespace(
         config=args.config, work_dir=args.work_dir, resume=None, amp=False,
         cfg_options=args.cfg_options, launcher=args.launcher))
@@ -166,6 +166,7 @@ def main(argv=None):
         check_feat_width(cfg)
     except (ConfigError, DataPreparationError, ValueError) as e:
         fail(str(e))
+    prepare_data(cfg)
     setup_distributed(cfg)
 
     from mmengine.runner import Runner

@@ -5,6 +5,7 @@
     python tools/train.py CONFIG --work-dir work_dirs/x --resume
     python tools/train.py CONFIG --resume work_dirs/x/epoch_10.pth
     python tools/train.py CONFIG --cfg-options train_cfg.max_epochs=10
+    python tools/train.py CONFIG --validate [CHECKPOINT]
 """
 import argparse
 import os
@@ -31,6 +32,15 @@ def parse_args(argv=None):
         metavar='CHECKPOINT',
         help='resume: alone, from the latest checkpoint of the work dir; '
         'with a path, from that checkpoint')
+    parser.add_argument(
+        '--validate',
+        nargs='?',
+        const='',
+        default=None,
+        metavar='CHECKPOINT',
+        help="run the config's validation once, no training: alone, of the "
+        'initialised model; with a path, of that checkpoint\'s weights; the '
+        'metrics end the output as one JSON line')
     parser.add_argument(
         '--amp',
         action='store_true',
@@ -64,6 +74,25 @@ def fail(msg):
     sys.exit(1)
 
 
+CONFIG_SUFFIXES = ('.py', '.yaml', '.yml', '.json')
+
+
+def missing_config_message(path):
+    """The one line for a config path that names no file, with the closest
+    config names of its folder (a misspelt name)."""
+    import difflib
+    folder, name = osp.split(path)
+    if folder and not osp.isdir(folder):
+        return f'config file {path} does not exist (no folder {folder})'
+    names = sorted(n for n in os.listdir(folder or '.')
+                   if n.endswith(CONFIG_SUFFIXES)
+                   and osp.isfile(osp.join(folder, n)))
+    close = difflib.get_close_matches(name, names, n=3, cutoff=0.6)
+    hint = ('; did you mean ' + ', '.join(osp.join(folder, c) for c in close)
+            + '?') if close else ''
+    return f'config file {path} does not exist{hint}'
+
+
 def pop_top_level_keys(opts):
     """num_classes= and pretrained= of --cfg-options (top-level keys)."""
     from dbbd.models.segmentors.config import pop_top_level
@@ -81,10 +110,16 @@ def apply_top_level_keys(cfg, explicit):
 
 
 def build_config(args):
-    """Load the config and apply the command line to it."""
+    """Load the config and apply the command line to it.
+
+    A Python config is a program and runs when it is read; a YAML config is
+    read as plain data (``import dbbd`` makes mmengine read YAML safely).
+    """
     from mmengine.config import Config
+
+    import dbbd  # noqa: F401  YAML without Python objects
     if not osp.isfile(args.config):
-        fail(f'config file {args.config} does not exist')
+        fail(missing_config_message(args.config))
     try:
         cfg = Config.fromfile(args.config)
     except Exception as e:  # syntax errors, missing _base_ files, imports
@@ -119,6 +154,15 @@ def build_config(args):
             'work_dirs', osp.splitext(osp.basename(args.config))[0])
 
     if args.resume == 'auto':
+        from dbbd.engine.checkpoint import (CheckpointLoadError,
+                                            find_latest_checkpoint)
+        try:
+            # one line now, before anything is built, when last_checkpoint
+            # is empty or names a missing file, an address or a file
+            # outside the work dir
+            find_latest_checkpoint(cfg.work_dir)
+        except CheckpointLoadError as e:
+            fail(str(e))
         cfg.resume = True
         cfg.load_from = None
     elif args.resume is not None:
@@ -137,38 +181,92 @@ def build_config(args):
     return cfg
 
 
+def set_validation(cfg, args):
+    """``--validate [CHECKPOINT]``: load the checkpoint's weights (none:
+    the initialised model), resume nothing."""
+    if args.validate is None:
+        return
+    if args.resume is not None:
+        fail('--validate and --resume exclude each other (--validate '
+             'CHECKPOINT validates the weights of any checkpoint)')
+    if args.validate and not osp.isfile(args.validate):
+        fail(f'--validate: checkpoint {args.validate} does not exist')
+    cfg.load_from = args.validate or None
+    cfg.resume = False
+
+
+def print_metrics(metrics):
+    """The validation metrics as one JSON line on stdout (rank 0)."""
+    import json
+
+    from mmengine.dist import is_main_process
+
+    from dbbd.engine.hooks.checkpoint_hook import to_plain
+    if is_main_process():
+        print(json.dumps(to_plain(metrics)), flush=True)
+
+
+def prepare_data(cfg):
+    """Before the Runner is built: the demo's one-off data preparation,
+    its progress first on the console (the Runner's environment, config and
+    hook dump comes after), then one line for a split folder that is
+    missing or holds no prepared scene, which leaves nothing in the work
+    dir (the Runner would have made its timestamped folder)."""
+    from dbbd.datasets.dbbd_dataset import DataPreparationError
+    from dbbd.datasets.demo import prepare_configured_demo
+    from dbbd.utils.config_check import check_data_exists
+    try:
+        prepare_configured_demo(cfg)
+        check_data_exists(cfg)
+    except (DataPreparationError, RuntimeError) as e:
+        fail(str(e))
+
+
 def main(argv=None):
     args = parse_args(argv)
     cfg = build_config(args)
+    set_validation(cfg, args)
 
     import dbbd.engine  # noqa: F401  safe checkpoint loading, hooks
     from dbbd.datasets.dbbd_dataset import DataPreparationError
     from dbbd.datasets.formatting import check_feat_width
     from dbbd.engine.distributed import setup_distributed
     from dbbd.utils.config_check import (ConfigError, check_config_types,
-                                         check_config_values,
-                                         check_data_exists)
+                                         check_config_values)
     try:
         check_config_types(cfg)
         check_config_values(cfg)
         check_feat_width(cfg)
-        check_data_exists(cfg)
     except (ConfigError, DataPreparationError, ValueError) as e:
         fail(str(e))
+    prepare_data(cfg)
 
     setup_distributed(cfg)
+
+    from mmengine.dist import get_rank
+    from dbbd.engine.run_lock import WorkDirLockedError, acquire_work_dir_lock
+    if get_rank() == 0 and args.validate is None:
+        try:
+            # held until this process ends: one training run per work dir
+            acquire_work_dir_lock(cfg.work_dir)
+        except WorkDirLockedError as e:
+            fail(str(e))
 
     from mmengine.runner import Runner
     from dbbd.datasets.scene_io import SceneFormatError
     from dbbd.engine import NonFiniteLossError
-    from dbbd.engine.checkpoint import CheckpointLoadError
+    from dbbd.engine.checkpoint import (CheckpointLoadError,
+                                        CheckpointWriteError)
 
     # errors whose message already says what is wrong and what to do
     known = (ConfigError, DataPreparationError, SceneFormatError,
-             NonFiniteLossError, CheckpointLoadError)
+             NonFiniteLossError, CheckpointLoadError, CheckpointWriteError)
     try:
         runner = Runner.from_cfg(cfg)
-        runner.train()
+        if args.validate is None:
+            runner.train()
+        else:
+            print_metrics(runner.val())
     except known as e:
         fail(str(e))
 

@@ -16,18 +16,8 @@ train_dataloader = dict(
 val_dataloader = dict(
     dataset=dict(data_root=data_root, auto_prepare=demo_data))
 
-# 10 epochs, validation and a checkpoint every epoch, cosine over the run.
-max_epochs = 10
-train_cfg = dict(max_epochs=max_epochs, val_interval=1)
-param_scheduler = [
-    dict(
-        type='CosineAnnealingLR',
-        T_max=max_epochs,
-        eta_min=1e-5,
-        by_epoch=True,
-        begin=0,
-        end=max_epochs,
-        convert_to_iter_based=True),
-]
+# 10 epochs, validation and a checkpoint every epoch (the cosine schedule
+# follows max_epochs).
+train_cfg = dict(max_epochs=10, val_interval=1)
 default_hooks = dict(
     logger=dict(interval=1), checkpoint=dict(interval=1))

@@ -82,7 +82,12 @@ def dbbd_collate(samples):
     for view in views:
         inputs[view] = dict(
             coord=_cat([s[view]['coord'] for s in samples], np.float32),
-            feat=_cat([s[view]['feat'] for s in samples], np.float32))
+            feat=_cat([s[view]['feat'] for s in samples], np.float32),
+            offset=inputs['offset'])
+        if any('mask' in s[view] for s in samples):
+            inputs[view]['mask'] = _cat([
+                s[view].get('mask', np.zeros(s['num_points'], bool))
+                for s in samples], np.bool_)
     data_samples = [
         dict(scene_id=s['scene_id'], num_points=int(s['num_points']))
         for s in samples

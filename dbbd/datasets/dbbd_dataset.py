@@ -23,6 +23,24 @@ def _prepare_hint(data_root):
             '"Prepare data")')
 
 
+def prepared_scenes(split_dir, data_root, who):
+    """The prepared scene folders of ``split_dir``; the one-line
+    :class:`DataPreparationError` naming ``who`` (the dataset or its config
+    key) when the folder is missing or holds none."""
+    from .scene_io import list_prepared
+    if not osp.isdir(split_dir):
+        raise DataPreparationError(
+            f'{who}: split folder {split_dir} does not exist; '
+            f'{_prepare_hint(data_root)}')
+    # finished scenes only: skips folders of interrupted writes
+    scenes = list_prepared(split_dir)
+    if not scenes:
+        raise DataPreparationError(
+            f'{who}: split folder {split_dir} holds no prepared scene (no '
+            f'<scene>/meta.json); {_prepare_hint(data_root)}')
+    return scenes
+
+
 @DATASETS.register_module()
 class DBBDDataset(BaseDataset):
     """Scenes prepared by ``tools/create_data.py``, with their region trees.
@@ -101,19 +119,8 @@ class DBBDDataset(BaseDataset):
         if not osp.isdir(split_dir) and self.auto_prepare is not None:
             from .demo import prepare_demo_data
             prepare_demo_data(self.data_root, **self.auto_prepare)
-        if not osp.isdir(split_dir):
-            raise DataPreparationError(
-                f'DBBDDataset: split folder {split_dir} does not exist; '
-                f'{_prepare_hint(self.data_root)}')
-        from .scene_io import list_prepared
-
-        # finished scenes only: skips folders of interrupted writes
-        scenes = [osp.basename(p) for p in list_prepared(split_dir)]
-        if not scenes:
-            raise DataPreparationError(
-                f'DBBDDataset: split folder {split_dir} holds no prepared '
-                f'scene (no <scene>/meta.json); {_prepare_hint(self.data_root)}'
-            )
+        scenes = [osp.basename(p) for p in prepared_scenes(
+            split_dir, self.data_root, 'DBBDDataset')]
         if self.max_scenes is not None:
             if self.max_scenes > len(scenes):
                 warnings.warn(

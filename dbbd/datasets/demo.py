@@ -4,7 +4,10 @@ import os.path as osp
 import shutil
 import sys
 
-__all__ = ['prepare_demo_data', 'demo_data_ready', 'check_demo_target']
+__all__ = [
+    'prepare_demo_data', 'demo_data_ready', 'check_demo_target',
+    'prepare_configured_demo'
+]
 
 
 def _same_folder(a, b):
@@ -92,3 +95,20 @@ def prepare_demo_data(data_root, num_train=4, num_val=2, num_points=20000,
                 f'DBBD demo: preparing {data_root} failed for '
                 f'{len(summary["failed"])} scene(s): '
                 f'{summary["failed"][0]["error"]}')
+
+
+def prepare_configured_demo(cfg):
+    """Run the one-off preparation of every dataset of ``cfg``'s training
+    and validation loaders that has ``auto_prepare`` (the demo) now,
+    printing its progress; nothing when the data is there.
+
+    ``tools/train.py`` calls it before the Runner is built, so the
+    progress comes before the Runner's environment, config and hook dump,
+    and a failure leaves nothing in the work dir. Only into the demo's own
+    folder (:func:`check_demo_target`).
+    """
+    for loader in ('train_dataloader', 'val_dataloader'):
+        ds = (cfg.get(loader) or {}).get('dataset') or {}
+        auto = ds.get('auto_prepare')
+        if auto is not None:
+            prepare_demo_data(str(ds.get('data_root')), **auto)

@@ -104,7 +104,8 @@ class PackDBBDInputs:
 
     Per view (``results['views']``, else the top-level attributes as one
     view) ``dict(coord (N, 3) float32, feat (N, C) float32)`` where ``feat``
-    concatenates ``feat_keys`` in order; plus the tree arrays
+    concatenates ``feat_keys`` in order (and ``mask (N,)`` bool when a
+    masking transform marked points); plus the tree arrays
     ``point_region (L, N)``, ``region_parent (R,)``, ``region_center
     (R,)``, ``level_offset (L + 1,)``, ``segment (N,)`` (-1 where
     unlabelled), ``scene_id``, ``num_points`` and ``sample_seed``.
@@ -156,9 +157,12 @@ class PackDBBDInputs:
                 np.full(n_full, -1, np.int64) if origin is None else
                 np.asarray(origin, dtype=np.int64))
         for v, view in enumerate(views):
-            sample[f'view{v + 1}'] = dict(
+            packed = dict(
                 coord=np.ascontiguousarray(view['coord'], dtype=np.float32),
                 feat=self._feat(view, where))
+            if view.get('mask') is not None:  # RandomPatchMask, crops
+                packed['mask'] = np.asarray(view['mask'], dtype=bool)
+            sample[f'view{v + 1}'] = packed
         return sample
 
     def __repr__(self):

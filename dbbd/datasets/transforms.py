@@ -24,7 +24,8 @@ from dbbd.registry import TRANSFORMS
 __all__ = [
     'CenterShift', 'RandomRotateZ', 'ViewRotateZ', 'RandomScale',
     'RandomFlip', 'RandomJitter', 'RandomTranslate', 'ColorJitter',
-    'ChromaticAutoContrast', 'NormalizeColor', 'GridSample'
+    'ChromaticAutoContrast', 'NormalizeColor', 'GridSample',
+    'RandomPatchMask', 'RandomViewCrop'
 ]
 
 
@@ -261,6 +262,89 @@ class NormalizeColor:
 
     def __repr__(self):
         return 'NormalizeColor()'
+
+
+def _add_mask(results, hidden):
+    mask = results.get('mask')
+    results['mask'] = hidden if mask is None else (mask | hidden)
+    return results
+
+
+@TRANSFORMS.register_module()
+class RandomPatchMask:
+    """Hide the features of a random fraction of voxel-sized patches.
+
+    The points of a view are grouped into cubic patches of ``patch_size``
+    metres (on the view's own, augmented coordinates); ``ratio`` of the
+    occupied patches are drawn and their points marked in
+    ``results['mask']`` (N,) bool. Nothing is dropped: the points, their
+    coordinates and the region tree stay, so both views keep the same
+    regions; the model replaces the marked points' input features with a
+    learned mask token (``mask_token=True`` on the backbone or
+    ``SceneContrast``). Matching the two views can then no longer be solved
+    from each point's own features: the network has to infer them from
+    the context (MSC's masked scene contrast).
+
+    Args:
+        ratio: fraction of the occupied patches hidden (MSC: 0.4).
+        patch_size: patch edge in metres (MSC: 0.1).
+    """
+
+    def __init__(self, ratio=0.4, patch_size=0.1):
+        if not 0.0 <= ratio <= 1.0:
+            raise ValueError(f'RandomPatchMask: ratio must be in [0, 1], '
+                             f'got {ratio}')
+        if not patch_size > 0:
+            raise ValueError(f'RandomPatchMask: patch_size must be > 0, '
+                             f'got {patch_size}')
+        self.ratio, self.patch_size = ratio, patch_size
+
+    def __call__(self, results):
+        rng = _rng(results)
+        cell = np.floor(results['coord'] / self.patch_size).astype(np.int64)
+        _, patch = np.unique(cell, axis=0, return_inverse=True)
+        patch = patch.reshape(-1)
+        num = int(patch.max()) + 1 if patch.size else 0
+        chosen = np.zeros(num, dtype=bool)
+        chosen[rng.permutation(num)[:int(round(self.ratio * num))]] = True
+        return _add_mask(results, chosen[patch])
+
+    def __repr__(self):
+        return (f'RandomPatchMask(ratio={self.ratio}, '
+                f'patch_size={self.patch_size})')
+
+
+@TRANSFORMS.register_module()
+class RandomViewCrop:
+    """A random crop of the view that keeps every point: the points outside
+    a random box are hidden like masked patches (``results['mask']``).
+
+    The box spans ``ratio`` of the view's extent along x and along y (all
+    of z), at a uniform random position; points, coordinates and the tree
+    stay, so the two views still share every point (and region).
+
+    Args:
+        ratio: fraction of the x and y extent the box covers.
+    """
+
+    def __init__(self, ratio=0.8):
+        if not 0.0 < ratio <= 1.0:
+            raise ValueError(f'RandomViewCrop: ratio must be in (0, 1], '
+                             f'got {ratio}')
+        self.ratio = ratio
+
+    def __call__(self, results):
+        rng = _rng(results)
+        coord = results['coord']
+        lo, hi = coord.min(0), coord.max(0)
+        size = (hi - lo) * self.ratio
+        start = lo + rng.random(3) * (hi - lo - size)
+        inside = np.all((coord[:, :2] >= start[:2]) &
+                        (coord[:, :2] <= start[:2] + size[:2]), axis=1)
+        return _add_mask(results, ~inside)
+
+    def __repr__(self):
+        return f'RandomViewCrop(ratio={self.ratio})'
 
 
 #: Tree arrays of a scene dict; :class:`GridSample` drops them.

@@ -24,10 +24,12 @@ Writing: :func:`atomic_write_text`, :func:`atomic_torch_save` and
 either the old file or the complete new one, never a partial file under the
 final name.
 """
+import errno
 import os
 import os.path as osp
 import pickle
 import re
+import shutil
 import zipfile
 from typing import Any, Callable, List, Optional, Tuple, Union
 
@@ -40,10 +42,12 @@ from dbbd.utils.fs import fsync_dir
 
 __all__ = [
     'CHECKPOINT_FORMAT_VERSION', 'CheckpointLoadError',
-    'UnsafeCheckpointError', 'CorruptCheckpointError', 'safe_globals_list',
+    'UnsafeCheckpointError', 'CorruptCheckpointError', 'CheckpointWriteError',
+    'is_disk_full', 'no_space_error', 'safe_globals_list',
     'load_checkpoint_safe', 'load_from_local_safe', 'register_safe_loader',
-    'find_latest_checkpoint', 'tmp_path_for', 'commit_file',
-    'atomic_write_text', 'atomic_torch_save', 'atomic_npy_save', 'fsync_dir'
+    'find_latest_checkpoint', 'check_archive', 'tmp_path_for',
+    'commit_file', 'atomic_write_text', 'atomic_torch_save',
+    'atomic_npy_save', 'fsync_dir'
 ]
 
 #: Written to ``meta['dbbd_format_version']`` of every checkpoint saved by
@@ -67,6 +71,43 @@ class UnsafeCheckpointError(CheckpointLoadError):
 
 class CorruptCheckpointError(CheckpointLoadError):
     """The checkpoint file is truncated or not a checkpoint at all."""
+
+
+class CheckpointWriteError(OSError):
+    """A checkpoint could not be written (the disk is full); the message is
+    one line naming the file, the space needed and the space free. The
+    previous checkpoints are intact."""
+
+
+def _size(n: float) -> str:
+    for unit in ('B', 'KB', 'MB', 'GB'):
+        if n < 1024 or unit == 'GB':
+            return f'{n:.0f} {unit}' if unit == 'B' else f'{n:.1f} {unit}'
+        n /= 1024
+    return f'{n:.1f} TB'  # pragma: no cover
+
+
+def is_disk_full(err: BaseException) -> bool:
+    """Whether ``err`` says the disk (or the user's quota) is full."""
+    return isinstance(err, OSError) and err.errno in (errno.ENOSPC,
+                                                       errno.EDQUOT)
+
+
+def no_space_error(path: str, need: int) -> CheckpointWriteError:
+    """The one-line error for a full disk while writing ``path``, about
+    ``need`` bytes."""
+    folder = osp.dirname(osp.abspath(path))
+    try:
+        free = _size(shutil.disk_usage(folder).free)
+    except OSError:
+        free = 'an unknown amount'
+    err = CheckpointWriteError(
+        f'no space left on the device for {path}: it needs about '
+        f'{_size(need)} and {free} is free in {folder}; free some space (or '
+        'use another --work-dir) and resume with --resume; the previous '
+        'checkpoints are intact')
+    err.errno = errno.ENOSPC
+    return err
 
 
 # ---------------------------------------------------------------------------
@@ -190,29 +231,86 @@ def _refused_globals(path: str, err: BaseException) -> List[str]:
         return [match.group(1)] if match else []
 
 
-def _is_damaged_zip(path: str) -> bool:
-    """Whether ``path`` is not a complete zip archive with a ``data.pkl``.
+#: How every checkpoint ``torch.save`` writes since PyTorch 1.6 starts (a
+#: zip archive's first local file header).
+ZIP_MAGIC = b'PK\x03\x04'
+#: How a legacy (pre-1.6, ``_use_new_zipfile_serialization=False``) torch
+#: file starts: its magic number, pickled with protocol 2.
+LEGACY_MAGIC = pickle.dumps(0x1950a86a20f9469cfc6c, protocol=2)
 
-    Only called after a load failed, so reading the whole file to check the
-    CRCs is acceptable.
+_CHUNK = 1 << 20
+
+
+def _corrupt(shown: str, what: str) -> 'CorruptCheckpointError':
+    return CorruptCheckpointError(
+        f'checkpoint {shown} is truncated or corrupt ({what}); use an '
+        'earlier checkpoint')
+
+
+def check_archive(path: str, name: Optional[str] = None) -> bool:
+    """Check that ``path`` is a whole torch checkpoint before unpickling it.
+
+    A zip archive (``torch.save`` since 1.6) must open, hold a ``data.pkl``
+    record, and every record must match the CRC-32 the archive stores for
+    it: a single flipped bit in tensor data is caught here, with the name of
+    the record. Reads the whole file once. A legacy (pre-1.6) torch file
+    has no checksums and passes as is.
+
+    Args:
+        path (str): the file.
+        name (str, optional): how the message names it. Defaults to
+            ``path``.
+
+    Returns:
+        bool: True for a zip archive, False for a legacy torch file.
+
+    Raises:
+        CorruptCheckpointError: empty, neither format, no ``data.pkl``, a
+            damaged zip directory or a record failing its CRC. One line
+            naming the file (and the record).
     """
+    shown = name or path
+    with open(path, 'rb') as f:
+        head = f.read(len(LEGACY_MAGIC))
+    if head == LEGACY_MAGIC:
+        return False
+    if not head.startswith(ZIP_MAGIC):
+        raise _corrupt(shown, 'an empty file' if not head else
+                       'not a torch checkpoint: neither a zip archive nor a '
+                       'legacy torch file')
+    record = None
     try:
         with zipfile.ZipFile(path) as zf:
-            if not any(n.endswith('data.pkl') for n in zf.namelist()):
-                return True
-            return zf.testzip() is not None
-    except (zipfile.BadZipFile, OSError, EOFError):
-        return True
+            infos = zf.infolist()
+            if not any(i.filename.rsplit('/', 1)[-1] == 'data.pkl'
+                       for i in infos):
+                raise _corrupt(shown, 'no data.pkl record')
+            for info in infos:
+                record = info.filename
+                # ZipExtFile compares the CRC-32 when the record ends
+                with zf.open(info) as member:
+                    while member.read(_CHUNK):
+                        pass
+    except CorruptCheckpointError:
+        raise
+    except Exception as e:  # BadZipFile, zlib.error, EOFError, OSError, ...
+        where = f'record {record}' if record else 'the zip directory'
+        raise _corrupt(shown,
+                       f'{where} is damaged: {_first_line(e)}') from None
+    return True
 
 
 def load_checkpoint_safe(path: Union[str, os.PathLike],
-                         map_location: Any = 'cpu') -> Any:
+                         map_location: Any = 'cpu',
+                         name: Optional[str] = None) -> Any:
     """Load a checkpoint without running code from it.
 
     Args:
         path (str | PathLike): local checkpoint file.
         map_location: as for :func:`torch.load` (device string,
             ``torch.device``, dict or callable). Defaults to ``'cpu'``.
+        name (str, optional): how messages name the checkpoint (the address
+            a downloaded file came from, say). Defaults to ``path``.
 
     Returns:
         The object saved in the file, usually a dict with ``meta``,
@@ -223,12 +321,17 @@ def load_checkpoint_safe(path: Union[str, os.PathLike],
         FileNotFoundError: the file does not exist.
         UnsafeCheckpointError: the file refers to an object outside the
             allow-list (it could run code when unpickled).
-        CorruptCheckpointError: the file is truncated or not a checkpoint.
-        CheckpointLoadError: any other failure of ``torch.load``.
+        CorruptCheckpointError: the file is empty, truncated, damaged (a
+            record failing its CRC-32, see :func:`check_archive`) or not a
+            checkpoint; whatever the unpickler raises on such bytes.
+        CheckpointLoadError: the file is fine but cannot be loaded here (a
+            CUDA ``map_location`` without a GPU).
     """
     path = os.fspath(path)
+    shown = name or path
     if not osp.isfile(path):
-        raise FileNotFoundError(f'checkpoint {path} does not exist')
+        raise FileNotFoundError(f'checkpoint {shown} does not exist')
+    is_zip = check_archive(path, shown)
     # A context rather than a global ``add_safe_globals``: the allow-list,
     # and above all the getattr stand-in, apply to this load only.
     with torch.serialization.safe_globals(safe_globals_list()):
@@ -237,35 +340,32 @@ def load_checkpoint_safe(path: Union[str, os.PathLike],
                 path, map_location=map_location, weights_only=True)
         except _ForbiddenGetattr as e:
             raise UnsafeCheckpointError(
-                f'checkpoint {path} calls getattr({e.obj_desc}, {e.name!r}), '
-                "which is not on DBBD's allow-list; refusing to load it "
-                '(it could run code)') from None
+                f'checkpoint {shown} calls getattr({e.obj_desc}, '
+                f"{e.name!r}), which is not on DBBD's allow-list; refusing to "
+                'load it (it could run code)') from None
         except pickle.UnpicklingError as e:
             refused = _refused_globals(path, e)
             if refused:
                 names = ', '.join(f'`{n}`' for n in refused)
                 verb = 'is' if len(refused) == 1 else 'are'
                 raise UnsafeCheckpointError(
-                    f'checkpoint {path} refers to {names}, which {verb} not '
+                    f'checkpoint {shown} refers to {names}, which {verb} not '
                     "on DBBD's allow-list; refusing to load it (it could "
                     'run code)') from None
-            if _is_damaged_zip(path):
-                raise CorruptCheckpointError(
-                    f'checkpoint {path} is truncated or corrupt '
-                    f'({_first_line(e)}); use an earlier checkpoint') from None
-            raise CheckpointLoadError(
-                f'checkpoint {path} could not be loaded safely: '
-                f'{_first_line(e)}') from e
-        except (RuntimeError, EOFError, ValueError, OSError,
-                zipfile.BadZipFile) as e:
-            if _is_damaged_zip(path):
-                raise CorruptCheckpointError(
-                    f'checkpoint {path} is truncated or corrupt '
-                    f'({_first_line(e)}); use an earlier checkpoint') from None
-            # e.g. a CUDA map_location on a machine without a GPU
-            raise CheckpointLoadError(
-                f'checkpoint {path} could not be loaded: {_first_line(e)}'
-            ) from e
+            raise _corrupt(shown, _first_line(e)) from None
+        except Exception as e:
+            # A verified archive failing on the device (a CUDA map_location
+            # without a GPU) is not damage.
+            text = str(e)
+            if is_zip and isinstance(e, RuntimeError) and (
+                    'CUDA' in text or 'device' in text):
+                raise CheckpointLoadError(
+                    f'checkpoint {shown} could not be loaded: '
+                    f'{_first_line(e)}') from e
+            # Whatever the unpickler raises on bytes that are not a
+            # checkpoint (IndexError, KeyError, struct.error, EOFError,
+            # ValueError, ...)
+            raise _corrupt(shown, _first_line(e)) from None
 
 
 def load_from_local_safe(filename: str, map_location: Any = None) -> Any:
@@ -276,37 +376,95 @@ def load_from_local_safe(filename: str, map_location: Any = None) -> Any:
 
 
 def register_safe_loader() -> None:
-    """Make :func:`load_from_local_safe` mmengine's loader for local paths.
+    """Make every checkpoint address mmengine understands load safely.
 
-    Idempotent; called when :mod:`dbbd.engine` is imported. mmengine matches
-    schemes by ``re.match`` with the longest prefix first, so ``''`` is the
-    fallback for every path that is not a URL (``http://``, ``s3://``, ...).
+    Idempotent; called when :mod:`dbbd.engine` is imported. Local paths
+    (mmengine's fallback scheme ``''``) go to :func:`load_from_local_safe`;
+    URLs and model-zoo names are downloaded and then loaded the same way,
+    object stores are refused
+    (:func:`dbbd.engine.checkpoint_sources.register_source_loaders`).
     """
-    CheckpointLoader.register_scheme(
-        prefixes='', loader=load_from_local_safe, force=True)
+    from .checkpoint_sources import register_source_loaders
+    register_source_loaders()
 
 
-def find_latest_checkpoint(work_dir: str) -> Optional[str]:
+def _latest_checkpoint_error(save_file: str, what: str) -> CheckpointLoadError:
+    return CheckpointLoadError(
+        f'{save_file} {what}; give the checkpoint to resume from with '
+        '--resume PATH (resume=True, load_from=PATH), or delete '
+        f'{osp.basename(save_file)} to start afresh')
+
+
+def find_latest_checkpoint(work_dir: str,
+                           strict: bool = True) -> Optional[str]:
     """Path of the checkpoint ``work_dir/last_checkpoint`` points to.
 
     ``SafeCheckpointHook`` writes that path relative to the work dir (so a
-    copied work dir points to its own files); absolute paths written by
-    mmengine's ``CheckpointHook`` are returned unchanged.
+    copied work dir points to its own files). An absolute path, as
+    mmengine's ``CheckpointHook`` writes, is accepted when it lies inside
+    the work dir, or when the work dir holds a file of the same name (a
+    work dir copied from where that path was written).
+
+    Args:
+        work_dir (str): the work dir.
+        strict (bool): raise when ``last_checkpoint`` is unusable; with
+            False return None instead (for messages that only mention the
+            latest checkpoint).
 
     Returns:
-        str | None: absolute path, or None when there is no
-        ``last_checkpoint`` or it is empty.
+        str | None: absolute path of an existing file inside ``work_dir``;
+        None when there is no ``last_checkpoint``.
+
+    Raises:
+        CheckpointLoadError: ``last_checkpoint`` is empty or unreadable,
+            holds an address (``http://...``), names a file outside the
+            work dir, or names a file that does not exist. One line.
     """
     save_file = osp.join(work_dir, 'last_checkpoint')
-    if not osp.isfile(save_file):
+    if not osp.exists(save_file):
         return None
-    with open(save_file, encoding='utf-8') as f:
-        last = f.read().strip()
-    if not last:
+    try:
+        try:
+            with open(save_file, encoding='utf-8') as f:
+                last = f.read().strip()
+        except (OSError, UnicodeDecodeError) as e:
+            raise _latest_checkpoint_error(
+                save_file, f'cannot be read ({_first_line(e)})') from None
+        if not last:
+            raise _latest_checkpoint_error(save_file, 'is empty')
+        if '\n' in last or '://' in last:
+            raise _latest_checkpoint_error(
+                save_file, f'holds {last.splitlines()[0]!r}, not the name of '
+                'a checkpoint file in the work dir; DBBD only resumes from '
+                'files inside the work dir')
+        work = osp.abspath(work_dir)
+        path = osp.normpath(osp.join(work, last))
+        if osp.isabs(last) and not _is_within(path, work):
+            # an absolute path written before the work dir was copied
+            local = osp.join(work, osp.basename(last))
+            path = local if osp.isfile(local) else path
+        if not _is_within(path, work):
+            raise _latest_checkpoint_error(
+                save_file, f'names {last}, outside the work dir {work}; '
+                'DBBD only resumes from files inside the work dir')
+        if not osp.isfile(path):
+            raise _latest_checkpoint_error(
+                save_file, f'names {last}, which does not exist')
+        return path
+    except CheckpointLoadError:
+        if strict:
+            raise
         return None
-    if '://' in last or osp.isabs(last):
-        return last
-    return osp.normpath(osp.join(osp.abspath(work_dir), last))
+
+
+def _is_within(path: str, folder: str) -> bool:
+    """Whether ``path`` is ``folder`` or lies below it (symlinks
+    resolved)."""
+    path, folder = osp.realpath(path), osp.realpath(folder)
+    try:
+        return osp.commonpath([path, folder]) == folder
+    except ValueError:  # different drives on Windows
+        return False
 
 
 # ---------------------------------------------------------------------------

@@ -6,9 +6,9 @@ from dbbd.registry import LOG_PROCESSORS
 
 __all__ = ['DBBDLogProcessor']
 
-# The model logs weighted parts (``loss_region``) and unweighted ones
-# (``region``, ``point``, ``region_l{l}``): smooth them all alike.
-_MEAN_PATTERN = r'.*(loss|time|data_time|grad_norm|region|point).*'
+# The model logs weighted parts (``loss_region``, ``loss_point``) and the
+# per-level region terms (``region_l{l}``): smooth them all alike.
+_MEAN_PATTERN = r'.*(loss|time|data_time|grad_norm|region_l).*'
 
 
 @LOG_PROCESSORS.register_module()

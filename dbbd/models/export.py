@@ -172,14 +172,15 @@ def _load_into(backbone, payload, source):
 
 
 def read_export(path: str, map_location: Any = 'cpu') -> Dict[str, Any]:
-    """The dict of an exported encoder (``weights_only=True``), its format
-    checked.
+    """The dict of an exported encoder, its format checked; read like every
+    checkpoint (``weights_only=True``, the allow-list, the archive's CRCs).
 
     Raises:
         ValueError: not an export, or of another format version.
+        CheckpointLoadError: damaged or unsafe file (one-line message).
     """
-    return check_export(
-        torch.load(path, map_location=map_location, weights_only=True), path)
+    from dbbd.engine.checkpoint import load_checkpoint_safe
+    return check_export(load_checkpoint_safe(path, map_location), path)
 
 
 def check_export(payload: Any, path: str) -> Dict[str, Any]:

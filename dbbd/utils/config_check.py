@@ -1,20 +1,30 @@
 """Check a config before anything is built, so mistakes fail in one line.
 
 mmengine reports an unknown ``type`` as a bare ``KeyError`` with no close
-name, and a dataset's type only when ``train()`` starts, after the model is
-built. :func:`check_config_types` walks every section of a training config,
-looks each ``type`` up in the registry that will build it and raises
-:class:`ConfigError` naming the key, the value and the closest registered
-names. :func:`check_config_values` checks the types and ranges of the keys
-users most often get wrong (a string where a number belongs, say).
+name, a dataset's type only when ``train()`` starts, after the model is
+built, and a misspelt argument as a ``TypeError`` deep in a traceback.
+:func:`check_config_types` walks every section of a training config, looks
+each ``type`` up in the registry that will build it, and checks every other
+key of that dict against the parameters of the class (or function) it
+builds; it raises :class:`ConfigError` naming the key, what is accepted and
+the closest names. :func:`check_config_values` checks the types and ranges
+of the keys users most often get wrong (a string where a number belongs,
+say).
+
+The ``check_*`` argument checks at the end are for constructors: a bad
+width or temperature fails with one :class:`ConfigError` line naming the
+class and the parameter, which ``tools/train.py`` prints as is.
 """
 import difflib
+import inspect
+import math
 import numbers
 import os.path as osp
 
 __all__ = [
     'ConfigError', 'check_config_types', 'check_config_values',
-    'check_data_exists'
+    'check_data_exists', 'accepted_parameters', 'check_int',
+    'check_int_list', 'check_number'
 ]
 
 
@@ -35,13 +45,19 @@ def _registry_names(registry):
     return names
 
 
-def _check(registry, cfg, key):
+def _check(registry, cfg, key, extra=()):
+    """The ``type`` of ``cfg`` is registered and its other keys are
+    parameters of what it builds (``extra``: keys the builder consumes
+    itself)."""
     if not isinstance(cfg, dict) or 'type' not in cfg:
         return
     t = cfg['type']
     if not isinstance(t, str):
-        return  # a class given directly
-    if registry.get(t) is not None:
+        _check_keys(t, cfg, key, extra)  # a class given directly
+        return
+    obj = registry.get(t)
+    if obj is not None:
+        _check_keys(obj, cfg, key, extra)
         return
     name = t.split('.')[-1]
     close = difflib.get_close_matches(
@@ -51,7 +67,66 @@ def _check(registry, cfg, key):
     raise ConfigError(
         f'{key}: type {t!r} is not in the {registry.name!r} registry; '
         f'{hint} (a module of your own needs '
-        "custom_imports = dict(imports=['your.module'])")
+        "custom_imports = dict(imports=['your.module']) in the config)")
+
+
+_NAMED = (inspect.Parameter.POSITIONAL_OR_KEYWORD,
+          inspect.Parameter.KEYWORD_ONLY)
+
+
+def accepted_parameters(obj):
+    """Names of the keyword arguments ``obj`` (a class or a function)
+    accepts, or None when that cannot be known.
+
+    A class's ``__init__`` that only forwards ``(*args, **kwargs)`` (as
+    ``SafeCheckpointHook`` does to mmengine's hook) is looked through to the
+    next class in the MRO; any other ``**kwargs`` makes the answer None.
+    """
+    if inspect.isclass(obj):
+        import torch.nn as nn
+        for klass in obj.__mro__:
+            if klass in (object, nn.Module):
+                return []  # both refuse unknown keyword arguments
+            init = klass.__dict__.get('__init__')
+            if init is None:
+                continue
+            try:
+                params = list(inspect.signature(init).parameters.values())[1:]
+            except (TypeError, ValueError):
+                return None
+            kinds = [p.kind for p in params]
+            if kinds == [inspect.Parameter.VAR_POSITIONAL,
+                         inspect.Parameter.VAR_KEYWORD]:
+                continue  # forwards everything to the next class
+            break
+        else:
+            return None
+    else:
+        try:
+            params = list(inspect.signature(obj).parameters.values())
+        except (TypeError, ValueError):
+            return None
+    if any(p.kind == inspect.Parameter.VAR_KEYWORD for p in params):
+        return None
+    return [p.name for p in params if p.kind in _NAMED]
+
+
+def _check_keys(obj, cfg, key, extra=()):
+    accepted = accepted_parameters(obj)
+    if accepted is None:
+        return
+    owner = getattr(obj, '__name__', type(obj).__name__)
+    allowed = set(accepted) | set(extra) | {'type', '_scope_'}
+    for name in cfg:
+        if name in allowed:
+            continue
+        close = difflib.get_close_matches(str(name), accepted, n=3,
+                                          cutoff=0.6)
+        hint = (f'did you mean {", ".join(repr(c) for c in close)}? '
+                if close else '')
+        raise ConfigError(
+            f'{key}.{name}: {owner} has no parameter {name!r}; {hint}'
+            f'it accepts {", ".join(accepted) if accepted else "none"}')
 
 
 def _walk_model(registry, cfg, key):
@@ -67,7 +142,8 @@ def _walk_model(registry, cfg, key):
 
 
 def check_config_types(cfg):
-    """Raise :class:`ConfigError` for the first unknown ``type`` in ``cfg``.
+    """Raise :class:`ConfigError` for the first unknown ``type`` in ``cfg``,
+    or the first key its class (or function) has no parameter for.
 
     ``cfg`` is an mmengine ``Config``; ``custom_imports`` must already have
     been imported (``Config.fromfile`` does it).
@@ -88,17 +164,19 @@ def check_config_types(cfg):
         _check(R.DATA_SAMPLERS, dl.get('sampler'), f'{loader}.sampler')
         _check(R.FUNCTIONS, dl.get('collate_fn'), f'{loader}.collate_fn')
     for name, hook in (cfg.get('default_hooks') or {}).items():
-        _check(R.HOOKS, hook, f'default_hooks.{name}')
+        _check(R.HOOKS, hook, f'default_hooks.{name}', _HOOK_KEYS)
     for i, hook in enumerate(cfg.get('custom_hooks') or []):
-        _check(R.HOOKS, hook, f'custom_hooks[{i}]')
+        _check(R.HOOKS, hook, f'custom_hooks[{i}]', _HOOK_KEYS)
     ow = cfg.get('optim_wrapper')
     if ow:
-        _check(R.OPTIM_WRAPPERS, ow, 'optim_wrapper')
+        _check(R.OPTIM_WRAPPERS, ow, 'optim_wrapper',
+               ('constructor', 'paramwise_cfg'))
         _check(R.OPTIMIZERS, ow.get('optimizer'), 'optim_wrapper.optimizer')
     sched = cfg.get('param_scheduler')
     for i, s in enumerate(sched if isinstance(sched, (list, tuple)) else
                           [sched]):
-        _check(R.PARAM_SCHEDULERS, s, f'param_scheduler[{i}]')
+        _check(R.PARAM_SCHEDULERS, s, f'param_scheduler[{i}]',
+               ('convert_to_iter_based', ))
     for ev in ('val_evaluator', 'test_evaluator'):
         e = cfg.get(ev)
         for i, m in enumerate(e if isinstance(e, (list, tuple)) else [e]):
@@ -114,6 +192,10 @@ def check_config_types(cfg):
         _check(R.LOOPS, cfg.get(loop), loop)
 
 
+#: Keys ``Runner.register_hook`` takes out of a hook's config.
+_HOOK_KEYS = ('priority', )
+
+
 def _is_prepared_dataset(type_name):
     """Whether a dataset type reads the prepared format (DBBDDataset or a
     subclass such as SegDataset)."""
@@ -123,30 +205,36 @@ def _is_prepared_dataset(type_name):
     return isinstance(cls, type) and issubclass(cls, DBBDDataset)
 
 
-def check_data_exists(cfg):
-    """Raise ``DataPreparationError`` early when a split folder is missing.
-
-    Datasets with ``auto_prepare`` (the demo) prepare their data themselves,
-    in the demo's own folder only
-    (:func:`dbbd.datasets.demo.check_demo_target`).
-    """
-    from dbbd.datasets.dbbd_dataset import (DataPreparationError,
-                                            _prepare_hint)
+def _dbbd_datasets(cfg):
+    """(loader, dataset config) of the DBBD datasets of the training and
+    validation loaders."""
     for loader in ('train_dataloader', 'val_dataloader'):
         ds = (cfg.get(loader) or {}).get('dataset') or {}
-        if not _is_prepared_dataset(ds.get('type')):
-            continue
-        root = ds.get('data_root')
+        if _is_prepared_dataset(ds.get('type')):
+            yield loader, ds
+
+
+def check_data_exists(cfg):
+    """Raise ``DataPreparationError`` (one line) when a split folder is
+    missing or holds no prepared scene.
+
+    A demo dataset (``auto_prepare``) whose folder is not prepared yet is
+    checked only for being the demo's own folder
+    (:func:`dbbd.datasets.demo.check_demo_target`); run
+    :func:`dbbd.datasets.demo.prepare_configured_demo` first to check it
+    fully.
+    """
+    from dbbd.datasets.dbbd_dataset import prepared_scenes
+    for loader, ds in _dbbd_datasets(cfg):
+        root, split = str(ds.get('data_root')), ds.get('split', 'train')
+        split_dir = osp.join(root, split)
         if ds.get('auto_prepare') is not None:
             from dbbd.datasets.demo import check_demo_target
-            check_demo_target(str(root), ds['auto_prepare'].get('demo_root'),
-                              ds.get('split', 'train'))
-            continue
-        split_dir = osp.join(str(root), ds.get('split', 'train'))
-        if not osp.isdir(split_dir):
-            raise DataPreparationError(
-                f'{loader}.dataset: split folder {split_dir} does not exist; '
-                f'{_prepare_hint(root)}')
+            check_demo_target(root, ds['auto_prepare'].get('demo_root'),
+                              split)
+            if not osp.isdir(split_dir):
+                continue  # prepared on first use
+        prepared_scenes(split_dir, root, f'{loader}.dataset')
 
 
 # ---------------------------------------------------------------------------
@@ -191,8 +279,10 @@ def _parses_as_number(text):
 # description says so.
 _POSITIVE_INT = (lambda v: _is_int(v) and v > 0, 'a positive int')
 _NON_NEGATIVE_INT = (lambda v: _is_int(v) and v >= 0, 'an int >= 0')
-_NON_NEGATIVE_NUMBER = (lambda v: _is_number(v) and v >= 0,
-                        'a number >= 0')
+# NaN fails ``v >= 0``; infinity (lr=inf makes every weight non-finite
+# after one step) is refused explicitly
+_NON_NEGATIVE_NUMBER = (lambda v: _is_number(v) and math.isfinite(v) and
+                        v >= 0, 'a finite number >= 0')
 _INT = (_is_int, 'an int')
 _POSITIVE_INT_OR_NONE = (lambda v: v is None or (_is_int(v) and v > 0),
                          'a positive int or None')
@@ -215,6 +305,8 @@ def _value_rules():
         ('randomness.seed', _INT,
          'a run without a fixed seed cannot be resumed exactly'),
         ('default_hooks.checkpoint.interval', _CKPT_INTERVAL, ''),
+        # DBBD's width of the projected point features
+        ('model.backbone.hidden_channels', _POSITIVE_INT, ''),
     ]
     for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
         rules += [
@@ -236,11 +328,12 @@ def check_config_values(cfg):
     ``*_dataloader.num_workers`` (int >= 0),
     ``*_dataloader.dataset.max_scenes`` (positive int or None),
     ``*_dataloader.dataset.max_depth`` (int >= 0 or None),
-    ``optim_wrapper.optimizer.lr`` / ``weight_decay`` (number >= 0),
+    ``optim_wrapper.optimizer.lr`` / ``weight_decay`` (finite number >= 0),
     ``randomness.seed`` (int), ``default_hooks.checkpoint.interval``
-    (positive int, or -1). Booleans are not accepted as numbers, and a
-    number written as a string (``lr='1e-3'``) gets a message saying to
-    write it without quotes.
+    (positive int, or -1), ``model.backbone.hidden_channels`` (positive
+    int).
+    Booleans are not accepted as numbers, and a number written as a string
+    (``lr='1e-3'``) gets a message saying to write it without quotes.
 
     The message is one line: the key, the value (with its type) and what
     is expected. ``cfg`` is an mmengine ``Config`` (or a plain dict).
@@ -262,3 +355,40 @@ def check_config_values(cfg):
         raise ConfigError(
             f'{key}: got {value!r} ({type(value).__name__}); expected '
             f'{expected}' + (f'; {advice}' if advice else ''))
+
+
+# ---------------------------------------------------------------------------
+# Constructor arguments
+# ---------------------------------------------------------------------------
+
+
+def _refuse(owner, name, value, expected):
+    raise ConfigError(f'{owner}: {name} must be {expected}, got {value!r}')
+
+
+def check_int(owner, name, value, minimum=1):
+    """``value`` is an int >= ``minimum`` (bools refused), else
+    :class:`ConfigError` naming ``owner`` and ``name``."""
+    if not (_is_int(value) and value >= minimum):
+        _refuse(owner, name, value,
+                'a positive int' if minimum == 1 else f'an int >= {minimum}')
+
+
+def check_int_list(owner, name, value, minimum=1, allow_empty=False):
+    """``value`` is a list or tuple of ints >= ``minimum``, non-empty
+    unless ``allow_empty``."""
+    what = (f'a {"" if allow_empty else "non-empty "}list of '
+            + ('positive ints' if minimum == 1 else f'ints >= {minimum}'))
+    if (not isinstance(value, (list, tuple)) or (not value and not allow_empty)
+            or not all(_is_int(v) and v >= minimum for v in value)):
+        _refuse(owner, name, value, what)
+
+
+def check_number(owner, name, value, minimum=0.0, inclusive=False):
+    """``value`` is a finite number above ``minimum`` (or equal to it with
+    ``inclusive``)."""
+    ok = (_is_number(value) and math.isfinite(value)
+          and (value >= minimum if inclusive else value > minimum))
+    if not ok:
+        _refuse(owner, name, value,
+                f'a finite number {">=" if inclusive else ">"} {minimum:g}')

@@ -99,3 +99,56 @@ def test_probability_zero_is_identity_and_bad_p_is_refused():
     np.testing.assert_array_equal(out['coord'], s['coord'])
     with pytest.raises(ValueError, match='p must be in'):
         TRANSFORMS.build(dict(type='RandomRotateZ', p=1.5))
+
+
+@pytest.mark.parametrize('cfg', [
+    dict(type='RandomRotateZ'),
+    dict(type='RandomScale', scale=(0.5, 2.0)),
+    dict(type='RandomScale', scale=(0.5, 2.0), anisotropic=True),
+    dict(type='RandomFlip', p=1.0),
+    dict(type='RandomFlip', p=0.5),
+    dict(type='RandomTranslate'),
+    dict(type='CenterShift'),
+    dict(type='CenterShift', apply_z=False),
+])
+@pytest.mark.parametrize('seed', [0, 1, 2])
+def test_geometric_transform_moves_normals_as_its_definition_says(cfg,
+                                                                  seed):
+    """Every geometric transform is affine on the coordinates: recover the
+    map (A, t) from the points, then the normals must be the normals
+    mapped by A's inverse transpose (renormalised), and the colours are
+    untouched."""
+    s = _scene(seed=seed)
+    out = _run(cfg, {k: v.copy() for k, v in s.items()}, seed=seed)
+    x = np.c_[s['coord'], np.ones(len(s['coord']))].astype(np.float64)
+    sol, res, *_ = np.linalg.lstsq(x, out['coord'].astype(np.float64),
+                                   rcond=None)
+    a, t = sol[:3].T, sol[3]
+    np.testing.assert_allclose(x @ sol, out['coord'], atol=1e-4)  # affine
+    want = s['normal'] @ np.linalg.inv(a)  # n' ~ A^-T n, as rows
+    want /= np.linalg.norm(want, axis=1, keepdims=True)
+    np.testing.assert_allclose(out['normal'], want, atol=1e-4)
+    np.testing.assert_array_equal(out['color'], s['color'])
+    kind = cfg['type']
+    if kind == 'RandomRotateZ':
+        np.testing.assert_allclose(a @ a.T, np.eye(3), atol=1e-5)
+        np.testing.assert_allclose(a[2], [0, 0, 1], atol=1e-5)
+    if kind in ('RandomTranslate', 'CenterShift'):
+        np.testing.assert_allclose(a, np.eye(3), atol=1e-5)
+    if kind == 'CenterShift':
+        lo, hi = s['coord'].min(0), s['coord'].max(0)
+        shift = (lo + hi) / 2
+        shift[2] = lo[2] if cfg.get('apply_z', True) else 0
+        np.testing.assert_allclose(t, -shift, atol=1e-4)
+    if kind == 'RandomFlip' and cfg['p'] == 1.0:
+        np.testing.assert_allclose(a, np.diag([-1, -1, 1]), atol=1e-5)
+
+
+def test_jitter_moves_points_within_the_clip_only():
+    s = _scene()
+    out = _run(dict(type='RandomJitter', sigma=0.01, clip=0.02),
+               {k: v.copy() for k, v in s.items()})
+    d = out['coord'] - s['coord']
+    assert np.abs(d).max() <= 0.02 + 1e-6 and np.abs(d).max() > 0.01
+    np.testing.assert_array_equal(out['normal'], s['normal'])
+    np.testing.assert_array_equal(out['color'], s['color'])

@@ -1,5 +1,6 @@
-"""Safe checkpoint loading and ``SafeCheckpointHook``, with a tiny real
-mmengine Runner (one Linear layer, random tensors, CPU)."""
+"""Safe checkpoint loading and ``SafeCheckpointHook``, with the tiny real
+mmengine Runner of ``toy_runner.py`` (one Linear layer, random tensors,
+CPU)."""
 import copy
 import hashlib
 import os
@@ -7,22 +8,16 @@ import os.path as osp
 import pickle
 import re
 import shutil
-import uuid
 import zipfile
 
 import numpy as np
 import pytest
 import torch
-import torch.nn as nn
-from mmengine.evaluator import BaseMetric
 from mmengine.fileio.backends import LocalBackend
 from mmengine.hooks import Hook
 from mmengine.logging.history_buffer import HistoryBuffer
-from mmengine.model import BaseModel
-from mmengine.runner import Runner
 from mmengine.runner.checkpoint import (CheckpointLoader, _load_checkpoint,
                                         load_from_local)
-from torch.utils.data import Dataset
 
 import dbbd.engine  # noqa: F401  registers the safe loader
 from dbbd.engine.checkpoint import (CorruptCheckpointError,
@@ -32,61 +27,11 @@ from dbbd.engine.checkpoint import (CorruptCheckpointError,
                                     load_checkpoint_safe,
                                     load_from_local_safe, safe_globals_list)
 from dbbd.engine.hooks.checkpoint_hook import SafeCheckpointHook, to_plain
+from toy_runner import ToyModel, build_toy_runner, ckpt_files
 
 # ---------------------------------------------------------------------------
-# Toy training setup
+# Toy training setup (toy_runner.py), with a scheduler and a model config
 # ---------------------------------------------------------------------------
-
-
-class ToyModel(BaseModel):
-    """One Linear layer; loss is the MSE to random targets."""
-
-    def __init__(self):
-        super().__init__()
-        self.linear = nn.Linear(4, 1)
-
-    def forward(self, inputs, data_samples=None, mode='tensor'):
-        x = torch.stack(inputs)
-        out = self.linear(x)
-        if mode == 'tensor':
-            return out
-        y = torch.stack(data_samples)
-        if mode == 'loss':
-            return dict(loss=((out - y)**2).mean())
-        return list(((out - y)**2).mean(dim=1))
-
-
-class ToyDataset(Dataset):
-
-    def __init__(self, n=8):
-        g = torch.Generator().manual_seed(0)
-        self.x = torch.randn(n, 4, generator=g)
-        self.y = torch.randn(n, 1, generator=g)
-
-    def __len__(self):
-        return len(self.x)
-
-    def __getitem__(self, i):
-        return dict(inputs=self.x[i], data_samples=self.y[i])
-
-
-class ScriptedMetric(BaseMetric):
-    """Returns ``values[k]`` as ``loss`` at its k-th evaluation (the last
-    value after that), as a numpy scalar the way real metrics do, so the
-    best checkpoint moves where the test wants it."""
-
-    def __init__(self, values):
-        super().__init__()
-        self.values = list(values)
-        self.calls = 0
-
-    def process(self, data_batch, data_samples):
-        self.results.extend(float(s) for s in data_samples)
-
-    def compute_metrics(self, results):
-        v = self.values[min(self.calls, len(self.values) - 1)]
-        self.calls += 1
-        return dict(loss=np.float64(v), num=np.int64(len(results)))
 
 
 class StateRecorder(Hook):
@@ -109,42 +54,19 @@ def ckpt_hook(**kw):
 
 
 def make_runner(work_dir, hook, max_epochs=2, values=(3.0, 2.0, 1.0),
-                custom_hooks=None, **kw):
-    return Runner(
-        model=ToyModel(),
-        work_dir=str(work_dir),
-        train_dataloader=dict(
-            dataset=ToyDataset(),
-            sampler=dict(type='DefaultSampler', shuffle=True),
-            batch_size=4,
-            num_workers=0),
-        optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.1, momentum=0.9)),
-        param_scheduler=dict(type='MultiStepLR', milestones=[1]),
-        train_cfg=dict(by_epoch=True, max_epochs=max_epochs, val_interval=1),
-        val_dataloader=dict(
-            dataset=ToyDataset(4),
-            sampler=dict(type='DefaultSampler', shuffle=False),
-            batch_size=2,
-            num_workers=0),
-        val_cfg=dict(),
-        val_evaluator=[ScriptedMetric(values)],
-        default_hooks=dict(checkpoint=hook),
-        custom_hooks=custom_hooks,
-        randomness=dict(seed=0),
-        default_scope='mmengine',
-        # Runners built in the same second would share a MessageHub.
-        experiment_name=f'test_ckpt_{uuid.uuid4().hex[:8]}',
-        cfg=dict(model=MODEL_CFG),
-        **kw)
+                **kw):
+    """The toy runner (validation ``loss`` scripted by ``values``), with a
+    MultiStepLR scheduler so that checkpoints hold scheduler state, and
+    :data:`MODEL_CFG` as ``cfg.model``."""
+    return build_toy_runner(
+        work_dir, max_epochs=max_epochs, values=values, checkpoint=hook,
+        model_cfg=MODEL_CFG,
+        param_scheduler=dict(type='MultiStepLR', milestones=[1]), **kw)
 
 
 def read_last(work_dir):
     with open(osp.join(work_dir, 'last_checkpoint')) as f:
         return f.read().strip()
-
-
-def ckpt_files(work_dir):
-    return sorted(n for n in os.listdir(work_dir) if n.endswith('.pth'))
 
 
 def tmp_files(work_dir):
@@ -364,17 +286,125 @@ def test_numpy_1x_module_paths_load(tmp_path):
     assert loaded['a'].tolist() == [0, 1, 2] and loaded['s'] == 2.5
 
 
-@pytest.mark.parametrize('damage', ['truncate', 'garbage'])
-def test_damaged_checkpoint_gives_one_line_error(trained, tmp_path, damage):
-    path = tmp_path / 'epoch_3.pth'
-    data = open(osp.join(trained['work_dir'], 'epoch_3.pth'), 'rb').read()
-    path.write_bytes(data[:len(data) // 2] if damage == 'truncate' else
-                     os.urandom(1000))
+def _assert_corrupt(path, record=None):
     with pytest.raises(CorruptCheckpointError) as info:
         load_checkpoint_safe(path)
     msg = str(info.value)
     assert '\n' not in msg
     assert str(path) in msg and 'truncated or corrupt' in msg
+    if record is not None:
+        assert f'record {record} is damaged' in msg, msg
+    return msg
+
+
+@pytest.mark.filterwarnings('ignore:Detected pickle protocol')
+def test_random_bytes_are_always_corrupt(tmp_path):
+    """Seeded random files, also ones starting like a zip archive or like a
+    legacy torch file so both parsers get garbage: always the one-line
+    CorruptCheckpointError, whatever the unpickler raises."""
+    from dbbd.engine.checkpoint import LEGACY_MAGIC, ZIP_MAGIC
+    rng = np.random.default_rng(0)
+    path = tmp_path / 'random.pth'
+    for i in range(300):
+        body = rng.integers(0, 256, int(rng.integers(0, 3000)),
+                            dtype=np.uint8).tobytes()
+        head = (b'', ZIP_MAGIC, LEGACY_MAGIC)[i % 3]
+        path.write_bytes(head + body)
+        _assert_corrupt(path)
+
+
+def test_truncated_checkpoints_are_always_corrupt(trained, tmp_path):
+    data = open(osp.join(trained['work_dir'], 'epoch_3.pth'), 'rb').read()
+    path = tmp_path / 'epoch_3.pth'
+    rng = np.random.default_rng(1)
+    cuts = [0, 1, 4, len(data) - 1] + list(rng.integers(0, len(data), 200))
+    for cut in cuts:
+        path.write_bytes(data[:cut])
+        _assert_corrupt(path)
+
+
+def _records(path):
+    """{record name: (first byte offset, length)} of a zip archive."""
+    import struct
+    out = {}
+    raw = open(path, 'rb').read()
+    with zipfile.ZipFile(path) as zf:
+        for info in zf.infolist():
+            name_len, extra_len = struct.unpack(
+                '<HH', raw[info.header_offset + 26:info.header_offset + 30])
+            start = info.header_offset + 30 + name_len + extra_len
+            out[info.filename] = (start, info.compress_size)
+    return out
+
+
+def _same(a, b):
+    """Recursive equality of loaded checkpoints (tensors bit for bit)."""
+    if isinstance(a, torch.Tensor):
+        return (isinstance(b, torch.Tensor) and a.dtype == b.dtype
+                and torch.equal(a, b))
+    if isinstance(a, np.ndarray):
+        return (isinstance(b, np.ndarray) and a.dtype == b.dtype
+                and np.array_equal(a, b))
+    if isinstance(a, dict):
+        return (type(a) is type(b) and list(a) == list(b)
+                and all(_same(a[k], b[k]) for k in a))
+    if isinstance(a, (list, tuple)):
+        return (type(a) is type(b) and len(a) == len(b)
+                and all(_same(x, y) for x, y in zip(a, b)))
+    if isinstance(a, HistoryBuffer):
+        return type(b) is HistoryBuffer and _same(vars(a), vars(b))
+    return type(a) is type(b) and a == b
+
+
+def test_a_flipped_byte_is_detected_or_harmless(trained, tmp_path):
+    """Flip one byte: inside any record (tensor data, data.pkl, ...) it is
+    always refused naming the record; anywhere else in the file it is
+    refused or changes nothing that is loaded (timestamps, padding)."""
+    src = osp.join(trained['work_dir'], 'epoch_3.pth')
+    data = bytearray(open(src, 'rb').read())
+    original = load_checkpoint_safe(src)
+    path = tmp_path / 'epoch_3.pth'
+    rng = np.random.default_rng(2)
+
+    def flipped(pos):
+        out = bytearray(data)
+        out[pos] ^= int(rng.integers(1, 256))
+        path.write_bytes(bytes(out))
+        return path
+
+    records = _records(src)
+    assert any(n.split('/')[-2:-1] == ['data'] for n in records)
+    for name, (start, size) in records.items():
+        if not size:
+            continue
+        for pos in rng.integers(start, start + size, 4):
+            _assert_corrupt(flipped(int(pos)), record=name)
+    checked = [range(start, start + size)
+               for start, size in records.values()]
+    for pos in map(int, rng.integers(0, len(data), 300)):
+        try:
+            loaded = load_checkpoint_safe(flipped(pos))
+        except CorruptCheckpointError as e:
+            assert '\n' not in str(e) and str(path) in str(e)
+        else:
+            assert not any(pos in r for r in checked), pos
+            assert _same(loaded, original), pos
+
+
+def test_torch_load_alone_misses_a_flipped_tensor_byte(trained, tmp_path):
+    """The control: without the CRC check the damaged file loads, with a
+    different weight."""
+    src = osp.join(trained['work_dir'], 'epoch_3.pth')
+    data = bytearray(open(src, 'rb').read())
+    name = next(n for n in _records(src) if n.endswith('/data/0'))
+    start, _ = _records(src)[name]
+    data[start + 3] ^= 0x40
+    path = tmp_path / 'flipped.pth'
+    path.write_bytes(bytes(data))
+    with torch.serialization.safe_globals(safe_globals_list()):
+        damaged = torch.load(path, weights_only=True)
+    assert not _same(damaged, load_checkpoint_safe(src))
+    _assert_corrupt(path, record=name)
 
 
 def test_missing_checkpoint(tmp_path):
@@ -433,27 +463,35 @@ def test_resume_restores_epoch_iter_optimizer(trained, tmp_path, mode):
     assert read_last(work_dir) == 'epoch_4.pth'
 
 
-def test_copied_work_dir_resume_leaves_original_alone(trained, tmp_path):
-    original = trained['work_dir']
+def resume_a_copy(original, copy_dir, max_epochs):
+    """Copy the work dir ``original`` to ``copy_dir`` and resume the copy
+    to ``max_epochs`` with a new best at every validation (its previous
+    best must go). The original must not change. Returns the copy's
+    checkpoint files; ``last_checkpoint`` names the last epoch."""
     before = digest(original)
-    copy_dir = str(tmp_path / 'copy')
     shutil.copytree(original, copy_dir)
-    # epoch 4 is a new best: the previous best (of the copy) must go
     runner = make_runner(
         copy_dir,
         ckpt_hook(max_keep_ckpts=2, save_best='loss', rule='less'),
-        max_epochs=4, values=[0.1], resume=True)
+        max_epochs=max_epochs, values=[0.1], resume=True)
     runner.train()
+    assert runner.epoch == max_epochs
     assert digest(original) == before
-    assert ckpt_files(copy_dir) == [
+    assert read_last(copy_dir) == f'epoch_{max_epochs}.pth'
+    return ckpt_files(copy_dir)
+
+
+def test_copied_work_dir_resume_leaves_original_alone(trained, tmp_path):
+    assert resume_a_copy(trained['work_dir'], str(tmp_path / 'copy'),
+                         4) == [
         'best_loss_epoch_4.pth', 'epoch_3.pth', 'epoch_4.pth'
     ]
-    assert read_last(copy_dir) == 'epoch_4.pth'
 
 
 def test_copied_legacy_work_dir_with_absolute_paths(tmp_path):
     """A work dir written by mmengine's own CheckpointHook (absolute paths)
-    and then copied: resuming the copy must not touch the original."""
+    and then copied: resuming the copy must not touch the original, and
+    replaces the copy's old best (recognised as its own)."""
     original = str(tmp_path / 'orig')
     make_runner(
         original,
@@ -461,21 +499,9 @@ def test_copied_legacy_work_dir_with_absolute_paths(tmp_path):
              save_best='loss', rule='less'),
         max_epochs=2).train()
     assert osp.isabs(read_last(original))
-    before = digest(original)
-    copy_dir = str(tmp_path / 'copy')
-    shutil.copytree(original, copy_dir)
-    runner = make_runner(
-        copy_dir,
-        ckpt_hook(max_keep_ckpts=2, save_best='loss', rule='less'),
-        max_epochs=3, values=[0.1], resume=True)
-    runner.train()
-    assert runner.epoch == 3
-    assert digest(original) == before
-    # the copy's old best was recognised as its own and replaced
-    assert ckpt_files(copy_dir) == [
+    assert resume_a_copy(original, str(tmp_path / 'copy'), 3) == [
         'best_loss_epoch_3.pth', 'epoch_2.pth', 'epoch_3.pth'
     ]
-    assert read_last(copy_dir) == 'epoch_3.pth'
 
 
 # ---------------------------------------------------------------------------
@@ -533,45 +559,117 @@ def test_crash_in_torch_save_keeps_previous_checkpoint(tmp_path,
     _assert_epoch_1_survives(work_dir)
 
 
-def test_crash_while_writing_file_keeps_previous_checkpoint(
-        tmp_path, monkeypatch):
+@pytest.mark.parametrize('name', ['epoch_2.pth', 'last_checkpoint'])
+def test_full_disk_is_one_line_and_keeps_previous_checkpoint(
+        tmp_path, monkeypatch, name):
+    """ENOSPC half-way through writing epoch_2.pth (or the last_checkpoint
+    that names it): one line naming the file, the space it needs and the
+    space free; epoch_1.pth and last_checkpoint stay as they were."""
+    import errno
+    import shutil
+    from dbbd.engine.checkpoint import CheckpointWriteError
     real_put = LocalBackend.put
+    real_open = open
     written = []
 
-    def crashing_put(self, obj, filepath):
+    def full_disk_put(self, obj, filepath):
         if 'epoch_2' in osp.basename(filepath):
-            with open(filepath, 'wb') as f:
+            with real_open(filepath, 'wb') as f:
                 f.write(obj[:len(obj) // 2])
-            written.append(filepath)
-            raise OSError(28, 'No space left on device (simulated)')
+            written.append((filepath, len(obj)))
+            raise OSError(errno.ENOSPC, 'No space left on device')
         return real_put(self, obj, filepath)
 
-    monkeypatch.setattr(LocalBackend, 'put', crashing_put)
+    def full_disk_open(file, mode='r', *a, **kw):
+        if 'last_checkpoint' in str(file) and 'w' in mode and osp.exists(
+                osp.join(tmp_path, 'epoch_2.pth')):
+            raise OSError(errno.ENOSPC, 'No space left on device')
+        return real_open(file, mode, *a, **kw)
+
+    if name == 'epoch_2.pth':
+        monkeypatch.setattr(LocalBackend, 'put', full_disk_put)
+    else:
+        monkeypatch.setattr('builtins.open', full_disk_open)
     work_dir = str(tmp_path)
     runner = make_runner(work_dir, ckpt_hook(max_keep_ckpts=1), max_epochs=2)
-    with pytest.raises(OSError, match='simulated'):
+    with pytest.raises(CheckpointWriteError) as info:
         runner.train()
-    # the partial bytes went to a temporary name, never to epoch_2.pth
-    assert written and all(
-        osp.basename(p) != 'epoch_2.pth' for p in written)
-    _assert_epoch_1_survives(work_dir)
+    monkeypatch.undo()
+    msg = str(info.value)
+    assert '\n' not in msg
+    assert msg.startswith(f'no space left on the device for '
+                          f'{osp.join(work_dir, name)}: it needs about ')
+    free = shutil.disk_usage(work_dir).free / 2**30
+    assert f'{free:.1f} GB is free in {work_dir}' in msg or 'MB' in msg
+    assert msg.endswith('the previous checkpoints are intact')
+    if name == 'epoch_2.pth':
+        # the size of the checkpoint it was writing
+        need = written[0][1]
+        assert f'it needs about {need / 1024:.1f} KB ' in msg
+        # the partial bytes went to a temporary name, never to epoch_2.pth
+        assert written and all(
+            osp.basename(p) != 'epoch_2.pth' for p, _ in written)
+        _assert_epoch_1_survives(work_dir)
+    else:
+        # epoch_2.pth is complete, last_checkpoint still names epoch_1
+        assert read_last(work_dir) == 'epoch_1.pth'
+        assert tmp_files(work_dir) == []
+        for n in ('epoch_1.pth', 'epoch_2.pth'):
+            assert load_checkpoint_safe(osp.join(work_dir, n))['state_dict']
 
 
-def test_published_models_are_written_atomically(tmp_path):
-    work_dir = str(tmp_path)
-    make_runner(
-        work_dir,
-        ckpt_hook(save_best='loss', rule='less',
-                  published_keys=['meta', 'state_dict']),
-        max_epochs=1).train()
-    published = [n for n in ckpt_files(work_dir) if '-' in n]
-    assert sorted(re.sub(r'-[0-9a-f]{8}', '', n) for n in published) == [
+PUBLISHED = re.compile(r'-[0-9a-f]{8}\.pth')
+
+
+def test_published_models_are_written_atomically(tmp_path, monkeypatch):
+    """mmengine writes a published model (``published_keys``) straight
+    onto its final name. A crash half-way through writing the first one
+    leaves no file under a published name and no temporary file; without
+    the crash both are published, complete, with the published keys
+    only."""
+    real_put = LocalBackend.put
+
+    def crash_half_way(self, obj, filepath):
+        if PUBLISHED.search(osp.basename(str(filepath))):
+            with open(filepath, 'wb') as f:
+                f.write(obj[:len(obj) // 2])
+            raise RuntimeError('simulated crash while publishing')
+        return real_put(self, obj, filepath)
+
+    hook = ckpt_hook(save_best='loss', rule='less',
+                     published_keys=['meta', 'state_dict'])
+    crashed = str(tmp_path / 'crashed')
+    monkeypatch.setattr(LocalBackend, 'put', crash_half_way)
+    with pytest.raises(RuntimeError, match='simulated crash'):
+        make_runner(crashed, hook, max_epochs=1).train()
+    monkeypatch.undo()
+    assert ckpt_files(crashed) == ['best_loss_epoch_1.pth', 'epoch_1.pth']
+    assert tmp_files(crashed) == []
+
+    work_dir = str(tmp_path / 'work')
+    make_runner(work_dir, hook, max_epochs=1).train()
+    published = [n for n in ckpt_files(work_dir) if PUBLISHED.search(n)]
+    assert sorted(PUBLISHED.sub('.pth', n) for n in published) == [
         'best_loss_epoch_1.pth', 'epoch_1.pth'
     ]
     for name in published:
         ckpt = load_checkpoint_safe(osp.join(work_dir, name))
         assert set(ckpt) == {'meta', 'state_dict'}
     assert tmp_files(work_dir) == []
+
+
+def test_no_file_client_notices_in_the_log(tmp_path):
+    """mmengine's CheckpointHook and save_checkpoint build a FileClient
+    they do not use, which logs two deprecation notices; the log of a run
+    with SafeCheckpointHook has neither, and keeps its other warnings."""
+    from toy_runner import read_log
+    runner = make_runner(tmp_path, ckpt_hook(), max_epochs=1)
+    runner.logger.warning('a warning of the run')
+    runner.train()
+    log = read_log(runner)
+    assert 'Saving checkpoint at 1 epochs' in log
+    assert 'a warning of the run' in log
+    assert 'FileClient' not in log and 'HardDiskBackend' not in log
 
 
 def test_standalone_validation_does_not_touch_checkpoints(tmp_path):
@@ -582,3 +680,84 @@ def test_standalone_validation_does_not_touch_checkpoints(tmp_path):
     metrics = runner.val()
     assert 'loss' in metrics
     assert not [f for f in os.listdir(tmp_path) if f.endswith('.pth')]
+
+
+# ---------------------------------------------------------------------------
+# When checkpoints are written, and what a kill may leave behind
+# ---------------------------------------------------------------------------
+
+
+def test_checkpoints_only_at_the_interval(tmp_path):
+    """interval=3 over 7 epochs, a new best at every validation: regular
+    checkpoints at 3, 6 and 7 (save_last) only; best checkpoints rotate.
+    Each regular checkpoint holds the state after its epoch's validation."""
+    from mmengine.hooks import EarlyStoppingHook  # noqa: F401
+    written = []
+    real_replace = os.replace
+
+    def recording_replace(src, dst, *a, **kw):
+        if str(dst).endswith('.pth'):
+            written.append(osp.basename(str(dst)))
+        return real_replace(src, dst, *a, **kw)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(os, 'replace', recording_replace)
+        make_runner(
+            tmp_path,
+            ckpt_hook(interval=3, max_keep_ckpts=5, save_best='loss',
+                      rule='less'),
+            max_epochs=7, values=[7, 6, 5, 4, 3, 2, 1],
+            custom_hooks=[dict(type='dbbd.ResumableEarlyStoppingHook',
+                               monitor='loss', rule='less', min_delta=0.5,
+                               patience=3)]).train()
+    regular = sorted({n for n in written if n.startswith('epoch_')})
+    assert regular == ['epoch_3.pth', 'epoch_6.pth', 'epoch_7.pth']
+    assert ckpt_files(tmp_path) == [
+        'best_loss_epoch_7.pth', 'epoch_3.pth', 'epoch_6.pth', 'epoch_7.pth'
+    ]
+    for epoch in (3, 6, 7):
+        ckpt = load_checkpoint_safe(osp.join(tmp_path, f'epoch_{epoch}.pth'))
+        assert ckpt['meta']['dbbd_val_pending'] is False
+        # the state after this epoch's validation (loss 8 - epoch)
+        info = ckpt['message_hub']['runtime_info']
+        assert info['best_score'] == 8 - epoch
+        assert info['best_ckpt'] == f'best_loss_epoch_{epoch}.pth'
+        assert ckpt['meta']['early_stopping']['best_score'] == 8 - epoch
+
+
+@pytest.mark.parametrize(
+    'lost, values_after',
+    [
+        # dies before epoch 2's validation: the resumed run runs it
+        ('epoch_1.pth', [2.0, 1.0]),
+        # dies after it, while completing epoch_2.pth
+        ('best_loss_epoch_1.pth', [1.0]),
+    ])
+def test_killed_rotation_leaves_nothing_behind(tmp_path, lost,
+                                               values_after):
+    """The run dies right where it would delete a superseded checkpoint
+    (a rotated-out regular one, or the previous best); the resumed run
+    deletes it and ends with the files of an uninterrupted run.
+    ``values_after``: the validation losses the resumed run still sees."""
+    reference = tmp_path / 'reference'
+    hook = ckpt_hook(max_keep_ckpts=1, save_best='loss', rule='less')
+    make_runner(reference, hook, max_epochs=3).train()
+
+    work = tmp_path / 'work'
+    real_remove = os.remove
+
+    def dies_at_the_deletion(path, *a, **kw):
+        if osp.basename(os.fspath(path)) == lost:
+            raise KeyboardInterrupt('simulated kill')
+        return real_remove(path, *a, **kw)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(os, 'remove', dies_at_the_deletion)
+        with pytest.raises(KeyboardInterrupt):
+            make_runner(work, hook, max_epochs=3).train()
+    assert lost in ckpt_files(work)
+    make_runner(work, hook, max_epochs=3, values=values_after,
+                resume=True).train()
+    assert ckpt_files(work) == ckpt_files(reference) == [
+        'best_loss_epoch_3.pth', 'epoch_3.pth'
+    ]

@@ -1,13 +1,15 @@
 """``NonFiniteLossHook``: a NaN/Inf loss or gradient stops training with one
 line naming where and which scenes; no weight or checkpoint is touched."""
 import copy
+import os
 import os.path as osp
 
 import pytest
 import torch
 from mmengine.hooks import Hook
 
-from dbbd.engine import NonFiniteLossError, NonFiniteLossHook
+from dbbd.engine import (NonFiniteLossError, NonFiniteLossHook,
+                         NonFiniteWeightsError)
 from dbbd.engine.checkpoint import load_checkpoint_safe
 from toy_runner import ToyModel, ckpt_files, read_log
 
@@ -143,3 +145,49 @@ def test_finite_training_is_untouched_and_hooks_are_removed(
 def test_is_a_floating_point_error():
     # tools/train.py may catch either
     assert issubclass(NonFiniteLossError, FloatingPointError)
+
+
+def _inf_lr_runner(make_toy_runner, work_dir, **kw):
+    runner = make_toy_runner(work_dir, **kw)
+    # what optim_wrapper.optimizer.lr=inf does (the config check refuses it)
+    runner.optim_wrapper['optimizer']['lr'] = float('inf')
+    return runner
+
+
+def test_non_finite_weights_are_never_saved(make_toy_runner, tmp_path):
+    """lr=inf without the loss hook: one step makes every weight non-finite;
+    the checkpoint due after the epoch is refused in one line and nothing
+    is written."""
+    runner = _inf_lr_runner(make_toy_runner, tmp_path, values=[1.0])
+    with pytest.raises(NonFiniteWeightsError) as info:
+        runner.train()
+    msg = str(info.value)
+    assert '\n' not in msg
+    assert msg.startswith('the model weights hold NaN/Inf (2 of 2 tensors, '
+                          'first: linear.weight')
+    assert 'epoch_1.pth was not saved' in msg
+    assert msg.endswith('no checkpoint had been saved yet')
+    assert not _all_finite(runner.model.state_dict())
+    assert [n for n in os.listdir(tmp_path)
+            if n.endswith(('.pth', '.dbbd-tmp')) or n == 'last_checkpoint'
+            ] == []
+
+
+def test_non_finite_checkpoint_is_not_named_good(make_toy_runner, tmp_path):
+    """A work dir whose latest checkpoint holds non-finite weights (written
+    before this check existed): a failure does not call it good."""
+    make_toy_runner(tmp_path, max_epochs=1).train()
+    path = osp.join(tmp_path, 'epoch_1.pth')
+    ckpt = load_checkpoint_safe(path)
+    ckpt['state_dict']['linear.bias'].fill_(float('inf'))
+    torch.save(ckpt, path)
+    runner = make_toy_runner(tmp_path, model=ToyModel(nan_at=0),
+                             max_epochs=2, load_from=path,
+                             custom_hooks=[dict(type='NonFiniteLossHook')])
+    with pytest.raises(NonFiniteLossError) as info:
+        runner.train()
+    msg = str(info.value)
+    assert 'last good checkpoint' not in msg
+    assert msg.endswith(f'the latest checkpoint {path} has non-finite '
+                        'weights too (first: linear.bias), so no good '
+                        'checkpoint is known')

@@ -54,10 +54,14 @@ def test_one_hot_features_give_miou_one():
         feat = F.one_hot(seg.clamp(min=0), K).float()
         scenes.append((f'scene{i}', feat, feat.clone(), seg))
     m = run_metric([scenes[:2], scenes[2:]])
+    names = ['wall', 'floor', 'chair', 'door', 'desk']  # ScanNet-20's
     assert set(m) == {'probe/miou', 'probe/acc', 'probe/miou_raw',
-                      'probe/acc_raw'}
+                      'probe/acc_raw', 'probe/miou_majority',
+                      'probe/acc_majority'} | {
+        f'probe/iou{s}/{n}' for n in names for s in ('', '_raw')}
     assert m['probe/miou'] == 1.0 and m['probe/acc'] == 1.0
     assert m['probe/miou_raw'] == 1.0 and m['probe/acc_raw'] == 1.0
+    assert all(m[f'probe/iou/{n}'] == 1.0 for n in names)
 
 
 def test_constant_features_predict_the_majority():
@@ -84,7 +88,8 @@ def test_raw_baseline_is_independent_of_the_model_features():
     assert m['probe/miou'] < 0.5  # constant model features
     # no raw features in the batch: no baseline, no failure
     m = run_metric([[(sid, f, None, s) for sid, f, _, s in scenes]])
-    assert set(m) == {'probe/miou', 'probe/acc'}
+    assert not [k for k in m if '_raw' in k]
+    assert {'probe/miou', 'probe/acc', 'probe/miou_majority'} <= set(m)
 
 
 @pytest.fixture
@@ -146,3 +151,31 @@ def test_works_next_to_the_loss_metric_without_name_clash():
     m = ev.evaluate(2)
     assert m['loss'] == 2.0  # what save_best='loss' monitors
     assert m['probe/miou'] == 1.0 and 'probe/acc_raw' in m
+
+
+def test_majority_baseline_and_per_class_iou_by_hand(caplog):
+    """Class 0 holds 80% of the points, class 3 the rest; features tell
+    the two classes apart only on some points of class 3."""
+    g = torch.Generator().manual_seed(0)
+    scenes = []
+    for i in range(2):
+        seg = torch.cat([torch.zeros(80, dtype=torch.long),
+                         torch.full((20, ), 3)])
+        feat = torch.zeros(100, 2)
+        feat[80:90, 0] = 1.0  # half of class 3 is visible
+        feat += 0.01 * torch.randn(100, 2, generator=g)
+        scenes.append((f'scene{i}', feat, None, seg))
+    metric = LinearProbeMetric(num_classes=4, raw_baseline=False,
+                               class_names=['a', 'b', 'c', 'd'])
+    metric.process(*make_batch(scenes))
+    m = metric.evaluate(2)
+    # majority: every point 'a': IoU(a) = 0.8, IoU(d) = 0, 2 classes
+    assert m['probe/acc_majority'] == pytest.approx(0.8)
+    assert m['probe/miou_majority'] == pytest.approx(0.4)
+    # the probe finds the visible half of 'd': IoU(d) = 10 / 20,
+    # IoU(a) = 80 / 90
+    assert m['probe/iou/d'] == pytest.approx(0.5)
+    assert m['probe/iou/a'] == pytest.approx(80 / 90)
+    assert 'probe/iou/b' not in m  # absent from the evaluation part
+    with pytest.raises(ValueError, match='class_names'):
+        LinearProbeMetric(num_classes=4, class_names=['a'])

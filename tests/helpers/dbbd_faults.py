@@ -68,6 +68,52 @@ class PauseAtIterHook(Hook):
 
 
 @HOOKS.register_module(force=True)
+class StopAfterEpochHook(Hook):
+    """End training after epoch ``epoch`` (1-based) as an interruption
+    would, the config unchanged: its validation and checkpoint complete,
+    ``max_epochs`` (and with it the learning-rate schedule) stays that of
+    the whole run."""
+
+    def __init__(self, epoch=2):
+        self.epoch = epoch
+
+    def after_train_epoch(self, runner):
+        # runner.epoch is still the 0-based index of the epoch just run
+        if runner.epoch + 1 == self.epoch:
+            runner.train_loop.stop_training = True
+
+
+@HOOKS.register_module(force=True)
+class PauseInValidationHook(Hook):
+    """Write ``marker`` and sleep ``sleep`` seconds in the validation after
+    epoch ``epoch`` (1-based, as logged): after validation batch
+    ``batch_idx`` (0-based) has run, before the metrics are computed; or,
+    with ``batch_idx=None``, as the validation starts, i.e. after that
+    epoch's checkpoint was written and before any of its validation ran."""
+
+    priority = 'LOWEST'
+
+    def __init__(self, marker, epoch=2, batch_idx=None, sleep=600):
+        self.marker = marker
+        self.epoch = epoch
+        self.batch_idx = batch_idx
+        self.sleep = sleep
+
+    def _pause(self, runner, where):
+        _touch(self.marker, f'epoch {runner.epoch} {where}\n')
+        time.sleep(self.sleep)
+
+    def before_val(self, runner):
+        if self.batch_idx is None and runner.epoch == self.epoch:
+            self._pause(runner, 'before validation')
+
+    def after_val_iter(self, runner, batch_idx, data_batch=None,
+                       outputs=None):
+        if runner.epoch == self.epoch and batch_idx == self.batch_idx:
+            self._pause(runner, f'after validation batch {batch_idx}')
+
+
+@HOOKS.register_module(force=True)
 class PauseInCheckpointWriteHook(Hook):
     """Freeze the process half-way through writing a checkpoint file.
 

@@ -31,10 +31,10 @@ def test_loss_mode_reaches_every_parameter(mode):
         type='Aggregator', mode=mode, pre_mlp=True)))
     batch = make_batch(dict(n=700, max_depth=2), dict(n=500, max_depth=3))
     total, losses, log_vars = _step(model, batch)
-    assert {'loss_region', 'loss_point', 'region', 'point',
-            'region_l0', 'region_l1', 'region_l2'} <= set(losses)
+    assert {'loss_region', 'loss_point', 'region_l0', 'region_l1',
+            'region_l2', 'region_l3'} == set(losses)  # one name each
     torch.testing.assert_close(
-        log_vars['loss'], losses['region'] + 0.5 * losses['point'])
+        log_vars['loss'], losses['loss_region'] + losses['loss_point'])
     total.backward()
     _grads_everywhere(model)
 
@@ -67,7 +67,8 @@ def test_predict_returns_one_dict_per_scene_with_losses():
         assert torch.equal(o['segment'], batch['inputs']['segment'][lo:hi])
     total, _ = model.parse_losses(losses)
     torch.testing.assert_close(out[0]['losses']['loss'], total)
-    torch.testing.assert_close(out[1]['losses']['region'], losses['region'])
+    torch.testing.assert_close(out[1]['losses']['loss_region'],
+                               losses['loss_region'])
 
 
 def test_tensor_mode_needs_only_view1():
@@ -117,9 +118,10 @@ def test_single_region_scene_and_batch_of_one(scenes):
     total, losses, _ = _step(model, make_batch(*scenes))
     total.backward()
     if len(scenes) == 1 and scenes[0]['max_depth'] == 0:
-        assert losses['region'].item() == 0.0 and 'region_l0' not in losses
+        assert losses['loss_region'].item() == 0.0 and \
+            'region_l0' not in losses
     else:
-        assert losses['region'].item() > 0
+        assert losses['loss_region'].item() > 0
     enc = [p.grad for p in model.backbone.encoder.parameters()]
     assert all(g is not None and g.any() for g in enc)
 

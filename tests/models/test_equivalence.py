@@ -51,6 +51,24 @@ class Reference:
         self.g2l_point = []  # (point indices, features) of each leaf
         self.l2g_point = []
         self.d = d
+        # with a scene backbone, the tree reads its per-point features of
+        # the whole batch (one call per view, as the model makes it)
+        self.feat = {}
+        for v in ('view1', 'view2'):
+            view = inputs[v]
+            sb = self.b.scene_backbone
+            self.feat[v] = view['feat'] if sb is None else sb(
+                view['coord'], view['feat'], view['offset'])
+
+    def encode(self, x, coord):
+        """The per-region encoder on one region's rows, or (without one)
+        the pooling written out: max or mean of the rows."""
+        m = self.b
+        if m.encoder is not None:
+            pf, rf = m.encoder(x, coord, self.zeros(len(x)), 1)
+            return pf, rf[0]
+        pooled = x.max(0).values if m.pooling == 'max' else x.mean(0)
+        return x, pooled
 
     def points(self, l, r):
         return (self.pr[l] == r).nonzero().squeeze(1)
@@ -66,7 +84,7 @@ class Reference:
     def g2l(self, l, r, parent_feat=None, parent_center=None):
         m, view = self.b, self.inp['view1']
         pts = self.points(l, r)
-        coord, feat = view['coord'][pts], view['feat'][pts]
+        coord, feat = view['coord'][pts], self.feat['view1'][pts]
         if parent_feat is None:
             x = m.input_proj(feat)
         else:
@@ -74,13 +92,13 @@ class Reference:
                                    self.zeros(len(pts)))
             x = m.context_proj(torch.cat([feat, context], 1))
         center = view['coord'][self.center[l][r]]
-        pf, rf = m.encoder(x, coord - center, self.zeros(len(pts)), 1)
-        self.g2l_region[l][r] = rf[0]
+        pf, rf = self.encode(x, coord - center)
+        self.g2l_region[l][r] = rf
         kids = self.children(l, r)
         if not kids:
             self.g2l_point.append((pts, pf))
         for c in kids:
-            self.g2l(l + 1, c, rf[0], center)
+            self.g2l(l + 1, c, rf, center)
 
     def l2g(self, l, r):
         m, view = self.b, self.inp['view2']
@@ -88,11 +106,9 @@ class Reference:
         center = view['coord'][self.center[l][r]]
         if not kids:
             pts = self.points(l, r)
-            x = m.input_proj(view['feat'][pts])
-            pf, rf = m.encoder(x, view['coord'][pts] - center,
-                               self.zeros(len(pts)), 1)
+            x = m.input_proj(self.feat['view2'][pts])
+            pf, feat = self.encode(x, view['coord'][pts] - center)
             self.l2g_point.append((pts, pf))
-            feat = rf[0]
         else:
             child = torch.stack([self.l2g(l + 1, c) for c in kids])
             offset = torch.stack([view['coord'][self.center[l + 1][c]]
@@ -209,7 +225,8 @@ def test_points_out_of_depth_first_order_give_the_same_result():
     shuffled = dict(inp)
     del shuffled['tree']  # the index of the unshuffled points
     for v in ('view1', 'view2'):
-        shuffled[v] = {k: t[perm] for k, t in inp[v].items()}
+        shuffled[v] = {k: t if k == 'offset' else t[perm]
+                       for k, t in inp[v].items()}
     shuffled['point_region'] = inp['point_region'][:, perm]
     shuffled['segment'] = inp['segment'][perm]
     shuffled['region_center'] = [inv[c] for c in inp['region_center']]
@@ -223,3 +240,19 @@ def test_points_out_of_depth_first_order_give_the_same_result():
     torch.testing.assert_close(b['point_feat'], a['point_feat'][perm])
     for x, y in zip(a['region_feat'], b['region_feat']):
         torch.testing.assert_close(x, y)
+
+
+@pytest.mark.parametrize('encoder', [True, False])
+def test_scene_backbone_case_equals_recursive_walk(encoder):
+    """The tree reads a scene backbone's features (PointNet over the
+    scene), with a per-region encoder on top or plain max pooling."""
+    cfg = small_cfg(aggregator=dict(type='Aggregator', mode='max'))
+    cfg['backbone']['scene_backbone'] = dict(
+        type='PointNetSceneBackbone', hidden_dims=[8, 12], out_channels=10)
+    if not encoder:
+        cfg['backbone']['encoder'] = None
+    model = MODELS.build(cfg)
+    assert model.backbone.scene_backbone.in_channels == 3
+    assert (model.backbone.encoder is None) != encoder
+    tree = _check(model, make_batch(*SCENES))  # features, loss, grads
+    assert tree.num_levels == 4

@@ -227,17 +227,106 @@ def test_dbbd_loss_logged_total_is_alpha_region_plus_beta_point():
                                              num_samples=20)))
     q = [_unit(1, 8), _unit(6, 8)]
     k = [_unit(1, 8), _unit(6, 8)]
-    out = crit(q, k, torch.randn(50, 8), torch.randn(50, 8),
-               torch.randperm(50))
-    assert set(out) == {'loss_region', 'loss_point', 'region', 'point',
-                        'region_l1'}
+    pq, pk, order = torch.randn(50, 8), torch.randn(50, 8), torch.randperm(50)
+    out = crit(q, k, pq, pk, order)
+    assert set(out) == {'loss_region', 'loss_point', 'region_l1'}
     total, log_vars = BaseModel.parse_losses(None, out)
     torch.testing.assert_close(total,
-                               0.7 * out['region'] + 0.3 * out['point'])
+                               out['loss_region'] + out['loss_point'])
     assert log_vars['loss'] is total or torch.equal(log_vars['loss'], total)
-    torch.testing.assert_close(out['region'], out['region_l1'])
+    # one level counts: the region term is its InfoNCE, weighted
+    torch.testing.assert_close(out['loss_region'], 0.7 * out['region_l1'])
+    info = MODELS.build(dict(type='InfoNCELoss'))
+    torch.testing.assert_close(out['region_l1'], info(q[1], k[1]))
+    idx = order[:20]
+    torch.testing.assert_close(out['loss_point'],
+                               0.3 * info(pq[idx], pk[idx]))
 
 
 def test_unknown_type_names_the_registry():
     with pytest.raises(KeyError, match='model'):
         MODELS.build(dict(type='PointNetEncodr', in_channels=3))
+
+
+def _plain(mlp, x):
+    """The MLP's modules called one after the other (autograd keeps every
+    intermediate)."""
+    h = x
+    for layer in mlp.layers:
+        h = layer(h)
+    return h
+
+
+@pytest.mark.parametrize('act,last', [('gelu', False), ('relu', False),
+                                      ('gelu', True)])
+def test_mlp_recomputing_its_norms_equals_the_plain_modules(act, last):
+    torch.manual_seed(0)
+    mlp = MLP(7, [11, 5], 6, act=act, last_norm_act=last).double()
+    with torch.no_grad():  # non-trivial LayerNorm affine parameters
+        for m in mlp.modules():
+            if isinstance(m, torch.nn.LayerNorm):
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.5, 0.5)
+    x = torch.randn(40, 7, dtype=torch.float64)
+    up = torch.randn(40, 6, dtype=torch.float64)
+    grads = []
+    for fn in (mlp, lambda t: _plain(mlp, t)):
+        mlp.zero_grad()
+        a = x.clone().requires_grad_()
+        out = fn(a)
+        (out * up).sum().backward()
+        grads.append((out.detach(), a.grad,
+                      [p.grad.clone() for p in mlp.parameters()]))
+    (o1, g1, p1), (o2, g2, p2) = grads
+    torch.testing.assert_close(o1, o2)
+    torch.testing.assert_close(g1, g2)
+    for a, b in zip(p1, p2):
+        torch.testing.assert_close(a, b)
+
+
+def test_mlp_recompute_under_autocast_matches_the_plain_modules():
+    torch.manual_seed(0)
+    mlp = MLP(8, [16, 16], 12)
+    x = torch.randn(64, 8)
+    res = []
+    for fn in (mlp, lambda t: _plain(mlp, t)):
+        mlp.zero_grad()
+        a = x.clone().requires_grad_()
+        with torch.autocast('cpu', dtype=torch.bfloat16):
+            out = fn(a)
+        out.float().sum().backward()
+        res.append((out, a.grad, [p.grad for p in mlp.parameters()]))
+    assert res[0][0].dtype == res[1][0].dtype == torch.bfloat16
+    torch.testing.assert_close(res[0][0], res[1][0])
+
+    def rel(a, b):  # bf16 products round differently by an ulp here and
+        return float((a - b).norm() / b.norm())  # there: compare norms
+    assert rel(res[0][1], res[1][1]) < 1e-2
+    for a, b in zip(res[0][2], res[1][2]):
+        assert a.dtype == torch.float32
+        assert rel(a, b) < 1e-2
+
+
+def test_mlp_keeps_one_tensor_per_hidden_layer_for_backward():
+    """What autograd keeps after the forward pass (every tensor saved for
+    backward): the input of each LayerNorm, not its output and the
+    activation's too."""
+    from torch.autograd.graph import saved_tensors_hooks
+    mlp = MLP(8, [32, 32], 16)
+    x = torch.randn(100, 8, requires_grad=True)
+
+    def saved_bytes(fn):
+        seen = {}
+
+        def pack(t):
+            seen[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+            return t
+        with saved_tensors_hooks(pack, lambda t: t):
+            fn(x)
+        return sum(seen.values())
+
+    rows = 100 * 32 * 4
+    fused, plain = saved_bytes(mlp), saved_bytes(lambda t: _plain(mlp, t))
+    assert plain >= 6 * rows  # 3 per hidden layer
+    assert fused <= 2 * rows + 100 * 8 * 4 + 2 * (32 * 32 + 32) * 4 + \
+        (8 * 32 + 32 * 16) * 4 + 4 * 32 * 4

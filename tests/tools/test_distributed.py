@@ -151,14 +151,18 @@ def env_for(tmp_path, **extra):
     return env
 
 
-def run_group(cmds_envs, timeout=TIMEOUT):
-    """Start the processes; a hang fails (killed at ``timeout``), and when
-    one fails the others are stopped soon after instead of waiting in a
-    collective. Returns (returncodes, combined output)."""
+def run_group(cmds_envs, cwd, timeout=TIMEOUT):
+    """Start the processes in ``cwd``; a hang fails (killed at ``timeout``),
+    and when one fails the others are stopped soon after instead of waiting
+    in a collective. Returns (returncodes, combined output).
+
+    ``cwd`` is a tmp dir: mmengine gathers the validation metrics of the
+    ranks through files under ``.dist_test/`` in the current folder
+    (``collect_results_cpu``) and leaves that folder behind."""
     procs = []
     for cmd, env in cmds_envs:
         procs.append(subprocess.Popen(
-            cmd, cwd=REPO, env=env, stdout=subprocess.PIPE,
+            cmd, cwd=cwd, env=env, stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT, text=True, start_new_session=True))
     deadline = time.monotonic() + timeout
     failed_at = None
@@ -188,7 +192,7 @@ def torchrun(cfg, work, data_root, tmp_path, *extra, nproc=2):
            f'--master_port={free_port()}', TRAIN, cfg, '--launcher',
            'pytorch', '--work-dir', work, '--cfg-options',
            f'data_root={data_root}', *TINY, *extra]
-    codes, out = run_group([(cmd, env_for(tmp_path))])
+    codes, out = run_group([(cmd, env_for(tmp_path))], cwd=tmp_path)
     return codes[0], out
 
 
@@ -262,7 +266,7 @@ def logged_train_loss(work):
 def assert_checkpoints(work, *regular):
     """Exactly these regular checkpoints (plus best_* ones), and no
     temporary or partial file left by a write."""
-    names = os.listdir(work)
+    names = [n for n in os.listdir(work) if n != '.dbbd-run.lock']
     assert not [n for n in names if n.startswith('.') or 'tmp' in n], names
     pth = sorted(n for n in names if n.endswith('.pth'))
     assert [n for n in pth if not n.startswith('best_')] == list(regular)
@@ -343,7 +347,7 @@ def test_slurm_single_level_batch_on_one_rank(shallow_root, tmp_path):
                       '--work-dir', work, '--cfg-options',
                       f'data_root={shallow_root}', *TINY,
                       'train_cfg.max_epochs=1'], env))
-    codes, out = run_group(cmds)
+    codes, out = run_group(cmds, cwd=tmp_path)
     assert codes == [0, 0], out[-4000:]
     assert 'find_unused_parameters=True' in out
     per_rank = read_probe(work)

@@ -1,6 +1,8 @@
 """End to end: ``tools/train.py`` as a real subprocess, resume, TensorBoard.
 """
 import glob
+import json
+import math
 import os
 import os.path as osp
 import subprocess
@@ -36,7 +38,8 @@ def read_scalars(work_dir):
     return series
 
 
-def test_demo_trains_then_resumes_with_tensorboard(demo_root, tmp_path):
+def test_demo_trains_then_resumes_with_tensorboard(demo_root, tmp_path,
+                                                   capsys):
     work = str(tmp_path / 'work')
     common = [DEMO, '--work-dir', work, '--cfg-options',
               f'data_root={demo_root}', *TINY]
@@ -46,6 +49,11 @@ def test_demo_trains_then_resumes_with_tensorboard(demo_root, tmp_path):
     assert open(osp.join(work, 'last_checkpoint')).read().strip().endswith(
         'epoch_2.pth')
     assert 'eta:' in first.stdout + first.stderr  # log lines with ETA
+    # mmengine's notices that say nothing about this run
+    for notice in ('The prefix is not set in metric class',
+                   '"FileClient" will be deprecated',
+                   '"HardDiskBackend" is the alias of "LocalBackend"'):
+        assert notice not in first.stdout + first.stderr
 
     second = run_train(*common, 'train_cfg.max_epochs=3', '--resume')
     out = second.stdout + second.stderr
@@ -63,8 +71,20 @@ def test_demo_trains_then_resumes_with_tensorboard(demo_root, tmp_path):
     train_steps = sorted({s for s, _ in series['train/loss']})
     assert train_steps == list(range(1, iters + 1))
     assert sorted({s for s, _ in series['val/loss']}) == [1, 2, 3]
+    # the cosine spans the run: 2 epochs (4 iterations) at first; resumed
+    # with max_epochs=3, the rest of a 3-epoch cosine (said in one line)
     lr = dict(series['learning_rate'])
-    assert lr[1] > lr[iters]  # cosine decay
+
+    def cosine(step, length):
+        return 1e-5 + (1e-3 - 1e-5) * (1 + math.cos(math.pi * step /
+                                                    length)) / 2
+
+    assert [lr[s] for s in range(1, iters + 1)] == pytest.approx(
+        [cosine(s - 1, 4) for s in range(1, 5)] +
+        [cosine(s - 1, 6) for s in range(5, 7)], rel=1e-5)
+    assert out.count("param_scheduler: the checkpoint's cosine schedule "
+                     'spans iterations 0..4 (T_max 4), this config\'s 0..6'
+                     ) == 1
     # val/loss is each validation's own value (mmengine would log a running
     # mean over validations): its minimum is the score save_best kept
     from dbbd.engine import load_checkpoint_safe
@@ -75,6 +95,51 @@ def test_demo_trains_then_resumes_with_tensorboard(demo_root, tmp_path):
     best_epoch = min(val, key=val.get)
     assert glob.glob(osp.join(work, f'best_loss_epoch_{best_epoch}.pth'))
 
+    # --validate CHECKPOINT (in this process): the metrics of epoch 2's
+    # validation again, as one JSON line; nothing trained or saved
+    from tools.train import main
+    saved = sorted(os.listdir(work))
+    capsys.readouterr()
+    main(common + [f'experiment_name=validate_{os.getpid()}', '--validate',
+                   osp.join(work, 'epoch_2.pth')])
+    out = capsys.readouterr().out
+    metrics = json.loads(out.strip().splitlines()[-1])
+    assert metrics['loss'] == pytest.approx(val[2], rel=1e-6)
+    assert {'probe/miou', 'collapse/point_std'} <= set(metrics)
+    assert 'Epoch(train)' not in out
+    assert sorted(n for n in os.listdir(work) if n in saved) == saved
+    assert not [n for n in os.listdir(work)
+                if n.endswith('.pth') and n not in saved]
+
+
+def test_validate_alone_prepares_the_demo_first(tmp_path):
+    """``--validate`` on the demo config, its data not prepared yet: the
+    preparation's progress comes before anything of the Runner, then one
+    validation of the initialised model whose metrics end the output as a
+    JSON line; no training, no checkpoint."""
+    demo = str(tmp_path / 'demo')
+    work = str(tmp_path / 'work')
+    small_demo = [f'{loader}.dataset.auto_prepare.{key}={value}'
+                  for loader in ('train_dataloader', 'val_dataloader')
+                  for key, value in (('demo_root', demo),
+                                     ('num_points', 2000), ('workers', 0))]
+    r = subprocess.run(
+        [sys.executable, TRAIN, DEMO, '--work-dir', work, '--validate',
+         '--cfg-options', f'data_root={demo}', *small_demo, *TINY],
+        cwd=tmp_path, env=dict(os.environ, PYTHONUNBUFFERED='1'),
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        timeout=300)
+    out = r.stdout
+    assert r.returncode == 0, out[-3000:]
+    first_of_runner = out.index('System environment')
+    assert -1 < out.find('DBBD demo: preparing 4 train + 2 val') < \
+        out.find('scenes: 6 found, 6 prepared') < first_of_runner
+    metrics = json.loads(out.strip().splitlines()[-1])
+    assert f'val/loss: {metrics["loss"]:.4f}' in out[first_of_runner:]
+    assert {'probe/miou', 'collapse/point_std'} <= set(metrics)
+    assert 'Epoch(train)' not in out
+    assert not glob.glob(osp.join(work, '*.pth'))
+
 
 def test_missing_config_is_one_line(tmp_path):
     r = run_train(str(tmp_path / 'nope.py'))
@@ -83,13 +148,36 @@ def test_missing_config_is_one_line(tmp_path):
     assert err == [f'error: config file {tmp_path / "nope.py"} does not exist']
 
 
+def test_misspelt_config_names_the_close_files(tmp_path, capsys):
+    """A config path that names no file: one line with the closest config
+    names of its folder (other files and folders are not suggested)."""
+    from tools.train import main
+    (tmp_path / 'dbbd_small_mine.py').write_text('')
+    (tmp_path / 'dbbd_small_mine.txt').write_text('')
+    (tmp_path / 'dbbd_small_mines.py').mkdir()
+    for wrong, hint in [
+            (tmp_path / 'dbbd_smal_mine.py',
+             f'; did you mean {tmp_path / "dbbd_small_mine.py"}?'),
+            (osp.join(REPO, 'configs', 'dbbd', 'dbbd_small_dmeo.py'),
+             f'; did you mean {DEMO}, '),
+            (tmp_path / 'no_folder' / 'x.py',
+             f' (no folder {tmp_path / "no_folder"})')]:
+        with pytest.raises(SystemExit) as info:
+            main([str(wrong)])
+        assert info.value.code == 1
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1, err
+        assert err[0].startswith(
+            f'error: config file {wrong} does not exist{hint}'), err[0]
+
+
 def test_unknown_type_names_close_matches(demo_root, tmp_path):
     r = run_train(SMALL, '--work-dir', str(tmp_path), '--cfg-options',
                   f'data_root={demo_root}',
-                  'model.encoder.type=PointNetEncodr')
+                  'model.backbone.encoder.type=PointNetEncodr')
     assert r.returncode != 0
     last = r.stderr.strip().splitlines()[-1]
-    assert 'model.encoder' in last and "'PointNetEncodr'" in last
+    assert 'model.backbone.encoder' in last and "'PointNetEncodr'" in last
     assert "'PointNetEncoder'" in last  # the close match
     assert 'Traceback' not in r.stderr
 
@@ -103,6 +191,27 @@ def test_missing_data_says_how_to_prepare(tmp_path):
     assert 'Traceback' not in r.stderr
 
 
+def test_empty_split_is_one_line_before_the_runner(tmp_path):
+    """Split folders that hold no prepared scene: one line, before the
+    Runner prints anything or makes its timestamped folder in the work
+    dir."""
+    data = tmp_path / 'data'
+    for split in ('train', 'val'):
+        (data / split).mkdir(parents=True)
+    work = tmp_path / 'work'
+    work.mkdir()
+    r = run_train(SMALL, '--work-dir', str(work), '--cfg-options',
+                  f'data_root={data}')
+    assert r.returncode == 1
+    assert r.stdout == ''
+    assert r.stderr.strip().splitlines() == [
+        f'error: train_dataloader.dataset: split folder {data / "train"} '
+        'holds no prepared scene (no <scene>/meta.json); prepare it with '
+        f'`python tools/create_data.py --src <your ScanNet folder> --out '
+        f'{data}` (see README, "Prepare data")']
+    assert os.listdir(work) == []
+
+
 @pytest.mark.parametrize('bad', ['--resume=/no/such.pth', '--amp'])
 def test_bad_resume_path_and_amp_on_cpu(bad, demo_root, tmp_path):
     import torch
@@ -112,3 +221,91 @@ def test_bad_resume_path_and_amp_on_cpu(bad, demo_root, tmp_path):
     assert r.returncode != 0
     assert r.stderr.strip().splitlines()[-1].startswith('error: ')
     assert 'Traceback' not in r.stderr
+
+
+def test_yaml_config_cannot_create_python_objects(tmp_path, capsys):
+    """A YAML config is data: a ``!!python/...`` tag is refused in one line
+    before anything runs (mmengine's own YAML loader would call it)."""
+    import yaml
+    from mmengine.fileio.handlers.yaml_handler import Loader as MMLoader
+
+    from tools.train import main
+    marker = tmp_path / 'MARKER'
+    text = ('train_cfg:\n  max_epochs: 1\n'
+            f"x: !!python/object/apply:builtins.open ['{marker}', 'w']\n")
+    cfg = tmp_path / 'evil.yaml'
+    cfg.write_text(text)
+    with pytest.raises(SystemExit) as info:
+        main([str(cfg), '--work-dir', str(tmp_path / 'work')])
+    assert info.value.code == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert str(cfg) in err[0] and 'line 3' in err[0]
+    assert '!!python/object/apply:builtins.open' in err[0]
+    assert not marker.exists()
+    # the control: mmengine's loader runs it
+    yaml.load(text, Loader=MMLoader)
+    assert marker.exists()
+
+
+@pytest.mark.parametrize('content', ['', 'epoch_7.pth',
+                                     'http://127.0.0.1:1/x.pth'])
+def test_unusable_last_checkpoint_is_one_line(tmp_path, capsys, content):
+    """``--resume`` with a work dir whose last_checkpoint is empty, names a
+    missing file or an address: one line, before anything is built."""
+    from tools.train import main
+    work = tmp_path / 'work'
+    work.mkdir()
+    (work / 'last_checkpoint').write_text(content)
+    with pytest.raises(SystemExit) as info:
+        main([SMALL, '--work-dir', str(work), '--resume'])
+    assert info.value.code == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert err[0].startswith(f'error: {work / "last_checkpoint"} ')
+    assert err[0].endswith('--resume PATH (resume=True, load_from=PATH), '
+                           'or delete last_checkpoint to start afresh')
+
+
+def test_second_run_in_a_work_dir_stops_naming_the_first(demo_root,
+                                                         tmp_path):
+    """This process holds the work dir's run lock, as a running
+    tools/train.py would; a real tools/train.py started there stops with
+    one line naming this process's PID and writes nothing."""
+    from dbbd.engine.run_lock import (acquire_work_dir_lock,
+                                      release_work_dir_lock)
+    work = str(tmp_path / 'work')
+    assert acquire_work_dir_lock(work)
+    try:
+        r = run_train(SMALL, '--work-dir', work, '--cfg-options',
+                      f'data_root={demo_root}')
+    finally:
+        release_work_dir_lock(work)
+    assert r.returncode == 1
+    err = r.stderr.strip().splitlines()
+    assert len(err) == 1, r.stderr[-2000:]
+    assert err[0].startswith(f'error: work dir {work} is in use by another '
+                             f'training run (PID {os.getpid()} on ')
+    assert os.listdir(work) == ['.dbbd-run.lock']
+
+
+@pytest.mark.parametrize('option, message', [
+    ('model.backbone.encoder.hiden_dims=[1]',
+     "model.backbone.encoder.hiden_dims: PointNetEncoder has no parameter "
+     "'hiden_dims'; did you mean 'hidden_dims'? it accepts in_channels, "
+     'hidden_dims, out_channels, pooling, coord_channels'),
+    ('model.backbone.hidden_channels=0',
+     'model.backbone.hidden_channels: got 0 (int); expected a positive int'),
+    # raised while the model is built
+    ('model.loss.point_loss.temperature=0',
+     'PointLoss: temperature must be a finite number > 0, got 0'),
+])
+def test_config_abuse_is_one_line(demo_root, tmp_path, capsys, option,
+                                  message):
+    from tools.train import main
+    with pytest.raises(SystemExit) as info:
+        main([SMALL, '--work-dir', str(tmp_path / 'work'), '--cfg-options',
+              f'data_root={demo_root}', option])
+    assert info.value.code == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f'error: {message}']

@@ -3,12 +3,14 @@ from .checkpoint_hook import SafeCheckpointHook, to_plain
 from .collapse_hook import CollapseWatchHook
 from .early_stopping_hook import ResumableEarlyStoppingHook
 from .feature_vis_hook import FeatureVisHook
-from .nonfinite_loss_hook import NonFiniteLossError, NonFiniteLossHook
+from .nonfinite_loss_hook import (NonFiniteLossError, NonFiniteLossHook,
+                                  NonFiniteWeightsError)
 from .seg_results_hook import SegResultsHook
 from .strict_load_hook import StrictLoadHook
 
 __all__ = [
     'SafeCheckpointHook', 'to_plain', 'ResumableEarlyStoppingHook',
-    'NonFiniteLossError', 'NonFiniteLossHook', 'StrictLoadHook'
+    'NonFiniteLossError', 'NonFiniteLossHook', 'NonFiniteWeightsError',
+    'StrictLoadHook'
 ]
 __all__ += ['CollapseWatchHook', 'FeatureVisHook', 'SegResultsHook']

@@ -1,12 +1,12 @@
 """``ResumableEarlyStoppingHook``: early stopping whose state survives a
 resume."""
-import os.path as osp
 from math import isfinite
 from typing import Any, Dict, Optional
 
-from mmengine.hooks import CheckpointHook, EarlyStoppingHook
+from mmengine.hooks import EarlyStoppingHook
 
 from dbbd.registry import HOOKS
+from ..runner_access import resume_requested
 
 __all__ = ['ResumableEarlyStoppingHook']
 
@@ -35,22 +35,12 @@ class ResumableEarlyStoppingHook(EarlyStoppingHook):
       changed so that the stop condition no longer holds (a larger
       ``patience``, no ``stopping_threshold``), training continues and the
       log says that instead;
-    - saves a checkpoint when it stops training. mmengine's ``save_last``
-      only fires at ``max_epochs``, and the regular checkpoint of the
-      current epoch was written *before* validation, so without this save
-      the stop would never reach disk;
-    - re-writes the regular checkpoint of the current epoch/iteration after
-      a validation that changed its state, when that checkpoint exists
-      (epochs that both save and validate). A resumed run continues after
-      that validation without repeating it, so the checkpoint must hold the
-      state after it; otherwise patience would be off by one validation.
-      This costs one extra checkpoint write on such epochs.
-
-    Saves go through the runner's checkpoint hook
-    (``SafeCheckpointHook``: atomic, honouring ``max_keep_ckpts`` and
-    ``last_checkpoint``). The priority stays ``LOWEST``, as in mmengine, so
-    the checkpoint hook's best-checkpoint logic has run when the state is
-    saved.
+    - leaves saving to ``SafeCheckpointHook``: a checkpoint saved before a
+      validation is written again once the validation (and this hook's
+      decision) is done, and the step where training stopped early is
+      saved when ``save_last`` is set (it is the last step). A run killed
+      before that resumes from the previous checkpoint and reaches the
+      same decision again.
 
     Config (``configs/_base_/default_runtime.py``)::
 
@@ -59,6 +49,7 @@ class ResumableEarlyStoppingHook(EarlyStoppingHook):
                              patience=5)]
     """
 
+    # as mmengine's: decide after the checkpoint hook tracked the best
     priority = 'LOWEST'
 
     def __init__(self, *args, **kwargs) -> None:
@@ -69,12 +60,10 @@ class ResumableEarlyStoppingHook(EarlyStoppingHook):
         self.stop_kind: Optional[str] = None
         self.stop_reason = ''
         self.stopped_at: Optional[Dict[str, int]] = None
-        # State read from a checkpoint; applied in before_train once it is
-        # known that the checkpoint was resumed rather than load_from'd.
-        self._loaded: Optional[Dict[str, Any]] = None
-        self._warned_no_ckpt_hook = False
+        # Whether the resumed checkpoint records a stopped run.
+        self._resumed_stopped = False
         # Validation also runs outside training (Runner.val); early stopping
-        # must neither decide nor save a checkpoint there.
+        # must not decide there.
         self._training = False
 
     # ------------------------------------------------------------------
@@ -124,23 +113,21 @@ class ResumableEarlyStoppingHook(EarlyStoppingHook):
         checkpoint.setdefault('meta', {})[META_KEY] = self.state_dict()
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
-        """Keep the saved state for :meth:`before_train`."""
+        """Restore the state of a resumed checkpoint (not of a
+        ``load_from``: fine-tuning starts afresh).
+
+        Restored here rather than in ``before_train`` because a checkpoint
+        saved before its validation has that validation run first
+        (``SafeCheckpointHook.before_train``), and it must count on the
+        restored state.
+        """
+        self._resumed_stopped = False
+        if not resume_requested(runner):
+            return
         meta = checkpoint.get('meta') if isinstance(checkpoint, dict) else None
         state = meta.get(META_KEY) if isinstance(meta, dict) else None
-        self._loaded = None
         if not isinstance(state, dict):
             return
-        self._loaded = dict(
-            state=state, epoch=meta.get('epoch'), iter=meta.get('iter'))
-
-    def before_train(self, runner) -> None:
-        """Restore the state of a resumed checkpoint; keep a stopped run
-        stopped."""
-        self._training = True
-        loaded, self._loaded = self._loaded, None
-        if loaded is None or not self._was_resumed(runner, loaded):
-            return
-        state = loaded['state']
         if (state.get('monitor'), state.get('rule')) != (self.monitor,
                                                           self.rule):
             runner.logger.warning(
@@ -150,7 +137,14 @@ class ResumableEarlyStoppingHook(EarlyStoppingHook):
                 'early stopping afresh')
             return
         self.load_state_dict(state)
-        if not self.stopped:
+        self._training = True
+        self._resumed_stopped = self.stopped
+
+    def before_train(self, runner) -> None:
+        """Keep a stopped run stopped."""
+        self._training = True
+        resumed_stopped, self._resumed_stopped = self._resumed_stopped, False
+        if not resumed_stopped:
             return
         at = self._describe_step(self.stopped_at)
         if self._still_stopped():
@@ -170,14 +164,6 @@ class ResumableEarlyStoppingHook(EarlyStoppingHook):
             runner.logger.info(
                 f'Early stopping had stopped this run{at}, but the current '
                 'early-stopping settings let it continue; training resumes')
-
-    @staticmethod
-    def _was_resumed(runner, loaded: Dict[str, Any]) -> bool:
-        """Whether the loaded checkpoint was resumed: ``Runner.resume`` sets
-        the loop's epoch and iteration from ``meta``, ``load_from`` leaves
-        them at 0."""
-        return (runner.iter == loaded.get('iter')
-                and runner.epoch == loaded.get('epoch') and runner.iter > 0)
 
     @staticmethod
     def _describe_step(at: Optional[Dict[str, int]]) -> str:
@@ -205,55 +191,15 @@ class ResumableEarlyStoppingHook(EarlyStoppingHook):
         return stop, message
 
     def after_val_epoch(self, runner, metrics) -> None:
-        """mmengine's decision, then put the new state on disk (see the
-        class docstring)."""
+        """mmengine's decision, plus which condition fired and where."""
         if not self._training:
             return
-        before = self.state_dict()
         super().after_val_epoch(runner, metrics)
         # stop_kind is set only by this hook's own decision (another hook
         # may set stop_training for reasons of its own).
         if self.stop_kind is not None and not self.stopped:
             self.stopped = True
             self.stopped_at = dict(epoch=runner.epoch, iter=runner.iter)
-        if self.state_dict() == before:
-            return
-        self._save_state(runner)
 
     def after_train(self, runner) -> None:
         self._training = False
-
-    def _checkpoint_hook(self, runner) -> Optional[CheckpointHook]:
-        for hook in runner.hooks:
-            if isinstance(hook, CheckpointHook):
-                return hook
-        return None
-
-    def _save_state(self, runner) -> None:
-        """Re-write this step's regular checkpoint, or write one when
-        training just stopped and there is none."""
-        hook = self._checkpoint_hook(runner)
-        if hook is None:
-            if self.stopped and not self._warned_no_ckpt_hook:
-                self._warned_no_ckpt_hook = True
-                runner.logger.warning(
-                    'Early stopping stopped training but there is no '
-                    'checkpoint hook to save that; a resume would train on')
-            return
-        # Val runs after the loop advanced: runner.epoch / runner.iter is
-        # the step the checkpoint hook used for this epoch's / iteration's
-        # file (it saves with epoch + 1 / iter + 1 before the increment).
-        step = runner.epoch if hook.by_epoch else runner.iter
-        name = hook.filename_tmpl.format(step)
-        have_regular = (hook.last_ckpt is not None
-                        and osp.basename(str(hook.last_ckpt)) == name)
-        if not have_regular and not self.stopped:
-            # A resume starts from an earlier checkpoint and repeats this
-            # validation, so that checkpoint's state is the right one.
-            return
-        if not have_regular:
-            runner.logger.info(
-                f'Saving checkpoint {name}: early stopping ended training '
-                'here and a resume has to know that')
-        hook._save_checkpoint_with_step(
-            runner, step, dict(epoch=runner.epoch, iter=runner.iter))

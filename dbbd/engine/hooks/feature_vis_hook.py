@@ -54,6 +54,13 @@ class FeatureVisHook(Hook):
         self._count = 0
         self._active = False
         self._scene = None
+        self._training = False
+
+    def before_train(self, runner) -> None:
+        self._training = True
+
+    def after_train(self, runner) -> None:
+        self._training = False
 
     def before_val_epoch(self, runner) -> None:
         self._count += 1
@@ -91,9 +98,9 @@ class FeatureVisHook(Hook):
         image = feature_image(coord, feat, size=self.image_size,
                               point_radius=self.point_radius,
                               max_points=self.max_points)
-        # runner.epoch would build a train loop outside training
-        loop = getattr(runner, '_train_loop', None)
-        step = 0 if loop is None or isinstance(loop, dict) else runner.epoch
+        # outside training (runner.val()) runner.epoch would build the train
+        # loop, data loader included
+        step = runner.epoch if self._training else 0
         runner.visualizer.add_image(self.name, image, step=step)
         runner.logger.info(f'FeatureVisHook: logged {self.name} of scene '
                            f'{scene_id} ({image.shape[1]}x{image.shape[0]}) '

@@ -11,15 +11,60 @@ from mmengine.optim import OptimWrapperDict
 from mmengine.runner import EpochBasedTrainLoop
 
 from dbbd.registry import HOOKS
-from ..checkpoint import find_latest_checkpoint
+from ..checkpoint import (CheckpointLoadError, find_latest_checkpoint,
+                          load_checkpoint_safe)
 
-__all__ = ['NonFiniteLossError', 'NonFiniteLossHook']
+__all__ = [
+    'NonFiniteLossError', 'NonFiniteWeightsError', 'NonFiniteLossHook',
+    'non_finite_tensors', 'last_good_checkpoint'
+]
 
 
 class NonFiniteLossError(FloatingPointError):
     """Training met a NaN/Inf loss or gradient. The message is one line: the
     epoch, the iteration, the scene ids of the batch, the bad values and the
     last good checkpoint."""
+
+
+class NonFiniteWeightsError(NonFiniteLossError):
+    """The model's weights are NaN/Inf where a checkpoint was due; the
+    checkpoint is not written. One line."""
+
+
+def non_finite_tensors(state: Dict[str, Any]) -> List[str]:
+    """Names of the floating-point tensors of ``state`` holding a NaN or an
+    Inf (one device synchronisation when all are finite)."""
+    items = [(k, v) for k, v in state.items()
+             if isinstance(v, torch.Tensor) and v.is_floating_point()]
+    if not items:
+        return []
+    try:
+        flags = torch.stack([torch.isfinite(v).all() for _, v in items])
+        if bool(flags.all()):
+            return []
+    except RuntimeError:  # tensors on several devices: check one by one
+        pass
+    return [k for k, v in items if not bool(torch.isfinite(v).all())]
+
+
+def last_good_checkpoint(work_dir: str) -> str:
+    """'last good checkpoint: PATH' for the work dir's latest checkpoint
+    when its weights are finite; otherwise a phrase saying there is none
+    (read from disk: only called when training has already failed)."""
+    latest = find_latest_checkpoint(work_dir, strict=False)
+    if latest is None:
+        return 'no checkpoint had been saved yet'
+    try:
+        ckpt = load_checkpoint_safe(latest)
+    except (CheckpointLoadError, OSError) as e:
+        return (f'the latest checkpoint {latest} cannot be loaded '
+                f'({" ".join(str(e).split())})')
+    state = ckpt.get('state_dict', ckpt) if isinstance(ckpt, dict) else {}
+    bad = non_finite_tensors(state if isinstance(state, dict) else {})
+    if bad:
+        return (f'the latest checkpoint {latest} has non-finite weights '
+                f'too (first: {bad[0]}), so no good checkpoint is known')
+    return f'last good checkpoint: {latest}'
 
 
 def _scene_ids(data_batch: Any) -> List[str]:
@@ -326,9 +371,7 @@ class NonFiniteLossHook(Hook):
     def _fail(self, runner, batch_idx: int, data_batch: Any, what: str,
               detail: str, consequence: str) -> None:
         """Log and raise the one-line :class:`NonFiniteLossError`."""
-        latest = find_latest_checkpoint(runner.work_dir)
-        last = (f'last good checkpoint: {latest}' if latest else
-                'no checkpoint had been saved yet')
+        last = last_good_checkpoint(runner.work_dir)
         message = (f'{what} at {self._where(runner, batch_idx)}, '
                    f'{self._scenes(data_batch)} ({detail}); {consequence}; '
                    f'{last}')

@@ -6,6 +6,7 @@ from mmengine.model import is_model_wrapper
 
 from dbbd.registry import HOOKS
 from ..checkpoint import find_latest_checkpoint
+from ..runner_access import checkpoint_to_load, resume_requested
 from ..state_check import check_checkpoint
 
 __all__ = ['StrictLoadHook']
@@ -19,10 +20,9 @@ def checkpoint_source(runner) -> str:
     auto-resume) or the work dir's latest checkpoint is the file
     ``load_or_resume`` opens.
     """
-    # Private Runner attributes: 0.10.x exposes no public accessor.
-    path = getattr(runner, '_load_from', None)
-    if path is None and getattr(runner, '_resume', False):
-        path = find_latest_checkpoint(runner.work_dir)
+    path = checkpoint_to_load(runner)
+    if path is None and resume_requested(runner):
+        path = find_latest_checkpoint(runner.work_dir, strict=False)
     return str(path) if path else 'the checkpoint'
 
 

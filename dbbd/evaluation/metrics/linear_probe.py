@@ -133,9 +133,16 @@ class LinearProbeMetric(BaseMetric):
         ]
 
     Reported (prefix ``probe``): ``probe/miou``, ``probe/acc`` (the model's
-    features) and ``probe/miou_raw``, ``probe/acc_raw`` (the input
-    features); fractions in [0, 1]. mIoU is over the classes present in the
-    evaluation part.
+    features), ``probe/miou_raw``, ``probe/acc_raw`` (the input features)
+    and ``probe/miou_majority``, ``probe/acc_majority`` (every point given
+    the most frequent class of the fitting part: what a probe that learned
+    nothing scores); per class present in the evaluation part,
+    ``probe/iou/<class>`` and ``probe/iou_raw/<class>``, also logged as a
+    table with each class's share of the points. Fractions in [0, 1]; mIoU
+    is over the classes present in the evaluation part. When one class
+    holds most points (walls and floors of real scans), accuracy and even
+    mIoU move little whatever the features are: read the per-class IoU of
+    the smaller classes against the raw baseline.
 
     Protocol, deterministic for a given ``seed``:
 
@@ -161,6 +168,8 @@ class LinearProbeMetric(BaseMetric):
         steps: L-BFGS iterations.
         weight_decay: L2 penalty of the weights.
         raw_baseline: also probe the raw input features.
+        class_names: one name per class (default: ScanNet-20's when
+            ``num_classes`` is 20, else ``class0, class1, ...``).
         feat_key: which entry of the predict output to probe
             (``'point_feat'``: G2L; ``'point_feat_l2g'``: L2G).
         seed: seed of the subsampling and of the one-scene split.
@@ -176,6 +185,7 @@ class LinearProbeMetric(BaseMetric):
                  steps: int = 100,
                  weight_decay: float = 1e-3,
                  raw_baseline: bool = True,
+                 class_names: Optional[Sequence[str]] = None,
                  feat_key: str = 'point_feat',
                  seed: int = 0,
                  collect_device: str = 'cpu',
@@ -191,6 +201,15 @@ class LinearProbeMetric(BaseMetric):
         self.steps = steps
         self.weight_decay = weight_decay
         self.raw_baseline = raw_baseline
+        if class_names is None:
+            from dbbd.datasets.dbbd_dataset import DBBDDataset
+            scannet = DBBDDataset.METAINFO['classes']
+            class_names = scannet if num_classes == len(scannet) else [
+                f'class{k}' for k in range(num_classes)]
+        if len(class_names) != num_classes:
+            raise ValueError(f'LinearProbeMetric: {len(class_names)} '
+                             f'class_names for num_classes={num_classes}')
+        self.class_names = [str(c) for c in class_names]
         self.feat_key = feat_key
         self.seed = seed
 
@@ -295,6 +314,7 @@ class LinearProbeMetric(BaseMetric):
                 print_log('LinearProbeMetric: raw input features not found '
                           "in data_batch['inputs']['view1']['feat']; no "
                           'baseline', logger='current', level=logging.WARNING)
+        iou = {}
         for suffix, j in kinds:
             scores = linear_probe_scores(stack(train, j, keep), y_tr,
                                          stack(evaluate, j), y_ev,
@@ -302,8 +322,20 @@ class LinearProbeMetric(BaseMetric):
                                          self.weight_decay)
             metrics[f'miou{suffix}'] = scores['miou']
             metrics[f'acc{suffix}'] = scores['acc']
-        n_cls = int((torch.bincount(y_ev, minlength=self.num_classes) >
-                     0).sum())
+            iou[suffix] = scores['iou']
+        majority = int(torch.bincount(y_tr, minlength=self.num_classes)
+                       .argmax())
+        scores = segmentation_scores(torch.full_like(y_ev, majority), y_ev,
+                                     self.num_classes)
+        metrics['miou_majority'] = scores['miou']
+        metrics['acc_majority'] = scores['acc']
+        counts = torch.bincount(y_ev, minlength=self.num_classes)
+        present = [k for k in range(self.num_classes) if counts[k] > 0]
+        for suffix, values in iou.items():
+            for k in present:
+                metrics[f'iou{suffix}/{self.class_names[k]}'] = values[k]
+        self._log_table(present, counts, iou, majority)
+        n_cls = len(present)
         parts = (f'{len(train)} scene(s)', f'{len(evaluate)} scene(s)') \
             if len(scenes) > 1 else ('half', 'the other half of the points '
                                      f'of {scenes[0]["scene_id"]}')
@@ -312,3 +344,21 @@ class LinearProbeMetric(BaseMetric):
             f'points), scored on {parts[1]} ({y_ev.shape[0]} points, '
             f'{n_cls} classes present)', logger='current')
         return metrics
+
+    def _log_table(self, present, counts, iou, majority):
+        """One line per class present: its share of the evaluated points
+        and its IoU with the features and with the raw input."""
+        total = max(int(counts.sum()), 1)
+        width = max(len(self.class_names[k]) for k in present)
+        head = f'{"class":<{width}}  points  IoU    IoU_raw'
+        lines = [head]
+        for k in present:
+            raw = iou.get('_raw')
+            lines.append(
+                f'{self.class_names[k]:<{width}}  '
+                f'{100 * int(counts[k]) / total:5.1f}%  '
+                f'{iou[""][k]:.3f}  '
+                f'{"-" if raw is None else f"{raw[k]:.3f}"}')
+        print_log('LinearProbeMetric per class (majority class: '
+                  f'{self.class_names[majority]}):\n' + '\n'.join(lines),
+                  logger='current')

@@ -19,7 +19,7 @@ class ContrastiveLossMetric(BaseMetric):
     reported under its own name: ``loss`` is what ``save_best`` and early
     stopping monitor, logged as ``val/loss``.
     """
-    default_prefix = None
+    default_prefix = ''
 
     def process(self, data_batch, data_samples):
         for out in data_samples:

@@ -2,6 +2,7 @@
 from typing import Optional
 
 from dbbd.registry import MODELS
+from dbbd.utils.config_check import check_int
 from torch import nn
 
 from ..utils import MLP, segment_max, segment_mean, segment_softmax, \
@@ -43,6 +44,9 @@ class Aggregator(nn.Module):
         super().__init__()
         if mode not in _MODES:
             raise ValueError(f'mode must be one of {_MODES}, got {mode!r}')
+        check_int('Aggregator', 'channels', channels)
+        if hidden_channels is not None:
+            check_int('Aggregator', 'hidden_channels', hidden_channels)
         hidden = hidden_channels or channels
         self.channels = channels
         self.mode = mode

@@ -1,8 +1,12 @@
 """Backbones: what turns a batch's points into features.
 
 ``DBBDTreeBackbone`` reads a region tree both ways (G2L, L2G) with a
-per-region point encoder.
+per-region point encoder, optionally on the features of a *scene backbone*
+(``forward(coord (P, 3), feat (P, C), offset (B + 1,)) -> (P, D)`` over a
+whole batch: ``PointNetSceneBackbone``, ``SpUNet``).
 """
+from .pointnet_scene import PointNetSceneBackbone
+from .spunet import SpUNet
 from .tree_backbone import DBBDTreeBackbone
 
-__all__ = ['DBBDTreeBackbone']
+__all__ = ['DBBDTreeBackbone', 'PointNetSceneBackbone', 'SpUNet']

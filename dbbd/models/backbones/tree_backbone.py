@@ -25,10 +25,15 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from dbbd.registry import MODELS
+from dbbd.utils.config_check import check_int
 
-from ..utils import MLP, TreeIndex, tree_index_of
+from ..utils import (MLP, TreeIndex, segment_max, segment_mean,
+                     tree_index_of)
+from ..utils.mask_token import MaskToken, check_unmasked
 
 __all__ = ['DBBDTreeBackbone', 'build_part']
+
+_POOLING = dict(max=segment_max, mean=segment_mean)
 
 
 def build_part(cfg, **defaults):
@@ -57,12 +62,22 @@ class DBBDTreeBackbone(BaseModule):
         encoder: point encoder config (see
             :class:`dbbd.models.encoders.BasePointEncoder`); ``in_channels``
             defaults to ``hidden_channels``. Its ``out_channels`` (D) is the
-            width of every region and point feature.
+            width of every region and point feature. May be None with a
+            ``scene_backbone``: then each region pools its points' projected
+            features (``pooling``) and D is ``hidden_channels``.
         propagator: G2L propagator config; ``in_channels`` defaults to D.
         aggregator: L2G aggregator config; ``channels`` defaults to D.
         in_channels: width of the raw point features ``feat`` (3: normals).
-        hidden_channels: width the raw features are projected to before
+        hidden_channels: width the point features are projected to before
             the encoder (96; small mode 64).
+        scene_backbone: optional scene backbone config (SpUNet,
+            ``PointNetSceneBackbone``; ``in_channels`` defaults to
+            ``in_channels``): run once per view over the whole batch; the
+            tree then reads its per-point features instead of the raw ones.
+        pooling: 'max' or 'mean', the region pooling without an encoder.
+        mask_token: learn a token that replaces the input features of the
+            points a masking transform hid (``view['mask']``, see
+            ``RandomPatchMask``); points and tree stay.
         with_cp: gradient checkpointing of each level's encoder pass
             (G2L: propagator + projection + encoder; L2G: projection +
             encoder): less memory, one more forward.
@@ -79,7 +94,8 @@ class DBBDTreeBackbone(BaseModule):
       batch's tree (pre-training uses both);
     - :meth:`forward`: per-point features of one view (downstream use).
 
-    A *view* is ``dict(coord (P, 3), feat (P, in_channels))``; the *tree*
+    A *view* is ``dict(coord (P, 3), feat (P, in_channels), offset
+    (B + 1,))``; the *tree*
     is the batch's :class:`~dbbd.models.utils.TreeIndex`
     (``inputs['tree']``, built by the collate function).
     """
@@ -88,33 +104,78 @@ class DBBDTreeBackbone(BaseModule):
     #: ``backbone(inputs, view=...)`` (see :mod:`dbbd.models.segmentors`)
     needs_tree = True
 
-    def __init__(self, encoder: dict, propagator: dict, aggregator: dict,
-                 in_channels: int = 3, hidden_channels: int = 96,
+    def __init__(self, encoder: Optional[dict], propagator: dict,
+                 aggregator: dict, in_channels: int = 3,
+                 hidden_channels: int = 96,
+                 scene_backbone: Optional[dict] = None,
+                 pooling: str = 'max', mask_token: bool = False,
                  with_cp: bool = False, init_cfg: Optional[dict] = None):
         super().__init__(init_cfg=init_cfg)
+        check_int('DBBDTreeBackbone', 'in_channels', in_channels)
+        check_int('DBBDTreeBackbone', 'hidden_channels', hidden_channels)
+        if pooling not in _POOLING:
+            raise ValueError(f'DBBDTreeBackbone: pooling must be one of '
+                             f'{sorted(_POOLING)}, got {pooling!r}')
         self.in_channels = in_channels
         self.hidden_channels = hidden_channels
         self.with_cp = with_cp
+        self.pooling = pooling
 
-        self.encoder = build_part(encoder, in_channels=hidden_channels)
-        check_width('encoder', 'in_channels', self.encoder.in_channels,
-                    hidden_channels)
-        d = self.encoder.out_channels
+        self.mask_token = MaskToken(in_channels) if mask_token else None
+        self.scene_backbone = None if scene_backbone is None else build_part(
+            scene_backbone, in_channels=in_channels)
+        point_channels = in_channels if self.scene_backbone is None else \
+            self.scene_backbone.out_channels
+        if encoder is None and self.scene_backbone is None:
+            raise ValueError('DBBDTreeBackbone: encoder=None needs a '
+                             'scene_backbone (whose features the regions '
+                             'pool); give one of them')
+        self.encoder = None if encoder is None else build_part(
+            encoder, in_channels=hidden_channels)
+        if self.encoder is not None:
+            check_width('encoder', 'in_channels', self.encoder.in_channels,
+                        hidden_channels)
+        d = self.out_channels
         self.propagator = build_part(propagator, in_channels=d)
         check_width('propagator', 'in_channels', self.propagator.in_channels,
                     d)
         self.aggregator = build_part(aggregator, channels=d)
         check_width('aggregator', 'channels', self.aggregator.channels, d)
 
-        self.input_proj = MLP(in_channels, [], hidden_channels,
+        self.input_proj = MLP(point_channels, [], hidden_channels,
                               last_norm_act=True)
-        self.context_proj = MLP(in_channels + self.propagator.out_channels,
+        self.context_proj = MLP(point_channels + self.propagator.out_channels,
                                 [], hidden_channels, last_norm_act=True)
 
     @property
     def out_channels(self) -> int:
         """D, the width of every point and region feature."""
-        return self.encoder.out_channels
+        return self.hidden_channels if self.encoder is None else \
+            self.encoder.out_channels
+
+    def _encode(self, x, rel, region, num_regions):
+        """The per-region encoder, or the plain pooling without one."""
+        if self.encoder is not None:
+            return self.encoder(x, rel, region, num_regions)
+        return x, _POOLING[self.pooling](x, region, num_regions)
+
+    def point_features(self, view: dict) -> dict:
+        """``view`` with masked points' features replaced by the mask token,
+        then ``feat`` replaced by the scene backbone's per-point features
+        (one call over the whole batch); unchanged without either."""
+        if self.mask_token is not None:
+            view = self.mask_token(view)
+        else:
+            check_unmasked(view, 'DBBDTreeBackbone')
+        if self.scene_backbone is None:
+            return view
+        if 'offset' not in view:
+            raise KeyError("a scene backbone needs the view's scene "
+                           "boundaries: view['offset'] (B + 1,), as "
+                           'dbbd_collate makes it')
+        return dict(view, feat=self.scene_backbone(view['coord'],
+                                                   view['feat'],
+                                                   view['offset']))
 
     def _maybe_cp(self, fn, *args):
         if self.with_cp and torch.is_grad_enabled():
@@ -140,7 +201,7 @@ class DBBDTreeBackbone(BaseModule):
             x = self.context_proj(feat, context)
         rel = point_coord - coord.index_select(0, lv.center).index_select(
             0, lv.region)
-        return self.encoder(x, rel, lv.region_index(), lv.num_regions)
+        return self._encode(x, rel, lv.region_index(), lv.num_regions)
 
     def g2l(self, view: dict, tree: TreeIndex) -> dict:
         """Global-to-local reading, top-down.
@@ -153,6 +214,7 @@ class DBBDTreeBackbone(BaseModule):
             dict: ``point_feat (P, D)`` (each point at its leaf level) and
             ``region_feat``, a list over levels of ``(R_l, D)``.
         """
+        view = self.point_features(view)
         coord, feat = view['coord'], view['feat']
         region_feat: List[torch.Tensor] = []
         leaf_parts = []
@@ -179,7 +241,7 @@ class DBBDTreeBackbone(BaseModule):
     def _encode_leaves(self, coord, feat, tree):
         rel = coord - coord.index_select(0, tree.leaf_center).index_select(
             0, tree.leaf_region)
-        return self.encoder(self.input_proj(feat), rel, tree.leaf_index(),
+        return self._encode(self.input_proj(feat), rel, tree.leaf_index(),
                             tree.num_leaves)
 
     def l2g(self, view: dict, tree: TreeIndex) -> dict:
@@ -188,6 +250,7 @@ class DBBDTreeBackbone(BaseModule):
         Leaves (of every level) are encoded in one call; a non-leaf region
         is never encoded: it is the aggregation of its children.
         """
+        view = self.point_features(view)
         coord = view['coord']
         point_feat, leaf_feat = self._maybe_cp(self._encode_leaves, coord,
                                                view['feat'], tree)

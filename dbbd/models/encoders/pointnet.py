@@ -2,6 +2,7 @@
 from typing import Sequence
 
 from dbbd.registry import MODELS
+from dbbd.utils.config_check import check_int, check_int_list
 
 from ..utils import MLP
 from .base import BasePointEncoder
@@ -35,6 +36,9 @@ class PointNetEncoder(BasePointEncoder):
                  hidden_dims: Sequence[int] = (64, 128),
                  out_channels: int = 96, pooling: str = 'max',
                  coord_channels: int = 3):
+        check_int('PointNetEncoder', 'in_channels', in_channels, minimum=0)
+        check_int_list('PointNetEncoder', 'hidden_dims', hidden_dims)
+        check_int('PointNetEncoder', 'out_channels', out_channels)
         super().__init__(in_channels, out_channels, pooling)
         self.mlp = MLP(in_channels + coord_channels, hidden_dims,
                        out_channels)

@@ -2,6 +2,7 @@
 from typing import Sequence
 
 from dbbd.registry import MODELS
+from dbbd.utils.config_check import check_int, check_int_list
 
 from ..utils import MLP
 from .base import BasePointEncoder
@@ -32,9 +33,12 @@ class TwoStagePointNetEncoder(BasePointEncoder):
                  second_dims: Sequence[int] = (128, ),
                  out_channels: int = 96, pooling: str = 'max',
                  coord_channels: int = 3):
+        owner = 'TwoStagePointNetEncoder'
+        check_int(owner, 'in_channels', in_channels, minimum=0)
+        check_int_list(owner, 'first_dims', first_dims)
+        check_int_list(owner, 'second_dims', second_dims, allow_empty=True)
+        check_int(owner, 'out_channels', out_channels)
         super().__init__(in_channels, out_channels, pooling)
-        if not first_dims:
-            raise ValueError('first_dims needs at least one width')
         mid = first_dims[-1]
         self.first = MLP(in_channels + coord_channels, first_dims[:-1], mid)
         self.second = MLP(2 * mid, second_dims, out_channels)

@@ -2,6 +2,7 @@
 from typing import Optional
 
 from dbbd.registry import MODELS
+from dbbd.utils.config_check import check_number
 from torch import nn
 
 __all__ = ['DBBDLoss']
@@ -14,8 +15,9 @@ class DBBDLoss(nn.Module):
     mmengine's ``BaseModel.parse_losses`` sums every key that contains
     ``'loss'`` into the optimised (and logged) ``loss``; so exactly the two
     weighted terms carry ``'loss'`` in their names and the logged total is
-    ``loss_region + loss_point = alpha * region + beta * point``. The
-    unweighted parts are logged under names without ``'loss'``.
+    ``loss_region + loss_point = alpha * region + beta * point``. Each
+    quantity is logged under one name: the weighted terms, and the
+    (unweighted) InfoNCE of each region level as ``region_l{l}``.
 
     Args:
         alpha: weight of the region loss (1.0).
@@ -39,14 +41,16 @@ class DBBDLoss(nn.Module):
 
     Returns:
         dict: ``loss_region`` (alpha * region), ``loss_point``
-        (beta * point), ``region``, ``point`` and ``region_l{l}`` for each
-        level that counts (see :class:`RegionLoss`), all 0-d tensors.
+        (beta * point) and ``region_l{l}`` for each level that counts (see
+        :class:`RegionLoss`), all 0-d tensors.
     """
 
     def __init__(self, alpha: float = 1.0, beta: float = 0.5,
                  region_loss: Optional[dict] = None,
                  point_loss: Optional[dict] = None):
         super().__init__()
+        check_number('DBBDLoss', 'alpha', alpha, inclusive=True)
+        check_number('DBBDLoss', 'beta', beta, inclusive=True)
         self.alpha = alpha
         self.beta = beta
         self.region_loss = MODELS.build(region_loss
@@ -58,7 +62,6 @@ class DBBDLoss(nn.Module):
         region, per_level = self.region_loss(region_q, region_k)
         point = self.point_loss(point_q, point_k, sample_order, point_head)
         out = dict(loss_region=self.alpha * region,
-                   loss_point=self.beta * point, region=region.detach(),
-                   point=point.detach())
+                   loss_point=self.beta * point)
         out.update({f'region_l{l}': v.detach() for l, v in per_level.items()})
         return out

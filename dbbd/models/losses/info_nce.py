@@ -2,6 +2,7 @@
 import torch
 import torch.nn.functional as F
 from dbbd.registry import MODELS
+from dbbd.utils.config_check import check_number
 from torch import nn
 
 __all__ = ['InfoNCELoss']
@@ -23,8 +24,7 @@ class InfoNCELoss(nn.Module):
 
     def __init__(self, temperature: float = 0.1):
         super().__init__()
-        if temperature <= 0:
-            raise ValueError(f'temperature must be > 0, got {temperature}')
+        check_number('InfoNCELoss', 'temperature', temperature)
         self.temperature = temperature
 
     def forward(self, q, k):

@@ -2,11 +2,12 @@
 import numpy as np
 import torch
 from dbbd.registry import MODELS
+from dbbd.utils.config_check import check_int, check_number
 from torch import nn
 
 from .info_nce import InfoNCELoss
 
-__all__ = ['PointLoss', 'point_sample_order']
+__all__ = ['PointLoss', 'point_sample_order', 'batch_sample_order']
 
 
 def point_sample_order(sample_seed, num_points: int) -> np.ndarray:
@@ -25,6 +26,17 @@ def point_sample_order(sample_seed, num_points: int) -> np.ndarray:
         sample_seed).ravel()]
     return np.random.default_rng(np.random.SeedSequence(entropy)).permutation(
         num_points)
+
+
+def batch_sample_order(inputs: dict) -> torch.Tensor:
+    """The batch's ``sample_order`` (built by the collate function), or for
+    a batch assembled by hand, :func:`point_sample_order` of its seeds."""
+    order = inputs.get('sample_order')
+    if order is None:
+        order = torch.from_numpy(point_sample_order(
+            inputs['sample_seed'], int(inputs['offset'][-1]))).to(
+                inputs['offset'].device)
+    return order
 
 
 @MODELS.register_module()
@@ -46,8 +58,8 @@ class PointLoss(nn.Module):
 
     def __init__(self, num_samples: int = 4096, temperature: float = 0.1):
         super().__init__()
-        if num_samples < 1:
-            raise ValueError(f'num_samples must be >= 1, got {num_samples}')
+        check_int('PointLoss', 'num_samples', num_samples)
+        check_number('PointLoss', 'temperature', temperature)
         self.num_samples = num_samples
         self.info_nce = InfoNCELoss(temperature)
 

@@ -2,6 +2,7 @@
 from typing import Optional, Sequence
 
 from dbbd.registry import MODELS
+from dbbd.utils.config_check import check_int, check_number
 from torch import nn
 
 from .info_nce import InfoNCELoss
@@ -39,6 +40,8 @@ class RegionLoss(nn.Module):
                  level_weights: Optional[Sequence[float]] = None,
                  min_regions: int = 2):
         super().__init__()
+        check_number('RegionLoss', 'temperature', temperature)
+        check_int('RegionLoss', 'min_regions', min_regions)
         self.info_nce = InfoNCELoss(temperature)
         self.level_weights = None if level_weights is None else [
             float(w) for w in level_weights]

@@ -1,5 +1,6 @@
 """G2L propagator: a parent region's feature becomes context for its points."""
 from dbbd.registry import MODELS
+from dbbd.utils.config_check import check_int
 from torch import nn
 
 from ..utils import MLP
@@ -37,6 +38,9 @@ class MLPPropagator(nn.Module):
     def __init__(self, in_channels: int, hidden_channels: int = 128,
                  out_channels: int = 96, coord_channels: int = 3):
         super().__init__()
+        check_int('MLPPropagator', 'in_channels', in_channels, minimum=0)
+        check_int('MLPPropagator', 'hidden_channels', hidden_channels)
+        check_int('MLPPropagator', 'out_channels', out_channels)
         self.in_channels = in_channels
         self.out_channels = out_channels
         self.mlp = MLP(in_channels + coord_channels, [hidden_channels],

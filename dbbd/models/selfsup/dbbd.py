@@ -14,6 +14,7 @@ from dbbd.registry import MODELS
 
 from ..backbones.tree_backbone import build_part, check_width
 from ..base import DBBDBaseModel
+from ..losses.point_loss import batch_sample_order
 from ..utils import tree_index_of
 
 __all__ = ['DBBD']
@@ -102,16 +103,6 @@ class DBBD(DBBDBaseModel):
         return (self.backbone.g2l(inputs['view1'], tree),
                 self.backbone.l2g(inputs['view2'], tree))
 
-    @staticmethod
-    def _sample_order(inputs):
-        order = inputs.get('sample_order')
-        if order is None:  # a batch assembled by hand
-            from ..losses.point_loss import point_sample_order
-            order = torch.from_numpy(point_sample_order(
-                inputs['sample_seed'], int(inputs['offset'][-1]))).to(
-                    inputs['offset'].device)
-        return order
-
     def _losses(self, g2l, l2g, sample_order, embeddings=None):
         """The loss dict; ``embeddings`` (a dict) receives what was
         compared."""
@@ -138,7 +129,7 @@ class DBBD(DBBDBaseModel):
         """Both readings and the loss dict (needs ``view2``)."""
         _check_view2(inputs, 'loss')
         g2l, l2g = self._readings(inputs)
-        return self._losses(g2l, l2g, self._sample_order(inputs))
+        return self._losses(g2l, l2g, batch_sample_order(inputs))
 
     def predict(self, inputs: dict, data_samples: Optional[list] = None):
         """One dict per scene, for metrics (see the class docstring)."""
@@ -150,7 +141,7 @@ class DBBD(DBBDBaseModel):
             l2g = self.backbone.l2g(inputs['view2'], tree)
             feats['point_feat_l2g'] = l2g['point_feat']
             embeddings = {} if self.return_embeddings else None
-            parts = self._losses(g2l, l2g, self._sample_order(inputs),
+            parts = self._losses(g2l, l2g, batch_sample_order(inputs),
                                  embeddings)
             losses = dict(loss=sum(v for k, v in parts.items()
                                    if 'loss' in k))

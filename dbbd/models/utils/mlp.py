@@ -15,6 +15,10 @@ from typing import Sequence
 import torch.nn.functional as F
 from torch import nn
 
+from dbbd.utils.config_check import check_int, check_int_list
+
+from .norm_act import norm_act_linear
+
 __all__ = ['MLP', 'linear_cat']
 
 _ACTS = dict(gelu=nn.GELU, relu=nn.ReLU)
@@ -95,6 +99,10 @@ class MLP(nn.Module):
                  out_channels: int, act: str = 'gelu',
                  last_norm_act: bool = False, last_bias: bool = True):
         super().__init__()
+        check_int('MLP', 'in_channels', in_channels)
+        check_int_list('MLP', 'hidden_channels', hidden_channels,
+                       allow_empty=True)
+        check_int('MLP', 'out_channels', out_channels)
         if act not in _ACTS:
             raise ValueError(f'act must be one of {sorted(_ACTS)}, got {act}')
         dims = [in_channels, *hidden_channels, out_channels]
@@ -110,7 +118,14 @@ class MLP(nn.Module):
         self.out_channels = out_channels
 
     def forward(self, *parts):
-        h = linear_cat(self.layers[0], parts)
-        for layer in self.layers[1:]:
-            h = layer(h)
+        layers = self.layers
+        h = linear_cat(layers[0], parts)
+        # each hidden layer is Linear, LayerNorm, activation: the norm, the
+        # activation and the next Linear run as one function that keeps
+        # only its input for backward (see norm_act.py)
+        i = 1
+        while i < len(layers):
+            nxt = layers[i + 2] if i + 2 < len(layers) else None
+            h = norm_act_linear(h, layers[i], layers[i + 1], nxt)
+            i += 3
         return h

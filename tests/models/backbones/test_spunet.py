@@ -1,0 +1,158 @@
+"""SpUNet, the sparse-convolution scene backbone: small widths, 5 cm voxels,
+synthetic rooms of 1,500 points."""
+import pytest
+import torch
+
+from dbbd.datasets.synthetic import make_room
+from dbbd.models.sparse import set_backend, spconv_available
+from dbbd.registry import MODELS
+
+SMALL = dict(type='SpUNet', in_channels=6, channels=(16, 32, 64, 64, 32, 32),
+             layers=(1, 1, 1, 1, 1, 1), base_channels=16, voxel_size=0.05)
+
+
+def _scene(seed, n=1500):
+    room = make_room(n, seed=seed)
+    coord = torch.from_numpy(room['coord']).float()
+    feat = torch.cat([torch.from_numpy(room['color']).float() / 255,
+                      torch.from_numpy(room['normal']).float()], 1)
+    return coord, feat
+
+
+def _batch(*scenes):
+    coord = torch.cat([c for c, _ in scenes])
+    feat = torch.cat([f for _, f in scenes])
+    sizes = torch.tensor([0] + [len(c) for c, _ in scenes])
+    return coord, feat, sizes.cumsum(0)
+
+
+def _randomise_bn(model, seed):
+    """Running statistics and affine parameters away from their identity
+    start, so eval mode is not a no-op."""
+    gen = torch.Generator().manual_seed(seed)
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm1d):
+            n = m.num_features
+            m.running_mean.copy_(torch.randn(n, generator=gen) * 0.1)
+            m.running_var.copy_(torch.rand(n, generator=gen) + 0.5)
+            m.weight.data.copy_(torch.rand(n, generator=gen) + 0.5)
+            m.bias.data.copy_(torch.randn(n, generator=gen) * 0.1)
+
+
+def test_registered_with_pointcept_names_and_shapes():
+    model = MODELS.build(dict(type='SpUNet', in_channels=6, out_channels=20))
+    assert (model.in_channels, model.out_channels, model.num_stages) == \
+        (6, 20, 4)
+    shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    # Pointcept SpUNet-v1m1 (spconv 2.x weights are (out, k, k, k, in))
+    expected = {
+        'conv_input.0.weight': (32, 5, 5, 5, 6),
+        'conv_input.1.running_var': (32,),
+        'down.0.0.weight': (32, 2, 2, 2, 32),
+        'down.3.0.weight': (256, 2, 2, 2, 128),
+        'enc.0.block1.conv2.weight': (32, 3, 3, 3, 32),
+        'enc.3.block5.bn2.weight': (256,),
+        'up.3.0.weight': (256, 2, 2, 2, 256),
+        'up.2.0.weight': (128, 2, 2, 2, 256),
+        'up.1.0.weight': (96, 2, 2, 2, 128),
+        'up.0.0.weight': (96, 2, 2, 2, 96),
+        'dec.3.block0.conv1.weight': (256, 3, 3, 3, 384),
+        'dec.3.block0.proj.0.weight': (256, 1, 1, 1, 384),
+        'dec.2.block0.conv1.weight': (128, 3, 3, 3, 192),
+        'dec.1.block0.conv1.weight': (96, 3, 3, 3, 128),
+        'dec.0.block1.conv2.weight': (96, 3, 3, 3, 96),
+        'final.weight': (20, 1, 1, 1, 96),
+        'final.bias': (20,),
+    }
+    for key, shape in expected.items():
+        assert shapes[key] == shape, key
+    assert 'enc.0.block0.proj.0.weight' not in shapes   # widths match
+    assert sum(p.numel() for p in model.parameters()) == 39_157_844
+    assert MODELS.build(dict(SMALL)).out_channels == 32
+
+
+def test_scene_alone_or_batched_gives_same_features():
+    model = MODELS.build(dict(SMALL))
+    _randomise_bn(model, 1)
+    model.eval()
+    a, b = _scene(0), _scene(1, n=1200)
+    with torch.no_grad():
+        alone = model(*_batch(a))
+        first = model(*_batch(a, b))
+        second = model(*_batch(b, a))
+    assert alone.shape == (1500, 32)
+    torch.testing.assert_close(first[:1500], alone, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(second[1200:], alone, rtol=1e-4, atol=1e-5)
+
+
+def _train_step(model, batch):
+    model.zero_grad()
+    out = model(*batch)
+    out.square().mean().backward()
+    return out.detach(), {n: p.grad for n, p in model.named_parameters()}
+
+
+def test_forward_backward_finite_and_every_parameter_learns():
+    model = MODELS.build(dict(SMALL, out_channels=8)).train()
+    out, grads = _train_step(model, _batch(_scene(0), _scene(1)))
+    assert out.shape == (3000, 8) and torch.isfinite(out).all()
+    # every parameter gets a gradient (none is cut off by the maths here)
+    for name, grad in grads.items():
+        assert grad is not None, name
+        assert torch.isfinite(grad).all(), name
+        assert grad.abs().sum() > 0, name
+
+
+@pytest.mark.parametrize('backend', [
+    'torch', pytest.param('spconv', marks=pytest.mark.skipif(
+        not spconv_available(), reason='spconv is not installed'))])
+def test_trains_under_cpu_autocast(backend):
+    # torch computes in bfloat16; spconv's CPU kernels in float32
+    model = MODELS.build(dict(SMALL, out_channels=8, backend=backend))
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        out, grads = _train_step(model.train(),
+                                 _batch(_scene(0), _scene(1)))
+    assert torch.isfinite(out).all()
+    for name, grad in grads.items():
+        assert grad.dtype == torch.float32 and torch.isfinite(grad).all(), \
+            name
+
+
+@pytest.mark.skipif(not spconv_available(),
+                    reason='spconv is not installed (pip install spconv)')
+def test_backends_agree_on_spunet():
+    # float64: in float32 the batch-norm backward passes amplify rounding
+    # to about 1% of some weight gradients, which would hide a real error
+    model = MODELS.build(dict(SMALL, out_channels=8)).train().double()
+    coord, feat, offset = _batch(_scene(0), _scene(1))
+    batch = coord.double(), feat.double(), offset
+    out_t, grads_t = _train_step(set_backend(model, 'torch'), batch)
+    grads_t = {n: g.clone() for n, g in grads_t.items()}
+    out_s, grads_s = _train_step(set_backend(model, 'spconv'), batch)
+    torch.testing.assert_close(out_s, out_t, rtol=1e-9, atol=1e-10)
+    for name in grads_t:
+        torch.testing.assert_close(
+            grads_s[name], grads_t[name], rtol=1e-7, atol=1e-10,
+            msg=lambda m, n=name: f'{n}: {m}')
+
+
+def test_bad_config_and_input_one_line_errors():
+    with pytest.raises(ValueError, match='even number of channels'):
+        MODELS.build(dict(SMALL, layers=(1, 1)))
+    model = MODELS.build(dict(SMALL))
+    coord, feat, offset = _batch(_scene(0, n=300))
+    with pytest.raises(ValueError, match='expects 6 feature channels'):
+        model(coord, feat[:, :3], offset)
+
+
+def test_readme_example_runs_as_written():
+    import os.path as osp
+    import re
+    readme = osp.join(osp.dirname(__file__), '..', '..', '..', 'README.md')
+    text = open(readme).read()
+    section = text[text.index('## Sparse-convolution backbone (SpUNet)'):]
+    section = section[:section.index('\n## ', 1)]
+    (code,) = re.findall(r'```python\n(.*?)```', section, re.S)
+    scope = {}
+    exec(compile(code, 'README.md', 'exec'), scope)
+    assert scope['point_feat'].shape == (10000, scope['backbone'].out_channels)
