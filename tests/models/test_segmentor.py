@@ -7,13 +7,12 @@ import logging
 import numpy as np
 import pytest
 import torch
-from torch import nn
 
 from tiny import build_runner, tiny_cfg, tiny_seg_cfg
 
 
 def _build(cfg_model):
-    import dbbd.models  # noqa: F401
+    import dbbd.models  # noqa: F401  (registers the models)
     from dbbd.registry import MODELS
     return MODELS.build(copy.deepcopy(cfg_model))
 
@@ -154,20 +153,6 @@ def test_linear_probe_epoch_keeps_the_backbone_bit_identical(demo_root,
                            head['cls.weight'])
 
 
-class _PointwiseBackbone(nn.Module):
-    """A scene backbone for the test: a per-point MLP of coordinates and
-    features, ``forward(coord, feat, offset) -> (P, D)``."""
-
-    def __init__(self, in_channels=3, out_channels=8):
-        super().__init__()
-        self.out_channels = out_channels
-        self.mlp = nn.Sequential(nn.Linear(in_channels + 3, 16), nn.ReLU(),
-                                 nn.Linear(16, out_channels))
-
-    def forward(self, coord, feat, offset):
-        return self.mlp(torch.cat([coord, feat], 1))
-
-
 def _val_dataset(demo_root, pipeline_head, views=1, extra=(),
                  center=True):
     from dbbd.datasets import SegDataset
@@ -189,14 +174,21 @@ def test_grid_sampled_prediction_counts_every_point_once(demo_root):
     from dbbd.datasets.scene_io import load_scene
     from dbbd.evaluation import SegMetric
     from dbbd.models.segmentors import PointSegmentor
-    torch.manual_seed(0)
     g = 0.25
     # no CenterShift: the network sees the kept points' own coordinates
     ds = _val_dataset(demo_root, [dict(type='GridSample', grid_size=g,
                                        mode='test')], center=False)
     batch = dbbd_collate([ds[0], ds[1]])
-    model = PointSegmentor(backbone=_PointwiseBackbone(),
-                           head=dict(type='MLPSegHead'), num_classes=20)
+    # a scene backbone: PointNet over the whole (grid-sampled) scene;
+    # seed 3: its random predictions vary from point to point (checked
+    # below), so a wrong mapping shows
+    torch.manual_seed(3)
+    model = PointSegmentor(
+        backbone=dict(type='PointNetSceneBackbone', in_channels=3,
+                      hidden_dims=[8, 16], out_channels=16,
+                      global_dims=[16]),
+        head=dict(type='LinearSegHead'), num_classes=20)
+    assert not model.needs_tree
     model.eval()
     inputs = model.data_preprocessor(batch, False)['inputs']
     out = model(inputs, batch['data_samples'], mode='predict')
@@ -204,6 +196,7 @@ def test_grid_sampled_prediction_counts_every_point_once(demo_root):
     scenes = [load_scene(d['scene_dir']) for d in ds.data_list[:2]]
     offset = inputs['offset'].tolist()
     coarse = model(inputs, mode='tensor').argmax(1)
+    assert torch.bincount(coarse).max() < 0.6 * coarse.numel()
     for b, (res, scene) in enumerate(zip(out, scenes)):
         full = np.asarray(scene['coord'])
         n = full.shape[0]
