@@ -8,7 +8,14 @@ import os
 import os.path as osp
 import sys
 
-import pytest
+# OpenMP threads that spin while they wait make a shared 2-core machine
+# several times slower (the tests run tools/train.py and torchrun as
+# subprocesses beside the test process); waiting passively costs nothing
+# measurable when the cores are free. Set before torch is first imported,
+# and inherited by every subprocess.
+os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')
+
+import pytest  # noqa: E402
 
 sys.path.insert(0, osp.join(osp.dirname(osp.abspath(__file__)), 'helpers'))
 

@@ -341,7 +341,9 @@ def test_top_level_feat_keys_sets_both_loaders_and_the_model():
         build_config(parse_args([SMALL, '--cfg-options', 'feat_keys=rgb']))
 
 
-@pytest.mark.parametrize('name', ['scannet', 'small_scannet', 'small_demo'])
+@pytest.mark.parametrize('name', ['scannet', 'small_scannet', 'small_demo',
+                                  'spunet_scannet', 'spunet_small_scannet',
+                                  'spunet_small_demo'])
 def test_masked_configs_add_only_the_masking(name):
     """Each dbbd_masked_* leaf is its unmasked sibling plus the mask token
     and a RandomPatchMask step in the training views."""

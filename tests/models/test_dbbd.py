@@ -282,3 +282,17 @@ def test_tree_backbone_alone_equals_what_dbbd_computes():
     assert len(l2g['region_feat']) == tree.num_levels
     for key in losses:
         assert torch.equal(losses[key], from_parts[key]), key
+
+
+def test_dbbd_on_spunet_step_reaches_every_parameter():
+    cfg = small_cfg()
+    cfg['backbone'].update(encoder=None, scene_backbone=dict(
+        type='SpUNet', base_channels=8, channels=[8, 16, 16, 12],
+        layers=[1, 1, 1, 1], voxel_size=0.3))
+    model = MODELS.build(cfg)
+    total, losses, _ = _step(model, make_batch(dict(n=700, max_depth=2),
+                                               dict(n=500, max_depth=3)))
+    total.backward()
+    _grads_everywhere(model)
+    assert any(n.startswith('backbone.scene_backbone.') for n, _ in
+               model.named_parameters())

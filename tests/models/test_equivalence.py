@@ -242,13 +242,22 @@ def test_points_out_of_depth_first_order_give_the_same_result():
         torch.testing.assert_close(x, y)
 
 
-@pytest.mark.parametrize('encoder', [True, False])
-def test_scene_backbone_case_equals_recursive_walk(encoder):
+SCENE_BACKBONES = dict(
+    pointnet=dict(type='PointNetSceneBackbone', hidden_dims=[8, 12],
+                  out_channels=10),
+    spunet=dict(type='SpUNet', base_channels=8, channels=[8, 16, 16, 10],
+                layers=[1, 1, 1, 1], voxel_size=0.3))
+
+
+@pytest.mark.parametrize('scene,encoder', [('pointnet', True),
+                                           ('pointnet', False),
+                                           ('spunet', False)])
+def test_scene_backbone_case_equals_recursive_walk(scene, encoder):
     """The tree reads a scene backbone's features (PointNet over the
-    scene), with a per-region encoder on top or plain max pooling."""
+    scene, or SpUNet), with a per-region encoder on top or plain max
+    pooling."""
     cfg = small_cfg(aggregator=dict(type='Aggregator', mode='max'))
-    cfg['backbone']['scene_backbone'] = dict(
-        type='PointNetSceneBackbone', hidden_dims=[8, 12], out_channels=10)
+    cfg['backbone']['scene_backbone'] = SCENE_BACKBONES[scene]
     if not encoder:
         cfg['backbone']['encoder'] = None
     model = MODELS.build(cfg)

@@ -309,3 +309,36 @@ def test_config_abuse_is_one_line(demo_root, tmp_path, capsys, option,
     assert info.value.code == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [f'error: {message}']
+
+
+def test_spunet_demo_trains_one_epoch_then_resumes_to_two(demo_root,
+                                                          tmp_path):
+    """DBBD on a SpUNet scene backbone through tools/train.py: a tiny
+    SpUNet (10 cm voxels) on the test rooms, 1 epoch, then --resume to 2."""
+    spunet = os.path.join(REPO, 'configs', 'dbbd',
+                          'dbbd_spunet_small_demo.py')
+    work = str(tmp_path / 'work')
+    common = [spunet, '--work-dir', work, '--cfg-options',
+              f'data_root={demo_root}',
+              'model.backbone.scene_backbone.base_channels=8',
+              'model.backbone.scene_backbone.channels=[8,16,16,8]',
+              'model.backbone.scene_backbone.layers=[1,1,1,1]',
+              'model.backbone.scene_backbone.voxel_size=0.1',
+              'model.backbone.hidden_channels=16',
+              'model.backbone.propagator.hidden_channels=16',
+              'model.backbone.propagator.out_channels=16',
+              'model.region_head.out_channels=16',
+              'model.point_head.out_channels=16']
+    first = run_train(*common, 'train_cfg.max_epochs=1')
+    assert first.returncode == 0, first.stderr[-3000:]
+    from dbbd.engine.checkpoint import load_checkpoint_safe
+    ckpt = load_checkpoint_safe(osp.join(work, 'epoch_1.pth'))
+    keys = ckpt['state_dict']
+    assert any(k.startswith('backbone.scene_backbone.enc.') for k in keys)
+    assert not any(k.startswith('backbone.encoder.') for k in keys)
+    second = run_train(*common, 'train_cfg.max_epochs=2', '--resume')
+    out = second.stdout + second.stderr
+    assert second.returncode == 0, out[-3000:]
+    assert 'Epoch(train) [1]' not in out and 'Epoch(train) [2]' in out
+    assert load_checkpoint_safe(osp.join(work, 'epoch_2.pth'))['meta'][
+        'epoch'] == 2
