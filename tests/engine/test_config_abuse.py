@@ -63,7 +63,8 @@ def test_unknown_type_is_one_whole_sentence(small):
     assert str(info.value) == (
         "model.backbone.encoder: type 'PointNetEncodr' is not in the "
         "'model' registry; did you mean 'PointNetEncoder', "
-        "'TwoStagePointNetEncoder'? (a module of your own needs "
+        "'TwoStagePointNetEncoder', 'PointSegmentor'? (a module of your own "
+        "needs "
         "custom_imports = dict(imports=['your.module']) in the config)")
 
 
