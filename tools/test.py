@@ -9,8 +9,8 @@ config has no test split), as mmengine's ``tools/test.py``.
 A segmentation checkpoint gives mIoU, mAcc, allAcc and the per-class IoU
 table, counted on every point of every scene. ``--out DIR`` writes
 ``DIR/<scene>.npy``, the predicted class id of every point (no pickle);
-``--show-dir DIR`` a top-view PNG per scene, ground truth beside
-prediction. ``--tta`` averages the logits of four z-rotations (0, 90, 180,
+``--show-dir DIR`` a top-view PNG per scene (its labelled points), ground
+truth beside prediction. ``--tta`` averages the logits of four z-rotations (0, 90, 180,
 270 degrees; the config's ``tta_pipeline``). A pre-training config and its
 checkpoint give that config's validation metrics (loss, linear probe).
 """

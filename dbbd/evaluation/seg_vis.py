@@ -32,6 +32,10 @@ def seg_comparison_image(coord, gt, pred, size: int = 512,
                          gap: int = 8) -> np.ndarray:
     """Top view of a scene: ground truth (left) beside prediction (right).
 
+    Only labelled points are drawn (those the scores count): unlabelled
+    ones, such as a ceiling, would hide the room from above. A scene
+    without any label is drawn whole (ground truth black).
+
     Args:
         coord (N, 3), gt (N,), pred (N,): the scene's points and labels.
         size: pixels along the longer side of each half.
@@ -40,6 +44,10 @@ def seg_comparison_image(coord, gt, pred, size: int = 512,
     Returns:
         (H, 2 * W + gap, 3) uint8 RGB.
     """
+    coord, gt, pred = np.asarray(coord), np.asarray(gt), np.asarray(pred)
+    labelled = gt >= 0
+    if labelled.any():
+        coord, gt, pred = coord[labelled], gt[labelled], pred[labelled]
     left = render_top_view(coord, label_colors(gt), size=size)
     right = render_top_view(coord, label_colors(pred), size=size)
     sep = np.full((left.shape[0], gap, 3), 255, np.uint8)

@@ -18,9 +18,9 @@ class SegResultsHook(Hook):
     - ``out_dir``: ``<scene_id>.npy``, the predicted class id of every
       point of the prepared scene, in its point order (int16, ``np.save``,
       no pickle);
-    - ``show_dir``: ``<scene_id>.png``, a top view of the scene, ground
-      truth on the left and prediction on the right, in the ScanNet colour
-      palette (unlabelled points black).
+    - ``show_dir``: ``<scene_id>.png``, a top view of the scene's
+      labelled points, ground truth on the left and prediction on the
+      right, in the ScanNet colour palette.
 
     Reads ``PointSegmentor``'s ``predict`` output (``scene_id``, ``pred``,
     ``segment`` at full resolution); the points drawn are the prepared
