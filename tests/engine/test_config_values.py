@@ -128,7 +128,12 @@ def test_valid_and_sparse_configs_pass():
 
 
 @pytest.mark.parametrize(
-    'path', sorted(glob.glob(osp.join(REPO, 'configs', 'dbbd', '*.py'))),
+    'path', sorted(glob.glob(osp.join(REPO, 'configs', '*', '*.py'))),
     ids=osp.basename)
 def test_shipped_configs_pass(path):
-    check_config_values(Config.fromfile(path))
+    from dbbd.datasets.formatting import check_feat_width
+    from dbbd.utils.config_check import check_config_types
+    cfg = Config.fromfile(path)
+    check_config_values(cfg)
+    check_config_types(cfg)  # every type registered, every key accepted
+    check_feat_width(cfg)

@@ -254,3 +254,38 @@ def test_tta_averages_the_logits_of_four_rotations(demo_root, tmp_path):
         got = seg(inputs, mode='predict')[0]['pred']
         mean = sum(seg.logits(inputs, f'view{i + 1}') for i in range(4)) / 4
     assert torch.equal(got, mean.argmax(1))
+
+
+TINY_SPUNET = dict(type='SpUNet', in_channels=3, base_channels=8,
+                   channels=[8, 16, 16, 12], layers=[1, 1, 1, 1],
+                   voxel_size=0.3)
+
+
+@pytest.mark.parametrize('method', ['SceneContrast', 'DBBD'])
+def test_spunet_pretraining_loads_into_a_spunet_segmentor(method, tmp_path):
+    """A SceneContrast checkpoint (backbone = the SpUNet) and a DBBD one on
+    SpUNet (backbone = the tree, its SpUNet under scene_backbone.) both
+    give their SpUNet to a segmentor whose backbone is that SpUNet."""
+    from dbbd.models.segmentors import load_pretrained_backbone
+    from model_helpers import small_cfg
+    if method == 'SceneContrast':
+        cfg = dict(type='SceneContrast', backbone=dict(TINY_SPUNET),
+                   head=dict(type='ProjectionHead', out_channels=8))
+        prefix = 'backbone.'
+    else:
+        cfg = small_cfg()
+        cfg['backbone'].update(encoder=None,
+                               scene_backbone=dict(TINY_SPUNET))
+        prefix = 'backbone.scene_backbone.'
+    torch.manual_seed(3)
+    pre = _build(cfg)
+    path = str(tmp_path / 'epoch_1.pth')
+    torch.save(dict(meta=dict(epoch=1), state_dict=pre.state_dict()), path)
+    seg = _build(dict(type='PointSegmentor', backbone=dict(TINY_SPUNET),
+                      head=dict(type='LinearSegHead'), num_classes=20))
+    n = load_pretrained_backbone(seg.backbone, path, fresh=['head'])
+    want = {k[len(prefix):]: v for k, v in pre.state_dict().items()
+            if k.startswith(prefix)}
+    got = seg.backbone.state_dict()
+    assert n == len(got) == len(want)
+    assert all(torch.equal(got[k], want[k]) for k in want)

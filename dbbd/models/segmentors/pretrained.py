@@ -3,7 +3,10 @@
 ``PATH`` is either a checkpoint ``tools/train.py`` wrote for a pre-training
 config (keys ``backbone.*``, ``region_head.*``, ``point_head.*``; a
 segmentation checkpoint's ``backbone.*`` works too) or a file of
-``tools/export_encoder.py`` (format 2: keys relative to the backbone). Both
+``tools/export_encoder.py`` (format 2: keys relative to the backbone). A
+downstream model whose backbone is a scene backbone (SpUNet) takes the
+``scene_backbone.`` part of a DBBD tree backbone's weights, and the whole
+backbone of a SceneContrast checkpoint. Both
 are read with ``torch.load(weights_only=True)`` and the project's
 allow-list. Exactly the backbone's tensors are loaded, all of them, or
 nothing: unlike a ``strict=False`` load, which only logs, a file whose
@@ -22,6 +25,7 @@ __all__ = ['PretrainedLoadError', 'read_backbone_weights',
            'load_pretrained_backbone', 'checkpoint_kind', 'seg_configs_for']
 
 BACKBONE_PREFIX = 'backbone.'
+SCENE_PREFIX = 'scene_backbone.'
 
 
 class PretrainedLoadError(CheckpointLoadError):
@@ -105,6 +109,12 @@ def load_pretrained_backbone(backbone: torch.nn.Module, path: str,
                                          check_state_dict_matches)
     weights, what = read_backbone_weights(path)
     model_keys = list(backbone.state_dict())
+    inner = {k[len(SCENE_PREFIX):]: v for k, v in weights.items()
+             if k.startswith(SCENE_PREFIX)}
+    if inner and not set(weights) & set(model_keys):
+        # DBBD on a scene backbone: the downstream model takes the scene
+        # backbone (SpUNet) alone, as Pointcept fine-tunes it
+        weights, what = inner, f'{what}, its tree backbone\'s scene backbone'
     if not set(weights) & set(model_keys):
         raise PretrainedLoadError(
             f'pretrained={path}: no backbone tensor matches the model\'s '
