@@ -34,6 +34,7 @@ import os
 import os.path as osp
 import subprocess
 import sys
+import time
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 if REPO_ROOT not in sys.path:
@@ -54,17 +55,24 @@ def parse_args(argv=None):
         '--pretrain-configs', nargs='+', metavar='CONFIG',
         default=[osp.join(DEMO, 'dbbd_small_demo.py'), 'none'],
         help='pre-training configs, and/or "none" (scratch); each config '
-        'gives a linear-probe and a fine-tune row')
+        'gives a linear-probe and a fine-tune row, on the segmentation '
+        'configs of its backbone family')
     p.add_argument('--seeds', nargs='+', type=int, default=[0],
                    help='one run of everything per seed (randomness.seed '
                    'and label_seed)')
     p.add_argument('--lin', default=osp.join(
-        DEMO, 'seg_pointnet_small_demo_lin.py'), help='linear-probe config')
+        DEMO, 'seg_{family}_small_demo_lin.py'),
+        help='linear-probe config; {family} becomes the pre-training\'s '
+        'backbone family: pointnet (the tree\'s per-region PointNet) or '
+        'spunet (a SpUNet, in DBBD\'s tree or alone)')
     p.add_argument('--ft', default=osp.join(
-        DEMO, 'seg_pointnet_small_demo_ft.py'), help='fine-tune config')
+        DEMO, 'seg_{family}_small_demo_ft.py'),
+        help='fine-tune config ({family} as for --lin)')
     p.add_argument('--scratch', default=osp.join(
-        DEMO, 'seg_pointnet_small_demo_scratch.py'),
-        help='from-scratch config (the row of "none")')
+        DEMO, 'seg_{family}_small_demo_scratch.py'),
+        help='from-scratch config, the row of "none" ({family} as for '
+        '--lin; "none" gives one row per family of the pre-training '
+        'configs, "none:spunet" names one)')
     p.add_argument('--epochs', type=int,
                    help='epochs of every segmentation run (default: the '
                    'configs\'); the cosine schedule is stretched to match')
@@ -157,8 +165,10 @@ def labelled_text(args):
 
 
 def run_train(config, work_dir, opts, log):
-    """``tools/train.py config`` in a subprocess; its output to ``log``."""
+    """``tools/train.py config`` in a subprocess; its output to ``log``.
+    Returns its wall time in seconds."""
     os.makedirs(work_dir, exist_ok=True)
+    start = time.perf_counter()
     cmd = [sys.executable, TRAIN, config, '--work-dir', work_dir]
     if opts:
         cmd += ['--cfg-options'] + [_opt(k, v) for k, v in opts.items()]
@@ -171,7 +181,7 @@ def run_train(config, work_dir, opts, log):
             lines = [ln for ln in f.read().strip().splitlines() if ln]
         fail(f'{config} failed (log {log}): '
              f'{lines[-1] if lines else "no output"}')
-    return cmd
+    return time.perf_counter() - start
 
 
 def final_val(work_dir, max_epochs):
@@ -201,19 +211,48 @@ def _max_epochs(config, opts):
     return int(cfg.train_cfg.max_epochs)
 
 
-def check_backbones(pretrain, seg, common, pre_opts, seg_opts):
-    """The pre-training backbone must be the one the segmentation configs
-    build, or its weights cannot load."""
+def _types(obj):
+    if isinstance(obj, dict):
+        yield obj.get('type')
+        for v in obj.values():
+            yield from _types(v)
+    elif isinstance(obj, (list, tuple)):
+        for v in obj:
+            yield from _types(v)
+
+
+def _model(config, opts):
     from mmengine.config import Config
 
     from dbbd.engine.hooks.checkpoint_hook import to_plain
+    cfg = Config.fromfile(config)
+    cfg.merge_from_dict(dict(opts))
+    return to_plain(cfg.get('model') or {})
 
-    def backbone(config, opts):
-        cfg = Config.fromfile(config)
-        cfg.merge_from_dict(dict(common, **opts))
-        return to_plain((cfg.get('model') or {}).get('backbone'))
 
-    if backbone(pretrain, pre_opts) != backbone(seg, seg_opts):
+def backbone_family(config, opts):
+    """'spunet' when the model's backbone is, or holds, a SpUNet; else
+    'pointnet'."""
+    return 'spunet' if 'SpUNet' in set(_types(
+        _model(config, opts).get('backbone'))) else 'pointnet'
+
+
+def seg_config(template, family):
+    return template.format(family=family)
+
+
+def check_backbones(pretrain, seg, common, pre_opts, seg_opts):
+    """The pre-training backbone (or the scene backbone inside DBBD's tree)
+    must be the one the segmentation configs build, or its weights cannot
+    load."""
+    def plain(backbone):
+        backbone = dict(backbone or {})
+        backbone.pop('in_channels', None)  # filled in from the features
+        return backbone
+
+    pre = _model(pretrain, dict(common, **pre_opts)).get('backbone') or {}
+    want = plain(_model(seg, dict(common, **seg_opts)).get('backbone'))
+    if want not in (plain(pre), plain(pre.get('scene_backbone'))):
         fail(f'the backbone of {pretrain} differs from that of {seg}: the '
              'pre-trained weights would not load; pass --lin/--ft configs '
              'of the same size (e.g. the small-mode ones for a small-mode '
@@ -230,12 +269,14 @@ def one_run(label, config, work_dir, opts, max_epochs):
         if old.get('run') == cmd_key:
             print(f'  {label}: reusing {record}', flush=True)
             return old['metrics']
-    run_train(config, work_dir, opts, osp.join(work_dir, 'train.log'))
+    seconds = run_train(config, work_dir, opts,
+                        osp.join(work_dir, 'train.log'))
     metrics = final_val(work_dir, max_epochs)
+    metrics['seconds'] = round(seconds, 1)
     from dbbd.engine.checkpoint import atomic_write_text
     atomic_write_text(record, json.dumps(dict(run=cmd_key, metrics=metrics)))
-    print(f'  {label}: ' + '  '.join(f'{k} {100 * v:.2f}'
-                                    for k, v in metrics.items()), flush=True)
+    print(f'  {label}: ' + '  '.join(f'{k} {100 * metrics[k]:.2f}'
+                                    for k in METRICS), flush=True)
     return metrics
 
 
@@ -256,8 +297,8 @@ def pretrain(config, seed, args):
             old = json.load(f)
         if old.get('run') == key and osp.isfile(old.get('checkpoint', '')):
             print(f'  pre-training: reusing {old["checkpoint"]}', flush=True)
-            return old['checkpoint']
-    run_train(config, work, opts, osp.join(work, 'train.log'))
+            return old['checkpoint'], old.get('seconds')
+    seconds = run_train(config, work, opts, osp.join(work, 'train.log'))
     ckpt = find_latest_checkpoint(work)
     if ckpt is None or not osp.isfile(ckpt):
         fail(f'{work}: no checkpoint after pre-training')
@@ -265,8 +306,9 @@ def pretrain(config, seed, args):
         print(f'  pre-training stopped before epoch {max_epochs}: using '
               f'{osp.basename(ckpt)}', flush=True)
     from dbbd.engine.checkpoint import atomic_write_text
-    atomic_write_text(done, json.dumps(dict(run=key, checkpoint=ckpt)))
-    return ckpt
+    atomic_write_text(done, json.dumps(dict(run=key, checkpoint=ckpt,
+                                            seconds=round(seconds, 1))))
+    return ckpt, round(seconds, 1)
 
 
 def aggregate(runs):
@@ -303,35 +345,98 @@ def format_table(rows):
     return '\n'.join(lines)
 
 
+def plan(args):
+    """``[(row name, pre-training config or None, family)]``: one entry
+    per pre-training config (its backbone's family), and for ``none`` one
+    scratch row per family present (``none:FAMILY`` names one)."""
+    entries, families = [], []
+    for entry in args.pretrain_configs:
+        if entry.split(':')[0] == 'none':
+            continue
+        if not osp.isfile(entry):
+            fail(f'config {entry} does not exist')
+        family = backbone_family(entry, dict(args.cfg_options,
+                                             **args.pretrain_cfg_options))
+        entries.append((_name(entry), entry, family))
+        families.append(family)
+    for entry in args.pretrain_configs:
+        name, _, family = entry.partition(':')
+        if name != 'none':
+            continue
+        if family and family not in ('pointnet', 'spunet'):
+            fail(f'--pretrain-configs {entry}: use none, none:pointnet or '
+                 'none:spunet')
+        for fam in [family] if family else sorted(
+                set(families)) or ['pointnet']:
+            entries.append((f'none ({fam})', None, fam))
+    return entries
+
+
+def summary(rows, runs, pretrain_seconds):
+    """The transfer table of a comparison: one row per pre-training, its
+    linear-probe and fine-tune (or scratch) mIoU, the pre-training and the
+    fine-tuning time (means over seeds)."""
+    def mean(xs):
+        xs = [x for x in xs if x is not None]
+        return sum(xs) / len(xs) if xs else None
+
+    def fmt(r):
+        if r is None:
+            return '-'
+        s = f'{100 * r["mIoU"]:.1f}'
+        return s + (f' ± {100 * r["mIoU_std"]:.1f}'
+                    if len(r['seeds']) > 1 else '')
+
+    lines = ['| pre-training | linear probe mIoU | fine-tune mIoU | '
+             'pre-training time | fine-tune time |', '|---|---|---|---|---|']
+    for pre in dict.fromkeys(r['pretrain'] for r in rows):
+        by = {r['protocol']: r for r in rows if r['pretrain'] == pre}
+        ft = by.get(PROTOCOLS['ft']) or by.get(PROTOCOLS['scratch'])
+        ft_time = mean([r.get('seconds') for r in runs if r['pretrain'] ==
+                        pre and r['protocol'] != PROTOCOLS['lin']])
+        pre_time = mean(pretrain_seconds.get(pre, []))
+        lines.append(
+            f'| {pre} | {fmt(by.get(PROTOCOLS["lin"]))} | {fmt(ft)} | '
+            f'{"-" if pre_time is None else f"{pre_time:.0f} s"} | '
+            f'{"-" if ft_time is None else f"{ft_time:.0f} s"} |')
+    return '\n'.join(lines)
+
+
 def main(argv=None):
     args = parse_args(argv)
-    configs = [c for c in args.pretrain_configs if c != 'none']
-    for c in configs + [args.lin, args.ft] + (
-            [args.scratch] if 'none' in args.pretrain_configs else []):
-        if not osp.isfile(c):
-            fail(f'config {c} does not exist')
+    entries = plan(args)
+    for _, config, family in entries:
+        todo = ['scratch'] if config is None else ['lin', 'ft']
+        for protocol in todo:
+            seg = seg_config(getattr(args, protocol), family)
+            if not osp.isfile(seg):
+                fail(f'config {seg} does not exist')
+        if config is not None:
+            check_backbones(config, seg_config(args.ft, family),
+                            args.cfg_options, args.pretrain_cfg_options,
+                            args.seg_cfg_options)
     seg_common = dict(args.cfg_options, **args.seg_cfg_options)
-    for c in configs:
-        check_backbones(c, args.ft, args.cfg_options,
-                        args.pretrain_cfg_options, args.seg_cfg_options)
     labelled = labelled_text(args)
-    runs = []
+    runs, pretrain_seconds = [], {}
     for seed in args.seeds:
         seg = dict(seg_common, **label_options(args, seed))
         seg['randomness.seed'] = seed
-        for entry in args.pretrain_configs:
-            todo = [('scratch', args.scratch)] if entry == 'none' else \
-                [('lin', args.lin), ('ft', args.ft)]
-            pre = 'none' if entry == 'none' else _name(entry)
+        for pre, entry, family in entries:
+            todo = ['scratch'] if entry is None else ['lin', 'ft']
             print(f'seed {seed}, {pre}:', flush=True)
-            ckpt = None if entry == 'none' else pretrain(entry, seed, args)
-            for protocol, config in todo:
+            ckpt = None
+            if entry is not None:
+                ckpt, seconds = pretrain(entry, seed, args)
+                pretrain_seconds.setdefault(pre, []).append(seconds)
+            for protocol in todo:
+                config = seg_config(getattr(args, protocol), family)
                 opts = dict(seg)
                 if args.epochs:
                     opts.update(epoch_options(config, args.epochs, opts))
                 if ckpt is not None:
                     opts['pretrained'] = ckpt
-                work = osp.join(args.work_dir, pre, f'seed{seed}',
+                work = osp.join(args.work_dir, pre.replace(' ', '_').replace(
+                    '(', '').replace(')', ''), f'seed{seed}',
                                 protocol + labelled_tag(args))
                 metrics = one_run(PROTOCOLS[protocol], config, work, opts,
                                   _max_epochs(config, opts))
@@ -341,7 +446,10 @@ def main(argv=None):
     rows = aggregate(runs)
     print()
     print(format_table(rows))
-    print(json.dumps(dict(transfer=rows, runs=runs)), flush=True)
+    print()
+    print(summary(rows, runs, pretrain_seconds))
+    print(json.dumps(dict(transfer=rows, runs=runs,
+                          pretrain_seconds=pretrain_seconds)), flush=True)
     return rows
 
 

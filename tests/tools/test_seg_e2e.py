@@ -116,35 +116,54 @@ def test_test_tool_names_the_fine_tuning_config(demo_root, tmp_path,
     assert 'seg_pointnet_small_scannet_ft.py' in err[0]
 
 
-def test_transfer_scratch_row_and_reuse(demo_root, tmp_path, capsys,
-                                        monkeypatch):
-    """tools/transfer.py in this process (its training runs are
-    subprocesses of tools/train.py)."""
-    from tools.transfer import main
-    work = str(tmp_path / 'transfer')
-    args = ['--pretrain-configs', 'none', '--seeds', '3', '--epochs', '1',
-            '--labelled-points', '40', '--work-dir', work, '--cfg-options',
-            f'data_root={demo_root}', *cfg_options(TINY_SEG_MODEL)]
-    monkeypatch.setenv('OMP_NUM_THREADS', '1')  # the training subprocess
-    main(args)
-    out = capsys.readouterr().out
-    result = json.loads(out.strip().splitlines()[-1])
-    (run_, ) = result['runs']
-    assert run_['protocol'] == 'scratch' and run_['seed'] == 3
-    assert run_['labelled'] == 'all scenes, 40 points/scene'
+def test_transfer_compares_methods_on_spunet_as_a_subprocess(
+        demo_root, tmp_path, capsys, monkeypatch):
+    """tools/transfer.py with the baseline pre-training (SceneContrast on
+    a tiny SpUNet) and scratch on the same SpUNet: the segmentation configs
+    of the backbone's family are picked, the pre-trained SpUNet loads, and
+    the summary table and the JSON line are printed."""
+    contrast = osp.join('configs', 'scene_contrast',
+                        'scene_contrast_spunet_small_demo.py')
+    spunet = ['model.backbone.base_channels=8',
+              'model.backbone.channels=[8,16,16,8]',
+              'model.backbone.layers=[1,1,1,1]',
+              'model.backbone.voxel_size=0.1']
+    args = ['--pretrain-configs', contrast, 'none', '--seeds', '3',
+            '--epochs', '1', '--pretrain-epochs', '1', '--labelled-points',
+            '40', '--work-dir', str(tmp_path / 'transfer'), '--cfg-options',
+            f'data_root={demo_root}', *spunet]
+    r, out = run(TRANSFER, *args, timeout=400)
+    assert r.returncode == 0, out[-3000:]
+    result = json.loads(r.stdout.strip().splitlines()[-1])
+    rows = {(x['pretrain'], x['protocol']) for x in result['transfer']}
+    assert rows == {('scene_contrast_spunet_small_demo', 'linear probe'),
+                    ('scene_contrast_spunet_small_demo', 'fine-tune'),
+                    ('none (spunet)', 'scratch')}
+    assert all('seg_spunet_small_demo' in x['config']
+               for x in result['runs'])
+    assert result['pretrain_seconds']['scene_contrast_spunet_small_demo']
+    assert '| pre-training | linear probe mIoU | fine-tune mIoU |' in out
+    ft = next(x for x in result['runs'] if x['protocol'] == 'fine-tune')
+    log = open(osp.join(ft['work_dir'], 'train.log')).read()
+    assert re.search(r'pretrained: loaded \d+ backbone tensors', log)
     # the score is the last validation of the run, as its log says
-    stamp = next(d for d in os.listdir(run_['work_dir'])
-                 if osp.isdir(osp.join(run_['work_dir'], d, 'vis_data')))
-    vis = osp.join(run_['work_dir'], stamp, 'vis_data')
+    scratch = next(x for x in result['runs'] if x['protocol'] == 'scratch')
+    assert scratch['seed'] == 3
+    assert scratch['labelled'] == 'all scenes, 40 points/scene'
+    stamp = next(d for d in os.listdir(scratch['work_dir'])
+                 if osp.isdir(osp.join(scratch['work_dir'], d, 'vis_data')))
+    vis = osp.join(scratch['work_dir'], stamp, 'vis_data')
     val = [json.loads(ln) for ln in open(osp.join(vis, 'scalars.json'))
            if 'val/mIoU' in ln]
-    assert run_['mIoU'] == val[-1]['val/mIoU'] and val[-1]['step'] == 1
+    assert scratch['mIoU'] == val[-1]['val/mIoU'] and val[-1]['step'] == 1
     dump = open(osp.join(vis, 'config.py')).read()
     assert 'labelled_points=40' in dump and 'label_seed=3' in dump
-    assert 'max_epochs=1' in dump
-    assert (f'| none | scratch | all scenes, 40 points/scene | 3 | '
-            f'{100 * run_["mIoU"]:.1f} |') in out
-    main(args)  # again: the finished run is reused, not trained
-    out2 = capsys.readouterr().out
-    assert 'reusing' in out2 and '$ ' not in out2
-    assert json.loads(out2.strip().splitlines()[-1]) == result
+    assert (f'| none (spunet) | scratch | all scenes, 40 points/scene '
+            f'| 3 | {100 * scratch["mIoU"]:.1f} |') in out
+    # again, in this process: every finished run is reused, not trained
+    from tools.transfer import main
+    monkeypatch.setenv('OMP_NUM_THREADS', '1')
+    main(args)
+    again = capsys.readouterr().out
+    assert 'reusing' in again and '$ ' not in again
+    assert json.loads(again.strip().splitlines()[-1]) == result
