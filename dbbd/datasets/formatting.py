@@ -183,10 +183,24 @@ def pipeline_feat_keys(dataset_cfg):
     return None
 
 
+def _width_holders(cfg):
+    """(name, dict) of the model parts that declare the raw feature width:
+    ``model.backbone`` and/or ``model`` (SceneContrast), where they have an
+    ``in_channels``."""
+    model = cfg.get('model') or {}
+    out = []
+    backbone = model.get('backbone')
+    if isinstance(backbone, dict) and 'in_channels' in backbone:
+        out.append(('model.backbone.in_channels', backbone))
+    if 'in_channels' in model:
+        out.append(('model.in_channels', model))
+    return out
+
+
 def set_feat_keys(cfg, feat_keys) -> int:
     """Make ``feat_keys`` the point features of a whole config: the packing
     transform of every loader's dataset, and the model's input width
-    (``model.backbone.in_channels``, or ``model.in_channels``).
+    (``model.backbone.in_channels`` and/or ``model.in_channels``).
 
     Returns:
         the input width, ``3 * len(feat_keys)``.
@@ -200,30 +214,23 @@ def set_feat_keys(cfg, feat_keys) -> int:
         dataset = (cfg.get(loader) or {}).get('dataset')
         for t in _packers(dataset):
             t['feat_keys'] = feat_keys
-    model = cfg.get('model') or {}
-    target = model.get('backbone') if isinstance(model.get('backbone'),
-                                                 dict) else model
-    if target is not None and 'in_channels' in target:
-        target['in_channels'] = width
+    for _, holder in _width_holders(cfg):
+        holder['in_channels'] = width
     return width
 
 
 def check_feat_width(cfg):
     """ValueError (one line) when a loader's ``feat_keys`` and the model's
     input width disagree."""
-    model = cfg.get('model') or {}
-    target = model.get('backbone') if isinstance(model.get('backbone'),
-                                                 dict) else model
-    width = (target or {}).get('in_channels')
-    if width is None:
-        return
-    for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
-        keys = pipeline_feat_keys((cfg.get(loader) or {}).get('dataset'))
-        if keys is not None and feature_channels(keys) != width:
-            where = ('model.backbone.in_channels' if target is not model
-                     else 'model.in_channels')
-            raise ValueError(
-                f'{loader}: feat_keys {keys!r} make '
-                f'{feature_channels(keys)} input channels but {where} is '
-                f'{width}; set the top-level feat_keys (e.g. --cfg-options '
-                f'"feat_keys=(\'normal\',\'color\')"), which sets both')
+    for where, holder in _width_holders(cfg):
+        width = holder['in_channels']
+        for loader in ('train_dataloader', 'val_dataloader',
+                       'test_dataloader'):
+            keys = pipeline_feat_keys((cfg.get(loader) or {}).get('dataset'))
+            if keys is not None and feature_channels(keys) != width:
+                raise ValueError(
+                    f'{loader}: feat_keys {keys!r} make '
+                    f'{feature_channels(keys)} input channels but {where} is '
+                    f'{width}; set the top-level feat_keys (e.g. '
+                    '--cfg-options "feat_keys=(\'normal\',\'color\')"), which '
+                    'sets both')
