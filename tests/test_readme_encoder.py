@@ -53,3 +53,40 @@ def test_readme_encoder_example_trains(demo_root, tmp_path, monkeypatch):
     assert all(not torch.equal(a, b) for a, b in zip(before, after))
     sys.modules.pop('my_pkg.my_encoder', None)
     sys.modules.pop('my_pkg', None)
+
+
+def test_readme_scene_backbone_example_trains(demo_root, tmp_path,
+                                              monkeypatch):
+    text = open(osp.join(REPO, 'README.md')).read()
+    section = text[text.index('## Adding a scene backbone'):]
+    section = section[:section.index('\n## ', 1)]
+    module, config = re.findall(r'```python\n(.*?)```', section, re.S)
+    command, = re.findall(r'```bash\n(.*?)```', section, re.S)
+    assert command.strip() == ('PYTHONPATH=. python tools/train.py '
+                               'configs/my/dbbd_small_scenemean.py')
+    pkg = tmp_path / 'my_pkg'
+    pkg.mkdir()
+    (pkg / '__init__.py').write_text('')
+    (pkg / 'my_scene_backbone.py').write_text(module)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    config = config.replace("'../dbbd/dbbd_small_demo.py'", repr(DEMO))
+    assert repr(DEMO) in config
+    (tmp_path / 'cfg.py').write_text(config)
+    from mmengine.config import Config
+    user = Config.fromfile(str(tmp_path / 'cfg.py'))  # runs custom_imports
+    cfg = tiny_cfg(demo_root, tmp_path / 'work', max_epochs=1)
+    cfg.model.backbone.scene_backbone = user.model.backbone.scene_backbone
+    cfg.model.backbone.encoder = user.model.backbone.encoder
+    runner = build_runner(cfg)
+    sb = runner.model.backbone.scene_backbone
+    assert type(sb).__name__ == 'SceneMeanBackbone'
+    assert sb.in_channels == 3 and runner.model.backbone.encoder is None
+    ow = runner.build_optim_wrapper(cfg.optim_wrapper)
+    before = [p.clone() for p in sb.parameters()]
+    runner.model.train()
+    log_vars = runner.model.train_step(next(iter(runner.train_dataloader)),
+                                       ow)
+    assert torch.isfinite(torch.as_tensor(log_vars['loss']))
+    assert all(not torch.equal(a, b) for a, b in zip(before, sb.parameters()))
+    sys.modules.pop('my_pkg.my_scene_backbone', None)
+    sys.modules.pop('my_pkg', None)

@@ -5,8 +5,9 @@ per-region point encoder, optionally on the features of a *scene backbone*
 (``forward(coord (P, 3), feat (P, C), offset (B + 1,)) -> (P, D)`` over a
 whole batch: ``PointNetSceneBackbone``, ``SpUNet``).
 """
-from .pointnet_scene import PointNetSceneBackbone
+from .pointnet_scene import PointNetSceneBackbone, scene_index
 from .spunet import SpUNet
 from .tree_backbone import DBBDTreeBackbone
 
-__all__ = ['DBBDTreeBackbone', 'PointNetSceneBackbone', 'SpUNet']
+__all__ = ['DBBDTreeBackbone', 'PointNetSceneBackbone', 'SpUNet',
+           'scene_index']
