@@ -120,10 +120,17 @@ def test_matched_point_infonce_equals_a_direct_computation():
     torch.testing.assert_close(losses['loss_contrast'], want)
 
 
-@pytest.mark.parametrize('recon', [False, True])
-def test_scene_contrast_trains_a_step_everywhere(recon):
+@pytest.mark.parametrize('backbone,recon', [('pointnet', False),
+                                             ('pointnet', True),
+                                             ('spunet', True)])
+def test_scene_contrast_trains_a_step_everywhere(backbone, recon):
     torch.manual_seed(0)
-    model = MODELS.build(_contrast_cfg(mask_token=recon, reconstruct=recon))
+    cfg = _contrast_cfg(mask_token=recon, reconstruct=recon)
+    if backbone == 'spunet':
+        cfg['backbone'] = dict(type='SpUNet', base_channels=8,
+                               channels=[8, 16, 16, 16], layers=[1, 1, 1, 1],
+                               voxel_size=0.3)
+    model = MODELS.build(cfg)
     batch = _masked_batch()[0] if recon else make_batch(dict(n=300),
                                                         dict(n=200))
     data = model.data_preprocessor(batch, True)
