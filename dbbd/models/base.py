@@ -11,10 +11,11 @@ checks them, and writes the host values back into the same dict, which is
 what ``train_step`` returns and the logger reads.
 """
 from collections import OrderedDict
-from typing import Dict, Optional, Tuple
+from typing import Dict, Optional, Tuple, Union
 
 import torch
 from mmengine.model import BaseModel
+from torch import nn
 
 __all__ = ['DBBDBaseModel']
 
@@ -29,6 +30,33 @@ class DBBDBaseModel(BaseModel):
     """
 
     step_log_vars: Optional[Dict] = None
+
+    def __init__(self,
+                 data_preprocessor: Optional[Union[dict, nn.Module]] = None,
+                 init_cfg: Optional[dict] = None):
+        if data_preprocessor is None:
+            data_preprocessor = dict(type='DBBDDataPreprocessor')
+        if isinstance(data_preprocessor, dict):
+            # built here, not by BaseModel: BaseModel builds from mmengine's
+            # root registry, which sees this project's modules only under
+            # default_scope='dbbd'
+            from dbbd.registry import MODELS
+            data_preprocessor = MODELS.build(data_preprocessor)
+        super().__init__(data_preprocessor=data_preprocessor,
+                         init_cfg=init_cfg)
+
+    def forward(self, inputs: dict, data_samples: Optional[list] = None,
+                mode: str = 'tensor'):
+        """mmengine's modes: ``'loss'`` -> :meth:`loss`, ``'predict'`` ->
+        :meth:`predict`, ``'tensor'`` -> :meth:`tensor`."""
+        if mode == 'loss':
+            return self.loss(inputs, data_samples)
+        if mode == 'predict':
+            return self.predict(inputs, data_samples)
+        if mode == 'tensor':
+            return self.tensor(inputs)
+        raise ValueError(f"mode must be 'loss', 'predict' or 'tensor', got "
+                         f'{mode!r}')
 
     def parse_losses(self, losses: Dict) -> Tuple[torch.Tensor, Dict]:
         loss, log_vars = super().parse_losses(losses)

@@ -88,11 +88,6 @@ class PointSegmentor(DBBDBaseModel):
                  pretrained: Optional[str] = None,
                  data_preprocessor: Optional[Union[dict, nn.Module]] = None,
                  init_cfg: Optional[dict] = None):
-        if data_preprocessor is None:
-            data_preprocessor = dict(type='DBBDDataPreprocessor')
-        if isinstance(data_preprocessor, dict):
-            # as DBBD: built from this project's registry, scope or not
-            data_preprocessor = MODELS.build(data_preprocessor)
         super().__init__(data_preprocessor=data_preprocessor,
                          init_cfg=init_cfg)
         if not isinstance(num_classes, int) or isinstance(
@@ -148,16 +143,9 @@ class PointSegmentor(DBBDBaseModel):
             load_pretrained_backbone(self.backbone, self.pretrained, fresh)
 
     # ------------------------------------------------------------------
-    def forward(self, inputs: dict, data_samples: Optional[list] = None,
-                mode: str = 'tensor'):
-        if mode == 'loss':
-            return self.loss(inputs, data_samples)
-        if mode == 'predict':
-            return self.predict(inputs, data_samples)
-        if mode == 'tensor':
-            return self.logits(inputs)
-        raise ValueError(f"mode must be 'loss', 'predict' or 'tensor', got "
-                         f'{mode!r}')
+    def tensor(self, inputs: dict) -> torch.Tensor:
+        """``mode='tensor'``: :meth:`logits`."""
+        return self.logits(inputs)
 
     def _run_backbone(self, inputs: dict, view: str) -> torch.Tensor:
         if not self.needs_tree:

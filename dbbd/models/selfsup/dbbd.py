@@ -63,13 +63,6 @@ class DBBD(DBBDBaseModel):
                  loss: dict, return_embeddings: bool = False,
                  data_preprocessor: Optional[Union[dict, nn.Module]] = None,
                  init_cfg: Optional[dict] = None):
-        if data_preprocessor is None:
-            data_preprocessor = dict(type='DBBDDataPreprocessor')
-        if isinstance(data_preprocessor, dict):
-            # built here, not by BaseModel: BaseModel builds from mmengine's
-            # root registry, which sees this project's modules only under
-            # default_scope='dbbd'
-            data_preprocessor = MODELS.build(data_preprocessor)
         super().__init__(data_preprocessor=data_preprocessor,
                          init_cfg=init_cfg)
         self.backbone = build_part(backbone)
@@ -87,16 +80,9 @@ class DBBD(DBBDBaseModel):
     def out_channels(self) -> int:
         return self.backbone.out_channels
 
-    def forward(self, inputs: dict, data_samples: Optional[list] = None,
-                mode: str = 'tensor'):
-        if mode == 'loss':
-            return self.loss(inputs, data_samples)
-        if mode == 'predict':
-            return self.predict(inputs, data_samples)
-        if mode == 'tensor':
-            return self.extract_feat(inputs)
-        raise ValueError(f"mode must be 'loss', 'predict' or 'tensor', got "
-                         f'{mode!r}')
+    def tensor(self, inputs: dict) -> dict:
+        """``mode='tensor'``: :meth:`extract_feat`."""
+        return self.extract_feat(inputs)
 
     def _readings(self, inputs):
         tree = tree_index_of(inputs)

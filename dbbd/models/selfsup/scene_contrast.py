@@ -69,10 +69,6 @@ class SceneContrast(DBBDBaseModel):
                  return_embeddings: bool = False,
                  data_preprocessor: Optional[Union[dict, nn.Module]] = None,
                  init_cfg: Optional[dict] = None):
-        if data_preprocessor is None:
-            data_preprocessor = dict(type='DBBDDataPreprocessor')
-        if isinstance(data_preprocessor, dict):
-            data_preprocessor = MODELS.build(data_preprocessor)
         super().__init__(data_preprocessor=data_preprocessor,
                          init_cfg=init_cfg)
         self.backbone = build_part(backbone, in_channels=in_channels)
@@ -98,17 +94,10 @@ class SceneContrast(DBBDBaseModel):
     def out_channels(self) -> int:
         return self.backbone.out_channels
 
-    def forward(self, inputs: dict, data_samples: Optional[list] = None,
-                mode: str = 'tensor'):
-        if mode == 'loss':
-            return self.loss(inputs, data_samples)
-        if mode == 'predict':
-            return self.predict(inputs, data_samples)
-        if mode == 'tensor':
-            return dict(point_feat=self.extract_feat(inputs['view1']),
-                        offset=inputs['offset'])
-        raise ValueError(f"mode must be 'loss', 'predict' or 'tensor', got "
-                         f'{mode!r}')
+    def tensor(self, inputs: dict) -> dict:
+        """``mode='tensor'``: ``dict(point_feat (P, D), offset)``."""
+        return dict(point_feat=self.extract_feat(inputs['view1']),
+                    offset=inputs['offset'])
 
     def extract_feat(self, view: dict) -> torch.Tensor:
         """Per-point features of one view (masked points get the token)."""
