@@ -28,6 +28,10 @@ custom_hooks = [
         patience=5),
     dict(type='NonFiniteLossHook'),
     dict(type='StrictLoadHook'),
+    # BatchNorm statistics recomputed from 16 training batches at the end of
+    # each epoch, before the checkpoint and the validation read them (a
+    # no-op without BatchNorm, e.g. on the PointNet path)
+    dict(type='PreciseBNHook', num_iters=16),
     # collapse/* scalars and a picture of the point features at each
     # validation (docs/evaluation.md)
     # reads the embeddings the validation loss compared (no extra forward);

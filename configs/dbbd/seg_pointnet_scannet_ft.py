@@ -38,4 +38,5 @@ default_hooks = dict(
 custom_hooks = [
     dict(type='NonFiniteLossHook'),
     dict(type='StrictLoadHook'),
+    dict(type='PreciseBNHook'),
 ]

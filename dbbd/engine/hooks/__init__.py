@@ -3,6 +3,7 @@ from .checkpoint_hook import SafeCheckpointHook, to_plain
 from .collapse_hook import CollapseWatchHook
 from .early_stopping_hook import ResumableEarlyStoppingHook
 from .feature_vis_hook import FeatureVisHook
+from .precise_bn_hook import PreciseBNHook
 from .nonfinite_loss_hook import (NonFiniteLossError, NonFiniteLossHook,
                                   NonFiniteWeightsError)
 from .seg_results_hook import SegResultsHook
@@ -13,4 +14,4 @@ __all__ = [
     'NonFiniteLossError', 'NonFiniteLossHook', 'NonFiniteWeightsError',
     'StrictLoadHook'
 ]
-__all__ += ['CollapseWatchHook', 'FeatureVisHook', 'SegResultsHook']
+__all__ += ['PreciseBNHook', 'CollapseWatchHook', 'FeatureVisHook', 'SegResultsHook']
