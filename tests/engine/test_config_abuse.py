@@ -68,10 +68,20 @@ def test_unknown_type_is_one_whole_sentence(small):
         "custom_imports = dict(imports=['your.module']) in the config)")
 
 
-def test_keys_the_builders_consume_are_accepted(small):
-    cfg = _with(small, **{'custom_hooks.0.priority': 'LOWEST'})
-    cfg.optim_wrapper.paramwise_cfg = dict(norm_decay_mult=0.0)
-    check_config_types(cfg)
+@pytest.mark.parametrize('key, typo', [
+    ('custom_hooks.0.priority', 'custom_hooks.0.priorty'),
+    ('optim_wrapper.paramwise_cfg', 'optim_wrapper.paramwise_cfgg'),
+])
+def test_keys_the_builders_consume_are_accepted(small, key, typo):
+    """``priority`` (taken by ``Runner.register_hook``) and ``paramwise_cfg``
+    (by the optimizer constructor) are no constructor's parameters, yet
+    valid; the same place with a typo is still refused."""
+    value = 'LOWEST' if 'priority' in key else dict(norm_decay_mult=0.0)
+    check_config_types(_with(small, **{key: value}))
+    with pytest.raises(ConfigError) as info:
+        check_config_types(_with(small, **{typo: value}))
+    name = typo.rsplit('.', 1)[-1]
+    assert f"has no parameter {name!r}" in str(info.value)
 
 
 def test_accepted_parameters_look_through_forwarding_only():

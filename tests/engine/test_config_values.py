@@ -106,25 +106,46 @@ def test_unseeded_run_explains_why():
         check_config_values(with_value('randomness.seed', None))
 
 
-@pytest.mark.parametrize('key,value', [
-    ('train_cfg.max_epochs', 1),
-    ('optim_wrapper.optimizer.lr', 0),  # an int is a number
-    ('optim_wrapper.optimizer.weight_decay', 0.0),
-    ('train_dataloader.num_workers', 0),
-    ('train_dataloader.dataset.max_depth', 0),
-    ('default_hooks.checkpoint.interval', -1),
-    ('randomness.seed', -7),
-])
-def test_edge_values_that_are_fine(key, value):
+# (key, a value on the edge that is fine, the next one over it, refused)
+EDGES = [
+    ('train_cfg.max_epochs', 1, 0),
+    ('optim_wrapper.optimizer.lr', 0, -1e-9),  # an int is a number
+    ('optim_wrapper.optimizer.weight_decay', 0.0, -0.1),
+    ('train_dataloader.num_workers', 0, -1),
+    ('train_dataloader.dataset.max_depth', 0, -1),
+    ('default_hooks.checkpoint.interval', -1, -2),
+    ('default_hooks.checkpoint.interval', -1, 0),
+    ('randomness.seed', -7, 1.5),
+]
+
+
+@pytest.mark.parametrize('key, value, over', EDGES)
+def test_edge_values_that_are_fine(key, value, over):
     check_config_values(with_value(key, value))
+    with pytest.raises(ConfigError) as info:
+        check_config_values(with_value(key, over))
+    assert str(info.value).startswith(f'{key}: got {over!r}')
 
 
 def test_valid_and_sparse_configs_pass():
     check_config_values(Config(VALID))
-    # absent sections are left to their defaults
+    # absent sections are left to their defaults ...
     check_config_values(Config(dict(model=dict(type='DBBD'))))
     check_config_values(Config(dict(test_dataloader=None,
                                     optim_wrapper=dict(type='X'))))
+    # ... while a present one is still checked in a sparse config
+    with pytest.raises(ConfigError, match=r'^optim_wrapper\.optimizer\.lr'):
+        check_config_values(Config(dict(
+            model=dict(type='DBBD'),
+            optim_wrapper=dict(type='X', optimizer=dict(lr='1e-3')))))
+
+
+#: keys every shipped training config sets, so that the checks below read
+#: real values rather than pass over absent ones
+SHIPPED_KEYS = ('train_cfg.max_epochs', 'train_dataloader.batch_size',
+                'train_dataloader.dataset.max_depth',
+                'optim_wrapper.optimizer.lr', 'randomness.seed',
+                'default_hooks.checkpoint.interval')
 
 
 @pytest.mark.parametrize(
@@ -133,7 +154,15 @@ def test_valid_and_sparse_configs_pass():
 def test_shipped_configs_pass(path):
     from dbbd.datasets.formatting import check_feat_width
     from dbbd.utils.config_check import check_config_types
+    from dbbd.datasets.formatting import _width_holders
+    from dbbd.utils.config_check import _MISSING, _lookup
     cfg = Config.fromfile(path)
     check_config_values(cfg)
     check_config_types(cfg)  # every type registered, every key accepted
     check_feat_width(cfg)
+    if osp.basename(osp.dirname(path)) == '_base_':
+        return  # a partial config: the leaves carry the rest
+    missing = [k for k in SHIPPED_KEYS if _lookup(cfg, k) is _MISSING]
+    assert not missing, f'{path} does not set {missing}'
+    # the width check compared the loaders' feat_keys with a real width
+    assert [h['in_channels'] for _, h in _width_holders(cfg)], path

@@ -64,8 +64,12 @@ def _compare(a, b):
 def test_submanifold_backends_agree(data, kernel_size, training):
     coords, feat = data
     conv = SubMConv3d(4, 6, kernel_size, bias=True).train(training)
-    _compare(_run(conv, 'torch', feat, coords, 1),
-             _run(conv, 'spconv', feat, coords, 1))
+    a = _run(conv, 'torch', feat, coords, 1)
+    _compare(a, _run(conv, 'spconv', feat, coords, 1))
+    # submanifold: the output sits on exactly the input's voxels, and the
+    # agreement is not that of two empty or all-zero results
+    assert torch.equal(a[1], coords[torch.argsort(pack_keys(coords))])
+    assert a[0].abs().sum() > 0 and a[2].abs().sum() > 0
 
 
 @needs_spconv
