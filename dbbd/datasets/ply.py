@@ -15,7 +15,7 @@ import os
 import numpy as np
 
 __all__ = ['read_ply', 'read_ply_points', 'write_ply', 'color_to_uint8',
-           'PLY_TYPES']
+           'find_intensity', 'INTENSITY_NAMES', 'PLY_TYPES']
 
 # PLY type name -> numpy type code (both the classic and the sized names).
 PLY_TYPES = {
@@ -285,9 +285,31 @@ def read_ply(path):
 
 
 def _first(cols, names):
+    name = _first_name(cols, names)
+    return None if name is None else cols[name]
+
+
+def _first_name(cols, names):
     for n in names:
         if n in cols:
-            return cols[n]
+            return n
+    return None
+
+
+#: Field names read as the per-point intensity, in order of preference;
+#: matched without regard to case (``Intensity``, ``scalar_Intensity``).
+INTENSITY_NAMES = ('intensity', 'scalar_intensity')
+
+
+def find_intensity(names):
+    """The name among ``names`` (PLY properties, ``.npz`` keys) that holds
+    the intensity (:data:`INTENSITY_NAMES`, any case), or None."""
+    lower = {}
+    for n in names:
+        lower.setdefault(str(n).lower(), n)
+    for want in INTENSITY_NAMES:
+        if want in lower:
+            return lower[want]
     return None
 
 
@@ -314,8 +336,11 @@ def read_ply_points(path):
     Returns:
         dict with ``coord (N, 3) float64``, ``color (N, 3) uint8`` or None,
         ``normal (N, 3) float32`` or None, ``label (N,) int64`` or None (the
-        raw ``label`` property, unmapped), ``faces (F, 3) int64`` or None
-        (polygons are fan-triangulated).
+        raw ``label`` property, unmapped), ``intensity (N,) float32`` or
+        None (the ``intensity`` / ``scalar_intensity`` property, any case,
+        at the file's own scale), ``faces (F, 3) int64`` or None (polygons
+        are fan-triangulated) and ``ignored`` (tuple of the vertex
+        properties present but not read, e.g. ``('curvature', 'alpha')``).
     """
     path = os.fspath(path)
     data = read_ply(path)
@@ -325,20 +350,31 @@ def read_ply_points(path):
     if not all(k in v for k in 'xyz'):
         raise _err(path, f'vertex element lacks x, y, z (has '
                    f'{", ".join(v) or "nothing"})')
+    used = {'x', 'y', 'z'}
     coord = np.stack([v['x'], v['y'], v['z']], 1).astype(np.float64)
     n = coord.shape[0]
-    rgb = [_first(v, (c, c[0], 'diffuse_' + c)) for c in
-           ('red', 'green', 'blue')]
-    color = (color_to_uint8(np.stack(rgb, 1))
-             if all(c is not None for c in rgb) else None)
-    nrm = [_first(v, (c, 'normal_' + c[1])) for c in ('nx', 'ny', 'nz')]
-    normal = (np.stack(nrm, 1).astype(np.float32)
-              if all(c is not None for c in nrm) else None)
-    label = v.get('label')
-    if label is not None:
+    color = normal = label = intensity = None
+    rgb_names = [_first_name(v, (c, c[0], 'diffuse_' + c))
+                 for c in ('red', 'green', 'blue')]
+    if all(rgb_names):  # a partial colour triple is not read
+        used.update(rgb_names)
+        color = color_to_uint8(np.stack([v[c] for c in rgb_names], 1))
+    nrm_names = [_first_name(v, (c, 'normal_' + c[1]))
+                 for c in ('nx', 'ny', 'nz')]
+    if all(nrm_names):
+        used.update(nrm_names)
+        normal = np.stack([v[c] for c in nrm_names], 1).astype(np.float32)
+    if 'label' in v:
+        used.add('label')
+        label = v['label']
         if label.dtype.kind == 'f' and not np.all(np.isfinite(label)):
             raise _err(path, 'label property has NaN/Inf values')
         label = label.astype(np.int64)
+    name = find_intensity(v)
+    if name is not None:
+        used.add(name)
+        intensity = np.asarray(v[name]).reshape(n).astype(np.float32)
+    ignored = tuple(k for k in v if k not in used)
     faces = None
     fe = data.get('face')
     if fe is not None:
@@ -358,7 +394,7 @@ def read_ply_points(path):
         faces = np.stack([np.repeat(idx[:, :1], k - 2, 1), idx[:, j],
                           idx[:, j + 1]], 2).reshape(-1, 3)
     return dict(coord=coord, color=color, normal=normal, label=label,
-                faces=faces)
+                intensity=intensity, faces=faces, ignored=ignored)
 
 
 def write_ply(path, coord, color=None, normal=None, label=None, faces=None,

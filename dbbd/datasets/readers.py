@@ -19,10 +19,17 @@ Splits come from the layout (folder names), from split lists
 
 A :class:`SceneSource` carries a picklable loader, so scenes load in worker
 processes; every loader returns ``coord (N, 3) float64``, ``color (N, 3)
-uint8`` or None, ``normal (N, 3) float32`` or None, ``segment (N,) int16``
-(ScanNet-20 ids, or a :class:`LabelMap`'s ids for generic files; -1
-unlabelled) or None and ``faces (F, 3) int64`` or None,
-and raises a one-line ``ValueError`` naming the file on bad input.
+uint8`` or None, ``normal (N, 3) float32`` or None, ``intensity (N,)
+float32`` or None (at the source's own scale: 0..1, 0..255, 0..65535, ...),
+``segment (N,) int16`` (ScanNet-20 ids, or a :class:`LabelMap`'s ids for
+generic files; -1 unlabelled) or None, ``faces (F, 3) int64`` or None and
+``ignored`` (tuple of str: the fields the source holds that are not read,
+e.g. a PLY's ``curvature`` and ``alpha``; the preparation summary names
+them), and raises a one-line ``ValueError`` naming the file on bad input.
+
+Intensity is read from a PLY property or ``.npz`` key named ``intensity``
+or ``scalar_intensity`` (any case: ``Intensity``, ``scalar_Intensity``) and
+from a Pointcept scene's ``intensity.npy``.
 """
 import contextlib
 import functools
@@ -34,7 +41,7 @@ from typing import Callable, Optional, Tuple
 
 import numpy as np
 
-from .ply import color_to_uint8, read_ply_points
+from .ply import color_to_uint8, find_intensity, read_ply_points
 from .scene_io import numpy_read_problem
 
 __all__ = [
@@ -207,7 +214,7 @@ class SceneSource:
 # ---------------------------------------------------------------- loaders
 
 def _check_points(path, coord, color=None, normal=None, segment=None,
-                  faces=None):
+                  faces=None, intensity=None, ignored=()):
     """Validate shapes and finiteness; return the loader dict."""
     coord = np.asarray(coord, dtype=np.float64)
     if coord.ndim != 2 or coord.shape[1] != 3:
@@ -220,8 +227,16 @@ def _check_points(path, coord, color=None, normal=None, segment=None,
     if bad.any():
         raise ValueError(f'{path}: {int(bad.sum())} of {n} points have '
                          'NaN/Inf coordinates')
+    if intensity is not None:
+        intensity = np.asarray(intensity)
+        if intensity.ndim == 2 and intensity.shape[1:] == (1,):
+            intensity = intensity[:, 0]
+        if intensity.dtype.kind not in 'fiub':
+            raise ValueError(f'{path}: intensity has dtype {intensity.dtype}'
+                             ', expected numbers')
     for name, a, shape in (('color', color, (n, 3)),
                            ('normal', normal, (n, 3)),
+                           ('intensity', intensity, (n,)),
                            ('segment', segment, (n,))):
         if a is not None and a.shape != shape:
             raise ValueError(f'{path}: {name} has shape {a.shape}, expected '
@@ -229,8 +244,15 @@ def _check_points(path, coord, color=None, normal=None, segment=None,
     if normal is not None:
         # NaN / zero normals are repaired (PCA) by the preparation
         normal = np.asarray(normal, dtype=np.float32)
+    if intensity is not None:
+        intensity = intensity.astype(np.float32)
+        bad = ~np.isfinite(intensity)
+        if bad.any():
+            raise ValueError(f'{path}: {int(bad.sum())} of {n} points have '
+                             'NaN/Inf intensity; fix or remove those points '
+                             '(or the intensity field) in the source')
     return dict(coord=coord, color=color, normal=normal, segment=segment,
-                faces=faces)
+                faces=faces, intensity=intensity, ignored=tuple(ignored))
 
 
 @contextlib.contextmanager
@@ -265,11 +287,18 @@ def load_scannet_scene(ply_path, labels_path=None):
                              f'{d["coord"].shape[0]} vertices of {ply_path}')
         segment = nyu40_to_scannet20(lab)
     return _check_points(ply_path, d['coord'], d['color'], d['normal'],
-                         segment, d['faces'])
+                         segment, d['faces'], d['intensity'], d['ignored'])
+
+
+#: Files of a Pointcept scene folder that are read.
+POINTCEPT_FILES = ('coord.npy', 'color.npy', 'normal.npy', 'segment20.npy',
+                   'intensity.npy')
 
 
 def load_pointcept_scene(scene_dir):
-    """A Pointcept scene folder (``coord.npy`` ... ``segment20.npy``)."""
+    """A Pointcept scene folder (``coord.npy`` ... ``segment20.npy``,
+    optional ``intensity.npy`` (N,) or (N, 1)); other ``.npy`` files are
+    listed in ``ignored``."""
     j = functools.partial(os.path.join, scene_dir)
     coord = _npload(j('coord.npy'))
     if coord.dtype.kind not in 'fiu':
@@ -278,6 +307,9 @@ def load_pointcept_scene(scene_dir):
     color = _npload(j('color.npy'), required=False)
     normal = _npload(j('normal.npy'), required=False)
     seg = _npload(j('segment20.npy'), required=False)
+    intensity = _npload(j('intensity.npy'), required=False)
+    ignored = sorted(f for f in os.listdir(scene_dir)
+                     if f.endswith('.npy') and f not in POINTCEPT_FILES)
     if color is not None:
         if color.ndim != 2 or color.shape[1] < 3:
             raise ValueError(f'{j("color.npy")}: shape {color.shape}, '
@@ -285,7 +317,8 @@ def load_pointcept_scene(scene_dir):
         color = color_to_uint8(color[:, :3])
     if seg is not None:
         seg = clean_scannet20(seg.reshape(-1))
-    return _check_points(scene_dir, coord, color, normal, seg)
+    return _check_points(scene_dir, coord, color, normal, seg,
+                         intensity=intensity, ignored=ignored)
 
 
 def load_mmdet3d_scene(points_path, mask_path=None, label_ids='nyu40'):
@@ -342,10 +375,12 @@ def _labelled(path, out, labels, label_map):
 
 
 def load_point_file(path, label_map=None):
-    """A point cloud file: ``.ply`` (``label`` property), ``.npy`` ((N, 3+)
-    array: x y z [r g b ...], extra columns ignored) or ``.npz``
-    (``coord``/``xyz``, optional ``color``/``rgb``, ``normal``,
-    ``segment``/``label``).
+    """A point cloud file: ``.ply`` (``label`` property, optional
+    ``intensity`` / ``scalar_intensity``), ``.npy`` ((N, 3+) array: x y z
+    [r g b ...], further columns are not read and named in ``ignored``) or
+    ``.npz`` (``coord``/``xyz``, optional ``color``/``rgb``, ``normal``,
+    ``intensity`` / ``scalar_intensity``, ``segment``/``label``; other keys
+    named in ``ignored``).
 
     Labels go through ``label_map`` (:class:`LabelMap`; default: ScanNet-20
     ids, anything outside 0..19 unlabelled); the loader dict also carries
@@ -355,7 +390,7 @@ def load_point_file(path, label_map=None):
     if ext == '.ply':
         d = read_ply_points(path)
         out = _check_points(path, d['coord'], d['color'], d['normal'], None,
-                            d['faces'])
+                            d['faces'], d['intensity'], d['ignored'])
         return _labelled(path, out, d['label'], label_map)
     if ext == '.npy':
         a = _npload(path)
@@ -364,7 +399,12 @@ def load_point_file(path, label_map=None):
                              f'{a.dtype}; expected numeric (N, 3+) with '
                              'columns x y z [r g b]')
         color = color_to_uint8(a[:, 3:6]) if a.shape[1] >= 6 else None
-        return _check_points(path, a[:, :3], color)
+        first = 6 if color is not None else 3  # columns not read
+        k = a.shape[1]
+        ignored = () if k <= first else (
+            (f'column {first}',) if k == first + 1 else
+            (f'columns {first}..{k - 1}',))
+        return _check_points(path, a[:, :3], color, ignored=ignored)
     if ext == '.npz':
         with _numpy_errors(path), np.load(path, allow_pickle=False) as z:
             d = {k: z[k] for k in z.files}
@@ -376,7 +416,13 @@ def load_point_file(path, label_map=None):
         if color is not None:
             color = color_to_uint8(np.asarray(color)[:, :3])
         seg = d.get('segment', d.get('label'))
-        out = _check_points(path, coord, color, d.get('normal'))
+        name = find_intensity(d)
+        read = {'coord' if 'coord' in d else 'xyz', 'normal', name,
+                'segment' if 'segment' in d else 'label',
+                'color' if 'color' in d else 'rgb'}
+        out = _check_points(path, coord, color, d.get('normal'),
+                            intensity=None if name is None else d[name],
+                            ignored=[k for k in d if k not in read])
         return _labelled(path, out, None if seg is None else
                          np.asarray(seg).reshape(-1), label_map)
     raise ValueError(f'{path}: unsupported extension {ext!r} (use '

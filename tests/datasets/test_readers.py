@@ -441,3 +441,91 @@ def test_ascii_ply_row_of_the_wrong_width_is_named_by_line(tmp_path):
     f = tmp_path / 'face.ply'
     f.write_text(head + '0 0 0\n1 0 0\n1 1 0\n0 1 0\n3 0 1 2\n4 0 1 2\n')
     _assert_ply_error(f, 'line 15', 'different lengths')
+
+
+# -------------------------------------------------------------- intensity
+
+@pytest.mark.parametrize('layout,field', [('rgbi', 'scalar_intensity'),
+                                          ('normal', 'intensity')])
+def test_intensity_of_both_scan_layouts_is_read(tmp_path, layout, field):
+    from scan_files import write_scan_ply
+    from dbbd.datasets.readers import load_point_file
+    p = tmp_path / f'{layout}.ply'
+    a = write_scan_ply(p, layout, n=50, seed=3)
+    header = p.read_bytes()[:600].decode('latin1')
+    assert f'property float {field}\n' in header
+    if layout == 'rgbi':  # the real files' double labels
+        assert 'property double label\n' in header
+    d = read_ply_points(p)
+    assert d['intensity'].dtype == np.float32
+    # at the file's own scale (0..1 here, 0..65535 there), unchanged
+    assert np.array_equal(d['intensity'], a['intensity'])
+    out = load_point_file(str(p))
+    assert np.array_equal(out['intensity'], a['intensity'])
+    assert np.array_equal(out['color'], a['color'])
+    # the double / int labels keep their ids (0..14)
+    assert np.array_equal(out['segment'], a['label'])
+    # a field that is not read is named, not dropped silently
+    assert out['ignored'] == (() if layout == 'rgbi' else
+                              ('curvature', 'alpha'))
+    if layout == 'normal':
+        np.testing.assert_allclose(out['normal'], a['normal'])
+
+
+@pytest.mark.parametrize('name', ['Intensity', 'scalar_Intensity',
+                                  'INTENSITY', 'Scalar_Intensity'])
+@pytest.mark.parametrize('binary', [True, False])
+def test_intensity_property_names_in_any_case(tmp_path, name, binary):
+    coord = np.arange(12.0).reshape(4, 3)
+    value = np.array([0, 17, 255, 3], np.uint8)
+    p = tmp_path / 'c.ply'
+    write_ply(p, coord, binary=binary, extra={name: value})
+    d = read_ply_points(p)
+    assert d['intensity'].tolist() == [0, 17, 255, 3]
+    assert d['intensity'].dtype == np.float32 and d['ignored'] == ()
+
+
+def test_file_without_intensity_has_none(tmp_path):
+    p = tmp_path / 'n.ply'
+    write_ply(p, np.zeros((3, 3)), extra={'quality': np.ones(3, 'f4')})
+    d = read_ply_points(p)
+    assert d['intensity'] is None and d['ignored'] == ('quality', )
+
+
+def test_intensity_of_npz_npy_and_pointcept_files(tmp_path):
+    from dbbd.datasets.readers import load_point_file, load_pointcept_scene
+    xyz = np.random.default_rng(0).random((6, 3))
+    inten = np.array([0, 1000, 65535, 7, 8, 9], np.uint16)
+    np.savez(tmp_path / 'a.npz', coord=xyz, intensity=inten,
+             label=np.arange(6), instance=np.arange(6))
+    d = load_point_file(str(tmp_path / 'a.npz'))
+    assert d['intensity'].tolist() == inten.tolist()
+    assert d['intensity'].dtype == np.float32
+    assert d['ignored'] == ('instance', )
+    np.save(tmp_path / 'b.npy', np.concatenate([xyz, xyz[:, :1]], 1))
+    d = load_point_file(str(tmp_path / 'b.npy'))
+    assert d['intensity'] is None and d['ignored'] == ('column 3', )
+    scene = tmp_path / 'pc' / 'train' / 's'
+    scene.mkdir(parents=True)
+    np.save(scene / 'coord.npy', xyz.astype(np.float32))
+    np.save(scene / 'intensity.npy', inten.reshape(6, 1))
+    np.save(scene / 'instance.npy', np.arange(6))
+    d = load_pointcept_scene(str(scene))
+    assert d['intensity'].tolist() == inten.tolist()
+    assert d['ignored'] == ('instance.npy', )
+
+
+def test_nonfinite_or_misshapen_intensity_names_the_file(tmp_path):
+    from dbbd.datasets.readers import load_point_file
+    p = tmp_path / 'nan.ply'
+    write_ply(p, np.zeros((4, 3)),
+              extra={'intensity': np.array([0, np.nan, 1, 2], 'f4')})
+    with pytest.raises(ValueError) as e:
+        load_point_file(str(p))
+    msg = str(e.value)
+    assert str(p) in msg and '1 of 4 points' in msg and 'intensity' in msg
+    assert '\n' not in msg
+    np.savez(tmp_path / 'bad.npz', coord=np.zeros((4, 3)),
+             intensity=np.zeros(3))
+    with pytest.raises(ValueError, match=r'bad\.npz: intensity has shape'):
+        load_point_file(str(tmp_path / 'bad.npz'))
