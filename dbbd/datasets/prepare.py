@@ -129,8 +129,13 @@ def prepare_scene(source, out, voxel_size=None, branching=8, max_depth=4,
         dict(scene_id, split, status='done', num_points, regions_per_level,
         normal_source, warnings (list of str), class_counts ({id: points},
         -1 unlabelled; None without labels), label_unmapped ({input id:
-        input points} that became -1 unasked), seconds; the last three
-        are also in meta.json.
+        input points} that became -1 unasked), fields (the optional fields
+        kept: ``color``, ``intensity``, ``labels``, ``normal`` from the
+        source), intensity_constant (the intensity is one value for every
+        point), ignored_fields (fields of the source that are not read,
+        e.g. ``curvature``), seconds; class_counts, label_unmapped,
+        ignored_fields and intensity_range (``[min, max]`` of the stored
+        intensity, or null) are also in meta.json.
 
     Raises:
         DegenerateSceneError: see :func:`check_cloud`.
@@ -144,8 +149,9 @@ def prepare_scene(source, out, voxel_size=None, branching=8, max_depth=4,
     # (0, 0, 0); the original frame is one addition away (meta.origin).
     origin = np.floor(coord.min(0))
     xyz = coord - origin
-    per_point = {k: d[k] for k in ('color', 'normal', 'segment')
-                 if d[k] is not None}
+    per_point = {k: d.get(k) for k in ('color', 'normal', 'segment',
+                                       'intensity')
+                 if d.get(k) is not None}
     normal_source = 'file' if 'normal' in per_point else None
     if normal_source is None and d['faces'] is not None and len(d['faces']):
         # mesh normals need the faces, which subsampling would invalidate
@@ -188,11 +194,14 @@ def prepare_scene(source, out, voxel_size=None, branching=8, max_depth=4,
                 labels=labels, class_counts=_class_counts(
                     per_point.get('segment')),
                 label_unmapped={str(k): v for k, v in
-                                (d.get('label_unmapped') or {}).items()})
+                                (d.get('label_unmapped') or {}).items()},
+                ignored_fields=list(d.get('ignored') or ()),
+                intensity_range=_value_range(per_point.get('intensity')))
     full = save_scene(os.path.join(out, source.split, source.scene_id),
                       xyz + origin, nrm, tree,
                       color=per_point.get('color'),
-                      segment=per_point.get('segment'), meta=meta,
+                      segment=per_point.get('segment'),
+                      intensity=per_point.get('intensity'), meta=meta,
                       origin=origin, overwrite=overwrite)
     return dict(scene_id=source.scene_id, split=source.split, status='done',
                 num_points=full['num_points'],
@@ -200,7 +209,39 @@ def prepare_scene(source, out, voxel_size=None, branching=8, max_depth=4,
                 normal_source=normal_source, warnings=warnings,
                 class_counts=meta['class_counts'],
                 label_unmapped=meta['label_unmapped'],
+                fields=_kept_fields(full),
+                intensity_constant=_intensity_constant(full),
+                ignored_fields=meta['ignored_fields'],
                 seconds=time.perf_counter() - t0)
+
+
+def _value_range(values):
+    """``[min, max]`` of a per-point array (floats), or None."""
+    if values is None:
+        return None
+    v = np.asarray(values)
+    return [float(v.min()), float(v.max())]
+
+
+def _intensity_constant(meta):
+    """Whether a prepared scene's intensity is one value everywhere (a
+    source that writes the field but never measured it)."""
+    rng = meta.get('intensity_range')
+    return bool(meta.get('has_intensity') and isinstance(rng, list)
+                and len(rng) == 2 and rng[0] == rng[1])
+
+
+def _kept_fields(meta):
+    """The optional per-point fields a prepared scene holds (from its
+    ``meta.json``): ``color``, ``intensity``, ``labels``, and ``normal``
+    when the normals came from the source (file or mesh), not PCA alone."""
+    out = [k for k, flag in (('color', 'has_color'),
+                             ('intensity', 'has_intensity'),
+                             ('labels', 'has_segment')) if meta.get(flag)]
+    if str(meta.get('normal_source') or '').split('+')[0] in ('file',
+                                                                'mesh'):
+        out.append('normal')
+    return out
 
 
 def _class_counts(segment):
@@ -261,7 +302,11 @@ class _Progress:
 
 
 def _stale(meta, params):
-    return [k for k in TREE_PARAMS if meta.get(k) != params.get(k)]
+    diff = [k for k in TREE_PARAMS if meta.get(k) != params.get(k)]
+    if 'has_intensity' not in meta:
+        # prepared before intensity was read: a source's intensity is missing
+        diff.append('intensity (not read by the version that prepared it)')
+    return diff
 
 
 def prepare_dataset(src, out, layout='auto', splits=None, val_ratio=None,
@@ -299,7 +344,11 @@ def prepare_dataset(src, out, layout='auto', splits=None, val_ratio=None,
         with labels), ``class_counts`` ({id: points}, -1 unlabelled),
         ``label_unmapped`` ({input id: input points} that became -1 without
         being mapped or ignored), ``label_map`` (the rule, or None),
-        ``points`` (total over prepared and skipped scenes),
+        ``fields`` ({optional field kept: scenes}, see
+        :func:`prepare_scene`), ``intensity_constant`` (scenes whose
+        intensity is one value for every point), ``ignored_fields``
+        ({source field not read: scenes}), ``points`` (total over prepared
+        and skipped scenes),
         ``regions_per_level_mean`` (list), ``splits`` ({split: count}),
         ``seconds``.
     """
@@ -347,7 +396,10 @@ def prepare_dataset(src, out, layout='auto', splits=None, val_ratio=None,
                 regions_per_level=meta.get('regions_per_level', []),
                 warnings=meta.get('warnings') or [],
                 class_counts=meta.get('class_counts'),
-                label_unmapped=meta.get('label_unmapped') or {}))
+                label_unmapped=meta.get('label_unmapped') or {},
+                fields=_kept_fields(meta),
+                intensity_constant=_intensity_constant(meta),
+                ignored_fields=meta.get('ignored_fields') or []))
         else:
             todo.append(s)
     if stale:
@@ -388,9 +440,13 @@ def prepare_dataset(src, out, layout='auto', splits=None, val_ratio=None,
     rpl = np.zeros((len(done), depth))
     for i, r in enumerate(done):
         rpl[i, :len(r['regions_per_level'])] = r['regions_per_level']
-    splits_count = {}
+    splits_count, fields, ignored = {}, {}, {}
     for r in done:
         splits_count[r['split']] = splits_count.get(r['split'], 0) + 1
+        for key, total in (('fields', fields), ('ignored_fields', ignored)):
+            for name in r.get(key) or ():
+                total[name] = total.get(name, 0) + 1
+    constant = sum(bool(r.get('intensity_constant')) for r in done)
     return dict(
         out=out, layout=layout, scenes=len(sources),
         prepared=sum(r['status'] == 'done' for r in results),
@@ -399,7 +455,8 @@ def prepare_dataset(src, out, layout='auto', splits=None, val_ratio=None,
         refused=sum(f['refused'] for f in failed), warned=warned,
         labelled=labelled, class_counts=dict(sorted(class_counts.items())),
         label_unmapped=dict(sorted(unmapped.items())),
-        label_map=rule.describe(),
+        label_map=rule.describe(), fields=fields, ignored_fields=ignored,
+        intensity_constant=constant,
         points=int(sum(r['num_points'] for r in done)),
         regions_per_level_mean=(rpl.mean(0).round(1).tolist()
                                 if len(done) else []),
@@ -471,6 +528,35 @@ def _unmapped_line(s):
             'unlabelled with --ignore-label ID')
 
 
+_FIELD_TEXT = dict(color='color', intensity='intensity',
+                   normal='normals from the source', labels='labels')
+
+
+def _fields_lines(s):
+    """Which optional fields the prepared scenes hold, and which fields of
+    the sources were not read (each named once, with its scene count)."""
+    n = s['prepared'] + s['skipped']
+    kept = s.get('fields') or {}
+    names = [k for k in _FIELD_TEXT if k in kept] + sorted(
+        k for k in kept if k not in _FIELD_TEXT)
+    parts = []
+    for k in names:
+        text = f'{_FIELD_TEXT.get(k, k)} ({kept[k]}/{n} scenes'
+        if k == 'intensity' and s.get('intensity_constant'):
+            text += (f', constant in {s["intensity_constant"]}: no '
+                     'information there')
+        elif k == 'normal' and kept[k] < n:
+            text += ', the others PCA'
+        parts.append(text + ')')
+    lines = [f'fields kept: {", ".join(parts) or "none"}']
+    ign = s.get('ignored_fields') or {}
+    if ign:
+        lines.append('fields ignored (in the source, not read): ' + ', '.join(
+            f'{k} ({v} scenes)' for k, v in sorted(
+                ign.items(), key=lambda kv: (-kv[1], kv[0]))))
+    return lines
+
+
 def format_summary(summary):
     """Multi-line human summary of :func:`prepare_dataset`'s result."""
     s = summary
@@ -486,6 +572,7 @@ def format_summary(summary):
         f'degenerate clouds: {s["refused"]} refused, {len(s["warned"])} '
         'prepared with a warning',
         _class_line(s),
+    ] + _fields_lines(s) + [
         f'seconds: {s["seconds"]}',
     ]
     if s['stale']:

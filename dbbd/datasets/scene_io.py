@@ -117,7 +117,7 @@ def _save_npy(path, arr):
 
 
 def save_scene(scene_dir, coord, normal, tree, color=None, segment=None,
-               meta=None, origin=None, overwrite=False):
+               meta=None, origin=None, overwrite=False, intensity=None):
     """Write a prepared scene folder atomically.
 
     The files are written into ``<scene_dir>.tmp-<pid>`` (each flushed to
@@ -137,12 +137,15 @@ def save_scene(scene_dir, coord, normal, tree, color=None, segment=None,
         meta: extra ``meta.json`` fields (``source``, ``layout``,
             ``branching``, ...); the computed fields (``format_version``,
             ``num_points``, ``regions_per_level``, ``depth``, ``has_color``,
-            ``has_segment``, ``origin``, ``scene_id`` by default) are filled
-            in.
+            ``has_segment``, ``has_intensity``, ``origin``, ``scene_id`` by
+            default) are filled in.
         origin (3,) or None: offset subtracted from ``coord`` (zeros when
             None).
         overwrite: replace an existing folder instead of raising
             ``FileExistsError``.
+        intensity (N,) or None: per-point intensity at the source's own
+            scale, stored as float32 ``intensity.npy`` (normalised at
+            training time by ``NormalizeIntensity``); finite values only.
 
     Returns:
         the meta dict written.
@@ -166,11 +169,16 @@ def save_scene(scene_dir, coord, normal, tree, color=None, segment=None,
         arrays['color.npy'] = np.asarray(color, dtype=np.uint8)
     if segment is not None:
         arrays['segment.npy'] = np.asarray(segment).astype(np.int16)
+    if intensity is not None:
+        arrays['intensity.npy'] = np.asarray(intensity, dtype=np.float32)
     for name, shape in (('normal.npy', (n, 3)), ('color.npy', (n, 3)),
-                        ('segment.npy', (n,))):
+                        ('segment.npy', (n,)), ('intensity.npy', (n,))):
         if name in arrays and arrays[name].shape != shape:
             raise ValueError(f'{scene_dir}: {name[:-4]} has shape '
                              f'{arrays[name].shape}, expected {shape}')
+    if intensity is not None and not np.isfinite(
+            arrays['intensity.npy']).all():
+        raise ValueError(f'{scene_dir}: intensity has NaN/Inf values')
     check_tree(tree, n, name=f'{scene_dir}: tree')
     arrays.update({
         _TREE_FILES['point_region']: np.asarray(tree.point_region, np.int32),
@@ -188,6 +196,7 @@ def save_scene(scene_dir, coord, normal, tree, color=None, segment=None,
                 regions_per_level=rpl, depth=len(rpl) - 1,
                 has_color=color is not None,
                 has_segment=segment is not None,
+                has_intensity=intensity is not None,
                 origin=[float(v) for v in origin])
     text = json.dumps(full, indent=1, sort_keys=True, default=_json_default)
 
@@ -278,7 +287,8 @@ def _describe(value):
 # meta.json fields this code reads, and the JSON type each must have
 _META_TYPES = {'num_points': 'count', 'depth': 'count',
                'regions_per_level': 'counts', 'has_color': 'bool',
-               'has_segment': 'bool', 'origin': 'xyz', 'scene_id': 'str'}
+               'has_segment': 'bool', 'has_intensity': 'bool',
+               'origin': 'xyz', 'scene_id': 'str'}
 
 
 def _check_meta_types(path, meta):
@@ -374,8 +384,8 @@ def load_scene(scene_dir, mmap=True, check=True):
 
     Returns:
         dict(coord (N, 3) float32, normal (N, 3) float32, color (N, 3) uint8
-        or None, segment (N,) int16 or None, tree=RegionTree, meta=dict,
-        scene_id=str).
+        or None, segment (N,) int16 or None, intensity (N,) float32 or None
+        (the source's scale), tree=RegionTree, meta=dict, scene_id=str).
 
     Raises:
         SceneFormatError: one line naming the file, the problem and the fix.
@@ -399,8 +409,12 @@ def load_scene(scene_dir, mmap=True, check=True):
     segment = _load_npy(scene_dir, 'segment.npy', mmap, required=False)
     if segment is not None:
         _expect(scene_dir, 'segment.npy', segment, 'i', (n,), 'int16')
+    intensity = _load_npy(scene_dir, 'intensity.npy', mmap, required=False)
+    if intensity is not None:
+        _expect(scene_dir, 'intensity.npy', intensity, 'f', (n,), 'float32')
     for key, name in (('has_color', 'color.npy'),
-                      ('has_segment', 'segment.npy')):
+                      ('has_segment', 'segment.npy'),
+                      ('has_intensity', 'intensity.npy')):
         if meta.get(key) and not os.path.isfile(
                 os.path.join(scene_dir, name)):
             raise _fail(os.path.join(scene_dir, name),
@@ -430,6 +444,9 @@ def load_scene(scene_dir, mmap=True, check=True):
         if not np.isfinite(normal).all():
             raise _fail(os.path.join(scene_dir, 'normal.npy'),
                         'has NaN/Inf values')
+        if intensity is not None and not np.isfinite(intensity).all():
+            raise _fail(os.path.join(scene_dir, 'intensity.npy'),
+                        'has NaN/Inf values')
         if segment is not None and segment.min() < -1:
             raise _fail(os.path.join(scene_dir, 'segment.npy'),
                         f'has id {segment.min()} < -1 (-1 is the only '
@@ -440,6 +457,6 @@ def load_scene(scene_dir, mmap=True, check=True):
             raise _fail(os.path.join(scene_dir, 'tree_*.npy'),
                         str(e)) from None
     return dict(coord=coord, normal=normal, color=color, segment=segment,
-                tree=tree, meta=meta,
+                intensity=intensity, tree=tree, meta=meta,
                 scene_id=str(meta.get('scene_id')
                              or os.path.basename(scene_dir.rstrip(os.sep))))

@@ -1,5 +1,6 @@
 """End to end: input layouts -> prepared scene folders."""
 import importlib.util
+import json
 import os
 import subprocess
 import sys
@@ -348,3 +349,67 @@ def test_create_data_help_shows_every_default(capsys):
                 entry, entry
         else:
             assert f'default: {a.default})' in entry, entry
+
+
+def test_intensity_of_both_scan_layouts_is_prepared(tmp_path, capsys):
+    from scan_files import write_scan_ply
+    src = tmp_path / 'scans'
+    src.mkdir()
+    rgbi = write_scan_ply(src / 'a.ply', 'rgbi', n=600, seed=1)
+    nrm = write_scan_ply(src / 'b.ply', 'normal', n=600, seed=2)
+    write_ply(src / 'c.ply', rgbi['coord'], color=rgbi['color'])
+    out = tmp_path / 'out'
+    args = ['--src', str(src), '--out', str(out), '--layout', 'files',
+            '--workers', '0', '--no-progress', '--voxel-size', '0.4',
+            '--max-depth', '2', '--min-points-to-split', '32']
+    assert _create_data().main(args) == 0
+    text = capsys.readouterr().out
+    # which optional fields were kept, and the fields not read, once each
+    assert ('fields kept: color (3/3 scenes), intensity (2/3 scenes), '
+            'normals from the source (1/3 scenes, the others PCA), labels '
+            '(2/3 scenes)') in text, text
+    assert ('fields ignored (in the source, not read): alpha (1 scenes), '
+            'curvature (1 scenes)') in text, text
+    assert text.count('curvature') == 1
+    for name, a in (('a', rgbi), ('b', nrm)):
+        sc = load_scene(out / 'train' / name)
+        m = sc['meta']
+        assert m['has_intensity'] and sc['intensity'].dtype == np.float32
+        # subsampled and reordered with the points: the intensity of each
+        # stored point is its source point's, at the source's scale
+        assert m['num_points'] < 600
+        i = _match(sc['coord'] + np.asarray(m['origin']), a['coord'])
+        assert np.array_equal(sc['intensity'], a['intensity'][i])
+        assert m['intensity_range'] == [float(sc['intensity'].min()),
+                                        float(sc['intensity'].max())]
+    assert load_scene(out / 'train' / 'b')['meta']['ignored_fields'] == [
+        'curvature', 'alpha']
+    c = load_scene(out / 'train' / 'c')
+    assert c['intensity'] is None and not c['meta']['has_intensity']
+    # skipped scenes report their fields from meta.json
+    assert _create_data().main(args) == 0
+    again = capsys.readouterr().out
+    assert '3 skipped' in again and 'intensity (2/3 scenes)' in again
+    assert 'curvature (1 scenes)' in again
+
+
+def test_constant_intensity_and_scenes_prepared_without_it(tmp_path):
+    src = tmp_path / 'src'
+    src.mkdir()
+    coord = np.random.default_rng(0).random((300, 3)) * [6, 5, 2]
+    write_ply(src / 'z.ply', coord,
+              extra={'scalar_intensity': np.zeros(300, 'f4')})
+    out = tmp_path / 'out'
+    s = prepare_dataset(src, out, workers=0, **FAST)
+    assert s['fields'] == {'intensity': 1} and s['intensity_constant'] == 1
+    assert 'intensity (1/1 scenes, constant in 1: no information there)' \
+        in format_summary(s)
+    # a scene prepared before intensity was read is reported stale
+    meta_path = out / 'train' / 'z' / 'meta.json'
+    meta = json.loads(meta_path.read_text())
+    del meta['has_intensity']
+    meta_path.write_text(json.dumps(meta))
+    notes = []
+    s = prepare_dataset(src, out, workers=0, **dict(FAST, log=notes.append))
+    assert s['stale'] == ['train/z']
+    assert any('intensity' in n and '--overwrite' in n for n in notes)

@@ -337,3 +337,37 @@ def test_meta_field_of_the_wrong_type_is_named(saved, key, value, expect):
     (d / 'meta.json').write_text(json.dumps(meta))
     msg = _assert_refused(d, 'meta.json', expect)
     assert 'but meta.json says' not in msg
+
+
+def test_intensity_round_trip_and_checks(tmp_path):
+    s = _scene()
+    inten = np.random.default_rng(1).integers(0, 65536, 2000).astype(
+        np.float32)
+    d = tmp_path / 'i'
+    meta = save_scene(d, s['coord'], s['normal'], s['tree'], intensity=inten)
+    assert meta['has_intensity'] is True
+    for mmap in (True, False):
+        out = load_scene(d, mmap=mmap)
+        assert out['intensity'].dtype == np.float32
+        assert np.array_equal(out['intensity'], inten)
+    assert json.loads((d / 'meta.json').read_text())['has_intensity']
+    # a scene without intensity says so
+    save_scene(tmp_path / 'n', s['coord'], s['normal'], s['tree'])
+    out = load_scene(tmp_path / 'n')
+    assert out['intensity'] is None and not out['meta']['has_intensity']
+    assert not (tmp_path / 'n' / 'intensity.npy').exists()
+    # every way intensity.npy can be wrong is one line naming the file
+    np.save(d / 'intensity.npy', inten[:-1])
+    _assert_refused(d, 'intensity.npy', '(1999,)', '(2000,)')
+    np.save(d / 'intensity.npy', inten.astype(np.int32))
+    _assert_refused(d, 'intensity.npy', 'dtype')
+    bad = inten.copy()
+    bad[3] = np.nan
+    np.save(d / 'intensity.npy', bad)
+    _assert_refused(d, 'intensity.npy', 'NaN/Inf')
+    os.remove(d / 'intensity.npy')
+    _assert_refused(d, 'intensity.npy', 'has_intensity=true')
+    with pytest.raises(ValueError, match='intensity has shape'):
+        save_scene(tmp_path / 'w', s['coord'], s['normal'], s['tree'],
+                   intensity=inten[:5])
+    assert not (tmp_path / 'w').exists()
