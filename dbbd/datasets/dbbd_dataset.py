@@ -62,7 +62,8 @@ class DBBDDataset(BaseDataset):
             ``data_root`` first (the demo config uses this).
 
     The pipeline receives ``scene_id``, ``scene_dir``, ``coord (N, 3)``,
-    ``normal (N, 3)``, ``color (N, 3)`` or None, ``segment (N,)`` or None,
+    ``normal (N, 3)``, ``color (N, 3)`` or None, ``intensity (N,)`` or None
+    (the source's scale), ``segment (N,)`` or None,
     the tree arrays ``point_region (L, N)``, ``region_parent (R,)``,
     ``region_center (R,)``, ``level_offset (L + 1,)``, ``seed_key`` (the
     ``(seed, epoch, index)`` all augmentation randomness derives from) and
@@ -155,6 +156,7 @@ class DBBDDataset(BaseDataset):
             coord=scene['coord'],
             normal=scene['normal'],
             color=scene.get('color'),
+            intensity=scene.get('intensity'),
             segment=scene.get('segment'),
             point_region=np.asarray(tree.point_region),
             region_parent=np.asarray(tree.region_parent),

@@ -8,7 +8,8 @@ A DBBD pipeline reads like mmpretrain's self-supervised ones::
     ]
 
 :class:`DBBDDataset` hands the pipeline one dict per scene (``coord``,
-``normal``, ``color``, ``segment``, the tree arrays, ids and seeds);
+``normal``, ``color``, ``intensity``, ``segment``, the tree arrays, ids and
+seeds);
 :class:`MultiView` makes independently augmented copies of the point
 attributes; :class:`PackDBBDInputs` assembles what
 :func:`~dbbd.datasets.dbbd_collate` takes. Tools that need a dataset's
@@ -26,15 +27,24 @@ __all__ = ['MultiView', 'PackDBBDInputs', 'FEATURE_CHANNELS',
            'feature_channels', 'pipeline_feat_keys', 'set_feat_keys',
            'check_feat_width']
 
-#: Width of each point attribute that can be a feature.
-FEATURE_CHANNELS = dict(normal=3, color=3, coord=3)
+#: Width of each point attribute that can be a feature: ``normal``,
+#: ``color`` and ``coord`` 3 channels each, ``intensity`` 1.
+FEATURE_CHANNELS = dict(normal=3, color=3, coord=3, intensity=1)
 
 #: Point attributes a view carries (transforms may change them).
-_VIEW_KEYS = ('coord', 'normal', 'color')
+_VIEW_KEYS = ('coord', 'normal', 'color', 'intensity')
+
+#: What to do when a scene lacks an attribute ``feat_keys`` asks for.
+_MISSING_HINT = dict(
+    intensity="drop 'intensity' from feat_keys, or prepare the scene from "
+    'source files with an intensity / scalar_intensity field '
+    '(tools/create_data.py --overwrite)')
 
 
 def feature_channels(feat_keys: Sequence[str]) -> int:
-    """Width of the features ``feat_keys`` make (3 per key)."""
+    """Width of the features ``feat_keys`` make: the sum of their
+    :data:`FEATURE_CHANNELS` (3 for ``normal``, ``color``, ``coord``; 1
+    for ``intensity``), e.g. 7 for ``('color', 'normal', 'intensity')``."""
     unknown = [k for k in feat_keys if k not in FEATURE_CHANNELS]
     if unknown or not feat_keys:
         raise ValueError(
@@ -53,7 +63,8 @@ def _build(transforms):
 class MultiView:
     """``num_views`` independently augmented copies of a scene's points.
 
-    Each view starts from copies of ``coord``, ``normal`` and ``color`` and
+    Each view starts from float32 copies of ``coord``, ``normal``,
+    ``color`` and ``intensity`` (None where the scene has none) and
     goes through ``transforms`` with its own ``rng``, a
     ``numpy.random.Generator`` derived from ``results['seed_key']`` (the
     dataset's ``(seed, epoch, index)``) and the view number: the
@@ -104,8 +115,10 @@ class PackDBBDInputs:
 
     Per view (``results['views']``, else the top-level attributes as one
     view) ``dict(coord (N, 3) float32, feat (N, C) float32)`` where ``feat``
-    concatenates ``feat_keys`` in order (and ``mask (N,)`` bool when a
-    masking transform marked points); plus the tree arrays
+    concatenates ``feat_keys`` in order, ``C`` = :func:`feature_channels`
+    (a per-point scalar such as ``intensity (N,)`` is one column), and
+    ``mask (N,)`` bool when a masking transform marked points; plus the
+    tree arrays
     ``point_region (L, N)``, ``region_parent (R,)``, ``region_center
     (R,)``, ``level_offset (L + 1,)``, ``segment (N,)`` (-1 where
     unlabelled), ``scene_id``, ``num_points`` and ``sample_seed``.
@@ -116,7 +129,13 @@ class PackDBBDInputs:
 
     Args:
         feat_keys: any of ``'normal'`` (default), ``'color'`` (put
-            ``NormalizeColor`` in the view transforms), ``'coord'``.
+            ``NormalizeColor`` in the view transforms), ``'coord'``,
+            ``'intensity'`` (1 channel; put ``NormalizeIntensity`` in the
+            view transforms).
+
+    Raises:
+        ValueError: one line naming the scene, when it lacks an attribute
+            ``feat_keys`` asks for (no colour, no intensity).
     """
 
     def __init__(self, feat_keys: Sequence[str] = ('normal', )):
@@ -126,13 +145,17 @@ class PackDBBDInputs:
     def _feat(self, view, where):
         missing = [k for k in self.feat_keys if view.get(k) is None]
         if missing:
+            k = missing[0]
+            hint = _MISSING_HINT.get(
+                k, 'drop it from feat_keys or prepare the data with that '
+                'attribute')
             raise ValueError(
-                f'{where}: feat_keys asks for {missing[0]!r} but the scene '
-                f'has no {missing[0]}; drop it from feat_keys or prepare the '
-                'data with that attribute')
+                f'{where}: feat_keys asks for {k!r} but the scene has no '
+                f'{k}; {hint}')
+        n = int(np.asarray(view['coord']).shape[0])
         return np.ascontiguousarray(np.concatenate(
-            [np.asarray(view[k], dtype=np.float32) for k in self.feat_keys],
-            axis=1))
+            [np.asarray(view[k], dtype=np.float32).reshape(
+                n, FEATURE_CHANNELS[k]) for k in self.feat_keys], axis=1))
 
     def __call__(self, results: dict) -> dict:
         where = results.get('scene_dir', results.get('scene_id', 'scene'))
@@ -203,7 +226,8 @@ def set_feat_keys(cfg, feat_keys) -> int:
     (``model.backbone.in_channels`` and/or ``model.in_channels``).
 
     Returns:
-        the input width, ``3 * len(feat_keys)``.
+        the input width, :func:`feature_channels` of ``feat_keys`` (e.g. 7
+        for ``('color', 'normal', 'intensity')``).
     """
     if isinstance(feat_keys, str):
         feat_keys = (feat_keys, )
@@ -219,9 +243,30 @@ def set_feat_keys(cfg, feat_keys) -> int:
     return width
 
 
+def _transform_types(pipeline):
+    """Short type names of a pipeline's transforms, those inside
+    ``MultiView(transforms=...)`` included."""
+    for t in pipeline or []:
+        if isinstance(t, dict):
+            yield str(t.get('type', '')).split('.')[-1]
+            yield from _transform_types(t.get('transforms'))
+
+
 def check_feat_width(cfg):
     """ValueError (one line) when a loader's ``feat_keys`` and the model's
-    input width disagree."""
+    input width disagree, or ``feat_keys`` has ``'intensity'`` and the
+    loader's pipeline has no ``NormalizeIntensity`` (raw intensity is on
+    the sensor's scale, up to 65535)."""
+    for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        dataset = (cfg.get(loader) or {}).get('dataset')
+        keys = pipeline_feat_keys(dataset)
+        if keys and 'intensity' in keys and 'NormalizeIntensity' not in \
+                set(_transform_types(dataset.get('pipeline'))):
+            raise ValueError(
+                f'{loader}: feat_keys {keys!r} has \'intensity\' but the '
+                "pipeline has no NormalizeIntensity; add dict(type="
+                "'NormalizeIntensity') to the view transforms (next to "
+                'NormalizeColor)')
     for where, holder in _width_holders(cfg):
         width = holder['in_channels']
         for loader in ('train_dataloader', 'val_dataloader',

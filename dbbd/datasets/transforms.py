@@ -2,7 +2,9 @@
 
 Each view of a scene goes through the configured ``pipeline``. Keys a
 transform may read or write: ``coord (N, 3) float32``, ``normal (N, 3)``,
-``color (N, 3)`` (0..255 until :class:`NormalizeColor`, then -1..1).
+``color (N, 3)`` (0..255 until :class:`NormalizeColor`, then -1..1),
+``intensity (N,)`` or None (the sensor's scale until
+:class:`NormalizeIntensity`, then -1..1).
 
 Randomness comes only from ``results['rng']``, a ``numpy.random.Generator``
 the dataset derives from ``(seed, epoch, sample index, view)``. That makes
@@ -24,8 +26,9 @@ from dbbd.registry import TRANSFORMS
 __all__ = [
     'CenterShift', 'RandomRotateZ', 'ViewRotateZ', 'RandomScale',
     'RandomFlip', 'RandomJitter', 'RandomTranslate', 'ColorJitter',
-    'ChromaticAutoContrast', 'NormalizeColor', 'GridSample',
-    'RandomPatchMask', 'RandomViewCrop'
+    'ChromaticAutoContrast', 'NormalizeColor', 'NormalizeIntensity',
+    'intensity_full_scale', 'GridSample', 'RandomPatchMask',
+    'RandomViewCrop', 'POINT_KEYS'
 ]
 
 
@@ -264,6 +267,69 @@ class NormalizeColor:
         return 'NormalizeColor()'
 
 
+#: The full scales of common intensity encodings: floats in 0..1, 8-bit
+#: and 16-bit integers.
+INTENSITY_SCALES = (1.0, 255.0, 65535.0)
+
+
+def intensity_full_scale(intensity):
+    """The full scale of a scene's intensity (N,): the smallest of
+    :data:`INTENSITY_SCALES` (1, 255, 65535) that is at least its largest
+    value; above 65535 (an encoding the rule does not know) the scene's
+    99th percentile. Returns a float > 0."""
+    a = np.asarray(intensity, dtype=np.float64)
+    top = float(a.max()) if a.size else 0.0
+    for scale in INTENSITY_SCALES:
+        if top <= scale:
+            return scale
+    return max(float(np.percentile(a, 99)), 1e-12)
+
+
+@TRANSFORMS.register_module()
+class NormalizeIntensity:
+    """Map intensity from the sensor's scale to -1..1, like
+    :class:`NormalizeColor` does colours.
+
+    Sensors write intensity on different scales (0..1 floats, 0..255,
+    0..65535), and ``intensity.npy`` keeps the source's. The rule: divide
+    by the scene's *full scale*, the smallest of 1, 255 and 65535 that is
+    at least the scene's largest value (:func:`intensity_full_scale`; the
+    99th percentile above 65535), then ``2 * x - 1``, clipped to -1..1.
+    A fixed rule rather than a per-scene statistic: scenes of one sensor
+    keep comparable values (a dark scene stays dark), and a scene whose
+    intensity is all zero or nearly so (fields written but never
+    measured) stays constant instead of having its few values stretched to
+    full scale. Negative values clip to -1.
+
+    Args:
+        scale: a fixed full scale for every scene (e.g. 4095 for 12-bit
+            intensity) instead of the rule; None: the rule.
+
+    ``results['intensity']`` (N,) becomes float32 in -1..1; None stays None.
+    """
+
+    def __init__(self, scale=None):
+        if scale is not None and not (
+                isinstance(scale, (int, float)) and not isinstance(
+                    scale, bool) and np.isfinite(scale) and scale > 0):
+            raise ValueError(f'NormalizeIntensity: scale must be a number > '
+                             f'0 or None, got {scale!r}')
+        self.scale = None if scale is None else float(scale)
+
+    def __call__(self, results):
+        inten = results.get('intensity')
+        if inten is not None:
+            inten = np.asarray(inten, dtype=np.float32)
+            scale = self.scale or intensity_full_scale(inten)
+            results['intensity'] = np.clip(
+                inten * np.float32(2.0 / scale) - np.float32(1.0), -1.0,
+                1.0).astype(np.float32)
+        return results
+
+    def __repr__(self):
+        return f'NormalizeIntensity(scale={self.scale!r})'
+
+
 def _add_mask(results, hidden):
     mask = results.get('mask')
     results['mask'] = hidden if mask is None else (mask | hidden)
@@ -350,6 +416,9 @@ class RandomViewCrop:
 #: Tree arrays of a scene dict; :class:`GridSample` drops them.
 TREE_KEYS = ('point_region', 'region_parent', 'region_center',
              'level_offset')
+#: Per-point arrays of a scene dict (first axis N): a transform that keeps
+#: a subset of the points indexes every one of them.
+POINT_KEYS = ('coord', 'normal', 'color', 'intensity', 'segment')
 
 
 @TRANSFORMS.register_module()
@@ -358,7 +427,8 @@ class GridSample:
     how to carry predictions back to every point.
 
     Put it first in the pipeline, before :class:`MultiView`: it subsamples
-    ``coord``, ``normal``, ``color`` and ``segment`` of the scene dict and
+    the per-point arrays of the scene dict (:data:`POINT_KEYS`: ``coord``,
+    ``normal``, ``color``, ``intensity``, ``segment``) and
     adds ``inverse (N,)`` (for each of the scene's N points, its kept
     point) and ``origin_segment (N,)`` (the full-resolution labels, or
     None), which the segmentor and :class:`~dbbd.evaluation.SegMetric` use
@@ -395,7 +465,7 @@ class GridSample:
         results['origin_segment'] = None if segment is None else np.asarray(
             segment, dtype=np.int64)
         results['inverse'] = inverse
-        for key in ('coord', 'normal', 'color', 'segment'):
+        for key in POINT_KEYS:
             if results.get(key) is not None:
                 results[key] = np.asarray(results[key])[keep]
         for key in TREE_KEYS:

@@ -2,7 +2,9 @@
 data_root = 'data/scannet'
 dataset_type = 'DBBDDataset'
 # Point features fed to the network: normals (3 channels) by default.
-# ('normal', 'color') uses colours too (NormalizeColor is in the views).
+# ('normal', 'color') uses colours too (NormalizeColor is in the views);
+# 'intensity' adds 1 channel for scans that have it (NormalizeIntensity is
+# in the views: the sensor's 0..1 / 0..255 / 0..65535 scale to -1..1).
 # From the command line, `--cfg-options feat_keys="('normal','color')"`
 # sets both loaders and the model's input width together.
 feat_keys = ('normal', )
@@ -20,6 +22,7 @@ train_view = [
     dict(type='ChromaticAutoContrast', p=0.2),
     dict(type='ColorJitter', std=0.05, p=0.95),
     dict(type='NormalizeColor'),
+    dict(type='NormalizeIntensity'),
 ]
 train_pipeline = [
     dict(type='MultiView', num_views=2, transforms=train_view),
@@ -32,6 +35,7 @@ val_view = [
     dict(type='RandomRotateZ', angle=(-3.141592653589793, 3.141592653589793)),
     dict(type='RandomJitter', sigma=0.002, clip=0.01),
     dict(type='NormalizeColor'),
+    dict(type='NormalizeIntensity'),
 ]
 val_pipeline = [
     dict(type='MultiView', num_views=2, transforms=val_view),

@@ -12,7 +12,8 @@ class_names = ('wall', 'floor', 'cabinet', 'bed', 'chair', 'sofa', 'table',
 feat_keys = ('normal', )
 
 # Training views: rotation, scale, flip, jitter (and colour augmentation
-# when feat_keys has 'color'). The tree backbone reads every point, so no
+# when feat_keys has 'color'; NormalizeIntensity scales intensity to -1..1
+# when feat_keys has 'intensity'). The tree backbone reads every point, so no
 # grid sampling here; a scene backbone may put
 # dict(type='GridSample', grid_size=0.02, mode='train') first in the
 # pipeline (before MultiView), and mode='test' in the others.
@@ -25,6 +26,7 @@ train_view = [
     dict(type='ChromaticAutoContrast', p=0.2),
     dict(type='ColorJitter', std=0.05, p=0.95),
     dict(type='NormalizeColor'),
+    dict(type='NormalizeIntensity'),
 ]
 train_pipeline = [
     dict(type='MultiView', num_views=1, transforms=train_view),
@@ -34,6 +36,7 @@ train_pipeline = [
 val_view = [
     dict(type='CenterShift', apply_z=True),
     dict(type='NormalizeColor'),
+    dict(type='NormalizeIntensity'),
 ]
 val_pipeline = [
     dict(type='MultiView', num_views=1, transforms=val_view),
