@@ -53,9 +53,12 @@ def parse_args(argv=None):
         help='override config keys, e.g. train_cfg.max_epochs=10; '
         'data_root=PATH sets the data root of both loaders; '
         "feat_keys=\"('normal','color')\" sets the point features of both "
-        'loaders and the model\'s input width; num_classes=N sets the model '
-        'and the metric; pretrained=PATH (segmentation configs) starts the '
-        'backbone from a pre-training checkpoint or an exported encoder')
+        'loaders and the model\'s input width (\'intensity\' is 1 channel); '
+        'num_classes=N sets the model, the metrics and the datasets, and '
+        "class_names=\"['a','b',...]\" the names the metrics show "
+        '(numbered class0.. when none fit); pretrained=PATH (segmentation '
+        'configs) starts the backbone from a pre-training checkpoint or an '
+        'exported encoder')
     parser.add_argument(
         '--launcher',
         choices=['none', 'pytorch', 'slurm'],
@@ -94,14 +97,16 @@ def missing_config_message(path):
 
 
 def pop_top_level_keys(opts):
-    """num_classes= and pretrained= of --cfg-options (top-level keys)."""
+    """num_classes=, class_names= and pretrained= of --cfg-options
+    (top-level keys)."""
     from dbbd.models.segmentors.config import pop_top_level
     return pop_top_level(opts)
 
 
 def apply_top_level_keys(cfg, explicit):
-    """The top-level num_classes / pretrained (of the config, or given on
-    the command line) set the model, metrics and datasets together."""
+    """The top-level num_classes / class_names / pretrained (of the config,
+    or given on the command line) set the model, metrics and datasets
+    together."""
     from dbbd.models.segmentors.config import apply_top_level
     try:
         apply_top_level(cfg, **explicit)

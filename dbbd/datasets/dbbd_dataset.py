@@ -60,6 +60,9 @@ class DBBDDataset(BaseDataset):
             num_points=..., seed=..., **tree_options)``: when the split is
             absent, generate synthetic rooms and prepare them into
             ``data_root`` first (the demo config uses this).
+        metainfo: mmengine's; ``dict(classes=(...))`` names the label
+            classes for the metrics (``dataset_meta``); without it the
+            metrics use their ``class_names`` or number the classes.
 
     The pipeline receives ``scene_id``, ``scene_dir``, ``coord (N, 3)``,
     ``normal (N, 3)``, ``color (N, 3)`` or None, ``intensity (N,)`` or None
@@ -71,11 +74,10 @@ class DBBDDataset(BaseDataset):
     :func:`dbbd_collate`.
     """
 
-    METAINFO = dict(classes=(
-        'wall', 'floor', 'cabinet', 'bed', 'chair', 'sofa', 'table', 'door',
-        'window', 'bookshelf', 'picture', 'counter', 'desk', 'curtain',
-        'refrigerator', 'shower curtain', 'toilet', 'sink', 'bathtub',
-        'otherfurniture'))
+    # No class names by default: a dataset names its classes with
+    # ``metainfo=dict(classes=(...))`` (what metrics show), and prepared
+    # scenes may hold any label set, so none is assumed.
+    METAINFO: dict = dict()
 
     def __init__(self,
                  data_root,

@@ -85,6 +85,8 @@ class SegDataset(DBBDDataset):
             see above (None: all).
         require_labels: False for prediction on an unlabelled split (every
             point then counts as unlabelled).
+        metainfo: ``dict(classes=(...))``: ``num_classes`` names for the
+            metrics (none by default: numbered).
         **kwargs: :class:`DBBDDataset`'s.
 
     Raises:
@@ -126,6 +128,13 @@ class SegDataset(DBBDDataset):
         self.label_seed = int(label_seed)
         self.require_labels = require_labels
         super().__init__(data_root, **kwargs)
+        names = self.metainfo.get('classes')
+        if names is not None and (isinstance(names, str)
+                                  or len(names) != self.num_classes):
+            raise ValueError(
+                f'{name}: metainfo classes has '
+                f'{1 if isinstance(names, str) else len(names)} names but '
+                f'num_classes is {self.num_classes}; give one name per class')
 
     def _label_error(self, scene_dir, what):
         return SegLabelError(

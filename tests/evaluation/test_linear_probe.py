@@ -53,7 +53,8 @@ def test_one_hot_features_give_miou_one():
         seg[:3] = -1  # unlabelled points are ignored
         feat = F.one_hot(seg.clamp(min=0), K).float()
         scenes.append((f'scene{i}', feat, feat.clone(), seg))
-    m = run_metric([scenes[:2], scenes[2:]])
+    from dbbd.datasets.readers import SCANNET20_CLASSES
+    m = run_metric([scenes[:2], scenes[2:]], class_names=SCANNET20_CLASSES)
     names = ['wall', 'floor', 'chair', 'door', 'desk']  # ScanNet-20's
     assert set(m) == {'probe/miou', 'probe/acc', 'probe/miou_raw',
                       'probe/acc_raw', 'probe/miou_majority',

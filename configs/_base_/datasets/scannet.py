@@ -8,6 +8,15 @@ dataset_type = 'DBBDDataset'
 # From the command line, `--cfg-options feat_keys="('normal','color')"`
 # sets both loaders and the model's input width together.
 feat_keys = ('normal', )
+# The labels the linear probe of the validation reads (ScanNet-20). For
+# another label set, --cfg-options num_classes=15 (the probe then numbers
+# the classes class0..class14) and class_names="['ground',...]" to name
+# them.
+num_classes = 20
+class_names = ('wall', 'floor', 'cabinet', 'bed', 'chair', 'sofa', 'table',
+               'door', 'window', 'bookshelf', 'picture', 'counter', 'desk',
+               'curtain', 'refrigerator', 'shower curtain', 'toilet', 'sink',
+               'bathtub', 'otherfurniture')
 
 # Per-view augmentations; MultiView makes two independently augmented views
 # of each scene (same points, same region tree), PackDBBDInputs assembles
@@ -77,5 +86,6 @@ val_dataloader = dict(
 # raw-feature baseline probe/miou_raw, probe/acc_raw); docs/evaluation.md.
 val_evaluator = [
     dict(type='ContrastiveLossMetric'),
-    dict(type='LinearProbeMetric'),
+    dict(type='LinearProbeMetric', num_classes=num_classes,
+         class_names=class_names),
 ]

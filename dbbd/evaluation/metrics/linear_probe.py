@@ -2,7 +2,7 @@
 point features.
 
 On the validation scenes, a multinomial logistic regression is fitted to
-the ScanNet-20 labels of one part of the scenes and scored (mIoU, overall
+the labels (``num_classes`` classes) of one part of the scenes and scored (mIoU, overall
 accuracy) on the rest, once on the model's point features and once on the
 raw input features (``feat`` of view 1: normals, colours) as the baseline.
 Pre-training has taught the encoder something when the first beats the
@@ -19,7 +19,8 @@ from mmengine.logging import print_log
 
 from dbbd.registry import METRICS
 from dbbd.utils.rng import scene_rng
-from .seg_metric import confusion_matrix, iou_from_confusion
+from .seg_metric import (check_class_names, confusion_matrix,
+                         iou_from_confusion, resolve_class_names)
 
 __all__ = ['LinearProbeMetric', 'fit_linear_probe', 'predict_linear_probe',
            'segmentation_scores', 'linear_probe_scores']
@@ -168,8 +169,11 @@ class LinearProbeMetric(BaseMetric):
         steps: L-BFGS iterations.
         weight_decay: L2 penalty of the weights.
         raw_baseline: also probe the raw input features.
-        class_names: one name per class (default: ScanNet-20's when
-            ``num_classes`` is 20, else ``class0, class1, ...``).
+        class_names: one name per class (default: the dataset's
+            ``metainfo['classes']`` when ``num_classes`` many, else
+            ``class0, class1, ...`` whatever ``num_classes`` is;
+            :func:`~dbbd.evaluation.metrics.seg_metric.resolve_class_names`).
+            Configs set it from their top-level ``class_names``.
         feat_key: which entry of the predict output to probe
             (``'point_feat'``: G2L; ``'point_feat_l2g'``: L2G).
         seed: seed of the subsampling and of the one-scene split.
@@ -201,17 +205,17 @@ class LinearProbeMetric(BaseMetric):
         self.steps = steps
         self.weight_decay = weight_decay
         self.raw_baseline = raw_baseline
-        if class_names is None:
-            from dbbd.datasets.dbbd_dataset import DBBDDataset
-            scannet = DBBDDataset.METAINFO['classes']
-            class_names = scannet if num_classes == len(scannet) else [
-                f'class{k}' for k in range(num_classes)]
-        if len(class_names) != num_classes:
-            raise ValueError(f'LinearProbeMetric: {len(class_names)} '
-                             f'class_names for num_classes={num_classes}')
-        self.class_names = [str(c) for c in class_names]
+        self._class_names = check_class_names('LinearProbeMetric',
+                                              num_classes, class_names)
         self.feat_key = feat_key
         self.seed = seed
+
+    @property
+    def class_names(self):
+        """The ``num_classes`` class names (:func:`resolve_class_names`).
+        """
+        return resolve_class_names(self.num_classes, self._class_names,
+                                   self.dataset_meta)
 
     # ------------------------------------------------------------------
     def process(self, data_batch, data_samples: Sequence[dict]) -> None:

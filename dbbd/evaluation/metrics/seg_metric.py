@@ -15,7 +15,49 @@ from mmengine.logging import print_log
 from dbbd.registry import METRICS
 
 __all__ = ['SegMetric', 'confusion_matrix', 'iou_from_confusion',
-           'format_class_table']
+           'format_class_table', 'check_class_names', 'resolve_class_names']
+
+
+def check_class_names(owner: str, num_classes: int,
+                      class_names: Optional[Sequence[str]]):
+    """``class_names`` as a tuple of str (None stays None); ValueError (one
+    line naming ``owner``) when they are not ``num_classes`` many."""
+    if class_names is None:
+        return None
+    if isinstance(class_names, str) or len(class_names) != num_classes:
+        got = (f'{class_names!r}' if isinstance(class_names, str) else
+               f'{len(class_names)} class_names')
+        raise ValueError(
+            f'{owner}: {got} for num_classes={num_classes}; give one name '
+            'per class (or set the top-level num_classes and class_names, '
+            'which set the model, the metrics and the datasets together)')
+    return tuple(str(c) for c in class_names)
+
+
+def resolve_class_names(num_classes: int,
+                        class_names: Optional[Sequence[str]] = None,
+                        dataset_meta: Optional[dict] = None):
+    """The names of ``num_classes`` classes, by one rule for every
+    metric:
+
+    1. ``class_names`` when given (the metric's argument, which configs
+       set from their top-level ``class_names``);
+    2. else the dataset's names (``dataset_meta['classes']``, the
+       dataset's ``metainfo``) when they are ``num_classes`` many;
+    3. else numbered: ``class0``, ``class1``, ... (also for 20 classes:
+       ScanNet-20's names come only from a config or dataset that gives
+       them, so a dataset of other classes never shows them).
+
+    Returns:
+        tuple of ``num_classes`` str.
+    """
+    if class_names is not None:
+        return tuple(str(c) for c in class_names)
+    names = (dataset_meta or {}).get('classes')
+    if names is not None and not isinstance(names, str) and \
+            len(names) == num_classes:
+        return tuple(str(c) for c in names)
+    return tuple(f'class{i}' for i in range(num_classes))
 
 
 def confusion_matrix(pred: torch.Tensor, gt: torch.Tensor, num_classes: int,
@@ -112,7 +154,9 @@ class SegMetric(BaseMetric):
 
     Args:
         num_classes: number of classes K (ScanNet-20: 20).
-        class_names: K names for the table (default ``class 0``, ...).
+        class_names: K names for the table (default: the dataset's
+            ``metainfo['classes']`` when K many, else ``class0``, ...;
+            :func:`resolve_class_names`).
         ignore_index: label of unlabelled points (-1).
         collect_device, prefix, collect_dir: as for mmengine's
             ``BaseMetric`` (no prefix by default: keys ``mIoU``, ``mAcc``,
@@ -133,15 +177,16 @@ class SegMetric(BaseMetric):
                 num_classes, bool) or num_classes < 2:
             raise ValueError(f'SegMetric: num_classes must be an int >= 2, '
                              f'got {num_classes!r}')
-        if class_names is not None and len(class_names) != num_classes:
-            raise ValueError(
-                f'SegMetric: {len(class_names)} class_names for '
-                f'num_classes={num_classes}; give one name per class (or '
-                'set the top-level num_classes, which sets both)')
         self.num_classes = num_classes
-        self.class_names = tuple(class_names) if class_names is not None \
-            else tuple(f'class {i}' for i in range(num_classes))
+        self._class_names = check_class_names('SegMetric', num_classes,
+                                              class_names)
         self.ignore_index = ignore_index
+
+    @property
+    def class_names(self):
+        """The K class names (:func:`resolve_class_names`)."""
+        return resolve_class_names(self.num_classes, self._class_names,
+                                   self.dataset_meta)
 
     def process(self, data_batch, data_samples: Sequence[dict]) -> None:
         for i, out in enumerate(data_samples):

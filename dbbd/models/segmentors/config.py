@@ -1,5 +1,5 @@
-"""Top-level config keys of downstream configs: ``num_classes``,
-``class_names`` and ``pretrained``.
+"""Top-level config keys: ``num_classes``, ``class_names`` (downstream
+configs, and the linear probe of pre-training configs) and ``pretrained``.
 
 Python configs resolve ``model = dict(num_classes=num_classes)`` when the
 file is read, so a child config (or ``--cfg-options``) that sets the
@@ -15,7 +15,7 @@ __all__ = ['TOP_LEVEL_KEYS', 'pop_top_level', 'apply_top_level',
            'set_num_classes', 'set_pretrained']
 
 #: ``--cfg-options`` keys handled here rather than merged as they are.
-TOP_LEVEL_KEYS = ('num_classes', 'pretrained')
+TOP_LEVEL_KEYS = ('num_classes', 'class_names', 'pretrained')
 
 _METRICS_WITH_CLASSES = ('SegMetric', 'LinearProbeMetric')
 
@@ -41,11 +41,12 @@ def _metrics(cfg):
 
 
 def set_num_classes(cfg, num_classes: int) -> None:
-    """Make ``num_classes`` the number of classes of the whole config: the
-    top level, the model (and its head when the head names one), the
-    metrics (``SegMetric``, ``LinearProbeMetric``) and the datasets that
-    check labels. ``class_names`` of another length become None (numbered
-    classes in the table).
+    """Make ``num_classes`` and the top-level ``class_names`` the classes
+    of the whole config: the top level, the model (and its head when the
+    head names one), the metrics (``SegMetric``, ``LinearProbeMetric``) and
+    the datasets that check labels (and their ``metainfo`` classes).
+    ``class_names`` of another length become None: the metrics then number
+    the classes (``class0``, ...), never borrow another dataset's names.
 
     Raises:
         ValueError: not an int >= 2.
@@ -58,6 +59,8 @@ def set_num_classes(cfg, num_classes: int) -> None:
     names = cfg.get('class_names')
     if names is not None and len(names) != num_classes:
         names = cfg['class_names'] = None
+    if names is not None:
+        names = tuple(names)
     model = cfg.get('model') or {}
     if 'num_classes' in model:
         model['num_classes'] = num_classes
@@ -68,12 +71,15 @@ def set_num_classes(cfg, num_classes: int) -> None:
             model['head']['num_classes'] = num_classes
     for m in _metrics(cfg):
         m['num_classes'] = num_classes
-        if 'class_names' in m:
+        if 'class_names' in m or names is not None:
             m['class_names'] = names
     for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
         ds = (cfg.get(loader) or {}).get('dataset') or {}
         if 'num_classes' in ds:
             ds['num_classes'] = num_classes
+        meta = ds.get('metainfo')
+        if isinstance(meta, dict) and meta.get('classes') is not None:
+            meta['classes'] = names
 
 
 def _takes_pretrained(model_cfg) -> bool:
@@ -115,9 +121,11 @@ def set_pretrained(cfg, path: Optional[str]) -> None:
 
 def apply_top_level(cfg, **explicit) -> None:
     """Set the ``explicit`` values (from ``--cfg-options``) at the top
-    level, then copy the top-level ``num_classes`` and ``pretrained`` of
-    the config to every place that uses them. A top-level value of None
-    (or absent) leaves the sections as they are, unless given explicitly.
+    level, then copy the top-level ``num_classes``, ``class_names`` and
+    ``pretrained`` of the config to every place that uses them. A
+    top-level value of None (or absent) leaves the sections as they are,
+    unless given explicitly; ``class_names`` alone also sets
+    ``num_classes`` when the config has none.
 
     Raises:
         ValueError: one line, a value that cannot work.
@@ -125,6 +133,21 @@ def apply_top_level(cfg, **explicit) -> None:
     unknown = set(explicit) - set(TOP_LEVEL_KEYS)
     if unknown:
         raise ValueError(f'unknown top-level keys {sorted(unknown)}')
+    if 'class_names' in explicit:
+        names = explicit['class_names']
+        if names is not None and (
+                isinstance(names, str) or not isinstance(names, (list, tuple))
+                or not all(isinstance(n, str) for n in names)):
+            raise ValueError(f'class_names must be a list of names (e.g. '
+                             f'"[\'ground\',\'tree\']"), got {names!r}')
+        k = explicit.get('num_classes', cfg.get('num_classes'))
+        if names is not None and k is None:
+            k = explicit['num_classes'] = len(names)
+        if names is not None and len(names) != k:
+            raise ValueError(f'class_names has {len(names)} names but '
+                             f'num_classes is {k}; give one name per class '
+                             f'(and num_classes={len(names)} with them)')
+        cfg['class_names'] = None if names is None else tuple(names)
     if explicit.get('num_classes') is not None or \
             cfg.get('num_classes') is not None:
         set_num_classes(cfg, explicit.get('num_classes',
