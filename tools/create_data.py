@@ -5,6 +5,10 @@ prepared scene folders (docs/data_format.md).
         --splits data/scannet/splits --workers 8
 
 A thin command line over :func:`dbbd.datasets.prepare.prepare_dataset`.
+The summary names the optional fields kept (colour, intensity, normals from
+the source, labels; a scene whose intensity is one value everywhere is
+counted) and, once each, the source fields that are not read (e.g. a PLY's
+``curvature`` and ``alpha``).
 Exit code: 0 when every scene is prepared (or was already), 1 when any
 scene failed, 2 on bad arguments.
 """
