@@ -66,8 +66,9 @@ def _lovasz_reference(probs, labels, ignore_index=-1):
 
 def test_lovasz_softmax_of_a_case_worked_out_by_hand():
     """Three labelled points y = (0, 0, 1) with p(class 0) = (0.9, 0.4,
-    0.3), p(class 1) = (0.1, 0.6, 0.7); a fourth point is unlabelled and a
-    third class is absent (probability 0 everywhere on the labelled points).
+    0.3), p(class 1) = (0.1, 0.6, 0.7); a fourth point is unlabelled (its
+    p(class 0) = 0.8 would come first in class 0's order if it counted) and
+    a third class is absent (probability 0 on the labelled points).
 
     Class 0: fg = (1, 1, 0), errors |fg - p0| = (0.1, 0.6, 0.3). Sorted
     down: 0.6 (fg 1), 0.3 (fg 0), 0.1 (fg 1); G = 2. After 1, 2, 3 points:
@@ -82,7 +83,7 @@ def test_lovasz_softmax_of_a_case_worked_out_by_hand():
     50/180). Loss = (23/60 + 27/60) / 2 = 5/12.
     """
     probs = torch.tensor([[0.9, 0.1, 0.0], [0.4, 0.6, 0.0],
-                          [0.3, 0.7, 0.0], [0.1, 0.1, 0.8]])
+                          [0.3, 0.7, 0.0], [0.8, 0.1, 0.1]])
     target = torch.tensor([0, 0, 1, -1])
     assert lovasz_softmax(probs, target).item() == pytest.approx(5 / 12)
     # through the registered loss: logits whose softmax is probs (class 2
