@@ -94,7 +94,18 @@ class PointSegmentor(DBBDBaseModel):
       grid sampling). With several views (test-time augmentation) the
       logits of all views are averaged;
     - ``'tensor'``: logits ``(P, K)`` of view 1, at network resolution.
+
+    Attributes:
+        class_weight: ``(K,)`` float32 buffer, or None (no weights).
+        class_weight_auto: whether ``class_weight='auto'``.
+        class_weight_ready: False while ``'auto'`` weights are unset (the
+            training loss then stops with a one-line error).
+        loss_terms: the loss terms (``nn.ModuleList``).
     """
+
+    #: state keys that may be missing from a checkpoint or present only in
+    #: it (``StrictLoadHook`` allows them): see :meth:`_load_from_state_dict`
+    optional_state_keys = ('class_weight', )
 
     def __init__(self,
                  backbone: dict,
@@ -168,7 +179,8 @@ class PointSegmentor(DBBDBaseModel):
         if len(class_weight) != num_classes or not any(class_weight):
             raise ConfigError(
                 f'PointSegmentor: class_weight has {len(class_weight)} '
-                f'values for num_classes={num_classes}'
+                f'values for num_classes={num_classes}; give one per class, '
+                "or class_weight='auto'"
                 if len(class_weight) != num_classes else
                 f'PointSegmentor: class_weight must be {expected}, got '
                 f'{class_weight!r}')
@@ -291,10 +303,6 @@ class PointSegmentor(DBBDBaseModel):
         if self.class_weight_auto and key in state_dict and not any(
                 key in m for m in error_msgs):
             self.class_weight_ready = True
-
-    #: state keys that may be missing from a checkpoint or present only in
-    #: it (``StrictLoadHook`` allows them): see :meth:`_load_from_state_dict`
-    optional_state_keys = ('class_weight', )
 
     def _loss_class_weight(self) -> Optional[torch.Tensor]:
         if not self.class_weight_ready:
