@@ -151,6 +151,9 @@ def build_config(args):
                 if cfg.get(loader) and 'dataset' in cfg[loader]:
                     cfg[loader].dataset.data_root = data_root
     apply_top_level_keys(cfg, top_level)
+    # class_weight='auto': the hook that counts the training labels
+    from dbbd.engine.hooks.class_weight_hook import add_class_weight_hook
+    add_class_weight_hook(cfg)
 
     if args.work_dir is not None:
         cfg.work_dir = args.work_dir

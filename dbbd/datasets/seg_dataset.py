@@ -11,7 +11,7 @@ from dbbd.utils.rng import scene_rng
 from .dbbd_dataset import DataPreparationError, DBBDDataset
 
 __all__ = ['SegDataset', 'SegLabelError', 'choose_labelled_scenes',
-           'limit_labelled_points']
+           'limit_labelled_points', 'dataset_class_counts']
 
 
 class SegLabelError(DataPreparationError):
@@ -127,6 +127,7 @@ class SegDataset(DBBDDataset):
         self.labelled_points = labelled_points
         self.label_seed = int(label_seed)
         self.require_labels = require_labels
+        self._class_counts = None
         super().__init__(data_root, **kwargs)
         names = self.metainfo.get('classes')
         if names is not None and (isinstance(names, str)
@@ -195,3 +196,108 @@ class SegDataset(DBBDDataset):
                 segment, self.labelled_points, self.label_seed,
                 info['scene_id']))
         return scene, tree
+
+    def class_counts(self) -> np.ndarray:
+        """Labelled points per class over the scenes of this dataset (after
+        ``labelled_fraction`` / ``labelled_scenes``), counting only the
+        points ``labelled_points`` keeps: what training reads as targets
+        (before the pipeline; grid sampling may drop some).
+
+        A scene's counts come from its ``meta.json`` (``class_counts``,
+        written by ``tools/create_data.py``); with ``labelled_points``, or
+        for a scene prepared without them, from its ``segment.npy`` (memory
+        mapped; ``limit_labelled_points`` applied as when loading). Computed
+        once, then cached.
+
+        Returns:
+            ``(num_classes,)`` int64 (a copy).
+        """
+        if self._class_counts is None:
+            if not self._fully_initialized:
+                self.full_init()
+            total = np.zeros(self.num_classes, np.int64)
+            for info in self.data_list:
+                total += self._scene_class_counts(info)
+            self._class_counts = total
+        return self._class_counts.copy()
+
+    def _meta_class_counts(self, meta):
+        """``meta['class_counts']`` as ``(K,)`` int64, or None when absent
+        or not a ``{id: count}`` object of ints."""
+        counts = meta.get('class_counts')
+        if not isinstance(counts, dict):
+            return None
+        out = np.zeros(self.num_classes, np.int64)
+        for key, value in counts.items():
+            try:
+                k = int(key)
+            except (TypeError, ValueError):
+                return None
+            if not (isinstance(value, int) and not isinstance(value, bool)
+                    and value >= 0):
+                return None
+            if 0 <= k < self.num_classes:
+                out[k] = value
+        return out
+
+    def _scene_class_counts(self, info) -> np.ndarray:
+        from .scene_io import load_scene, read_meta
+        k = self.num_classes
+        if self.labelled_points is None:
+            meta = read_meta(info['scene_dir'])
+            if not meta.get('has_segment'):
+                return np.zeros(k, np.int64)
+            counts = self._meta_class_counts(meta)
+            if counts is not None:
+                return counts
+        segment = load_scene(info['scene_dir'], mmap=True,
+                             check=False)['segment']
+        if segment is None:
+            return np.zeros(k, np.int64)
+        segment = np.asarray(segment, dtype=np.int64)
+        if self.labelled_points is not None:
+            segment = limit_labelled_points(segment, self.labelled_points,
+                                            self.label_seed, info['scene_id'])
+        segment = segment[segment != -1]
+        if segment.size and (segment.min() < 0 or segment.max() >= k):
+            bad = int(segment.max() if segment.max() >= k else
+                      segment.min())
+            raise self._label_error(
+                info['scene_dir'], f'has label {bad} but num_classes is {k}; '
+                'set num_classes or map the labels with '
+                'tools/create_data.py --label-map')
+        return np.bincount(segment, minlength=k).astype(np.int64)
+
+
+def dataset_class_counts(dataset) -> np.ndarray:
+    """``(K,)`` int64 labelled points per class of a training dataset: its
+    ``class_counts()``; summed over the parts of a ``ConcatDataset``
+    (mmengine's or torch's), times ``times`` for a ``RepeatDataset``.
+
+    Raises:
+        ConfigError: a dataset (or wrapper) that cannot count its labels,
+            or parts with different numbers of classes.
+    """
+    from dbbd.utils.config_check import ConfigError
+    if callable(getattr(dataset, 'class_counts', None)):
+        return np.asarray(dataset.class_counts(), dtype=np.int64)
+    parts = getattr(dataset, 'datasets', None)
+    if isinstance(parts, (list, tuple)) and parts:
+        counts = [dataset_class_counts(d) for d in parts]
+        sizes = sorted({c.shape[0] for c in counts})
+        if len(sizes) > 1:
+            raise ConfigError(
+                f"class_weight='auto': the parts of the training "
+                f'{type(dataset).__name__} have {sizes} classes; give them '
+                'the same num_classes')
+        return np.sum(counts, axis=0)
+    inner = getattr(dataset, 'dataset', None)
+    times = getattr(dataset, 'times', None)
+    if inner is not None and isinstance(times, int) and not hasattr(
+            dataset, 'indices'):
+        return times * dataset_class_counts(inner)
+    raise ConfigError(
+        f"class_weight='auto' counts the labels of the training dataset, "
+        f'but a {type(dataset).__name__} cannot count them (a SegDataset, '
+        'or a ConcatDataset / RepeatDataset of SegDatasets, can); give '
+        'class_weight as a list of num_classes numbers')

@@ -169,7 +169,8 @@ def check_state_dict_matches(
         allow_missing / allow_unexpected: regular expressions
             (``re.search``) of keys that may be missing from the checkpoint
             / present only in it, for deliberate partial loads. Nothing is
-            allowed by default.
+            allowed by default, except the keys the model names in its
+            ``optional_state_keys`` attribute (either way).
         hints: extra lines for the error (see :func:`model_cfg_differences`).
 
     Raises:
@@ -178,6 +179,12 @@ def check_state_dict_matches(
     """
     expected = model.state_dict()
     given = _revise(state_dict.keys(), revise_keys)
+    # keys the model itself declares optional (a PointSegmentor's
+    # class_weight: a training quantity, loaded when there)
+    optional = tuple(f'^{re.escape(k)}$' for k in getattr(
+        model, 'optional_state_keys', ()))
+    allow_missing = tuple(allow_missing) + optional
+    allow_unexpected = tuple(allow_unexpected) + optional
 
     def allowed(key, patterns):
         return any(re.search(p, key) for p in patterns)

@@ -288,6 +288,21 @@ _POSITIVE_INT_OR_NONE = (lambda v: v is None or (_is_int(v) and v > 0),
                          'a positive int or None')
 _NON_NEGATIVE_INT_OR_NONE = (lambda v: v is None or (_is_int(v) and v >= 0),
                              'an int >= 0 or None')
+# PointSegmentor's class weights: none, computed from the training labels,
+# or one weight per class
+_CLASS_WEIGHT = (lambda v: v is None or (isinstance(v, str) and v == 'auto')
+                 or (isinstance(v, (list, tuple)) and len(v) > 0 and all(
+                     _is_number(x) and math.isfinite(x) and x >= 0
+                     for x in v)),
+                 "None, 'auto' or a list of finite numbers >= 0 (one per "
+                 'class)')
+# the loss terms of PointSegmentor: loss configs
+_LOSS_LIST = (lambda v: v is None or (isinstance(v, (list, tuple)) and
+                                      len(v) > 0 and all(
+                                          isinstance(x, dict) and 'type' in x
+                                          for x in v)),
+              "None or a non-empty list of loss configs (dict(type="
+              "'SegCrossEntropyLoss'), dict(type='LovaszSoftmaxLoss'))")
 # mmengine's CheckpointHook: interval=-1 disables periodic saving (only
 # save_last / save_best then).
 _CKPT_INTERVAL = (lambda v: _is_int(v) and (v > 0 or v == -1),
@@ -307,6 +322,9 @@ def _value_rules():
         ('default_hooks.checkpoint.interval', _CKPT_INTERVAL, ''),
         # DBBD's width of the projected point features
         ('model.backbone.hidden_channels', _POSITIVE_INT, ''),
+        ('model.class_weight', _CLASS_WEIGHT,
+         "'auto' computes them from the training labels"),
+        ('model.losses', _LOSS_LIST, ''),
     ]
     for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
         rules += [
@@ -331,7 +349,9 @@ def check_config_values(cfg):
     ``optim_wrapper.optimizer.lr`` / ``weight_decay`` (finite number >= 0),
     ``randomness.seed`` (int), ``default_hooks.checkpoint.interval``
     (positive int, or -1), ``model.backbone.hidden_channels`` (positive
-    int).
+    int), ``model.class_weight`` (None, ``'auto'`` or a list of finite
+    numbers >= 0), ``model.losses`` (None or a non-empty list of loss
+    configs).
     Booleans are not accepted as numbers, and a number written as a string
     (``lr='1e-3'``) gets a message saying to write it without quotes.
 
@@ -352,8 +372,10 @@ def check_config_values(cfg):
             advice = hint
         else:
             advice = ''
+        # a config's dicts are mmengine ConfigDicts: named as users write
+        kind = 'dict' if isinstance(value, dict) else type(value).__name__
         raise ConfigError(
-            f'{key}: got {value!r} ({type(value).__name__}); expected '
+            f'{key}: got {value!r} ({kind}); expected '
             f'{expected}' + (f'; {advice}' if advice else ''))
 
 

@@ -80,3 +80,76 @@ def test_split_without_labels_stops(demo_root, tmp_path):
         dataset(str(tmp_path / 'root'))
     assert len(dataset(str(tmp_path / 'root'), require_labels=False)) == 1
     shutil.rmtree(tmp_path / 'root')
+
+
+# ---------------------------------------------------------------------------
+# class_counts: what class_weight='auto' is computed from
+# ---------------------------------------------------------------------------
+def _segment_counts(scene_dirs, k=20):
+    """Labelled points per class, read from segment.npy here."""
+    total = np.zeros(k, np.int64)
+    for d in scene_dirs:
+        seg = np.asarray(load_scene(d)['segment'], np.int64)
+        total += np.bincount(seg[seg >= 0], minlength=k)
+    return total
+
+
+def test_class_counts_of_the_labelled_scenes(demo_root):
+    ds = dataset(demo_root)
+    counts = ds.class_counts()
+    assert counts.dtype == np.int64 and counts.shape == (20, )
+    want = _segment_counts([d['scene_dir'] for d in ds.data_list])
+    assert np.array_equal(counts, want) and counts.sum() > 0
+    # a label-efficient subset of scenes counts those scenes only
+    one = dataset(demo_root, labelled_scenes=1, label_seed=2)
+    assert np.array_equal(one.class_counts(), _segment_counts(
+        [d['scene_dir'] for d in one.data_list]))
+    assert one.class_counts().sum() < counts.sum()
+
+
+def test_class_counts_with_labelled_points_are_the_kept_points(demo_root):
+    """Exactly the labels training reads: those of the samples the dataset
+    serves (every epoch the same), 20 per scene."""
+    ds = dataset(demo_root, labelled_points=20, label_seed=5)
+    counts = ds.class_counts()
+    served = np.zeros(20, np.int64)
+    for i in range(len(ds)):
+        seg = np.asarray(ds[(i, 3, 0)]['segment'], np.int64)
+        served += np.bincount(seg[seg >= 0], minlength=20)
+    assert counts.sum() == 20 * len(ds)
+    assert np.array_equal(counts, served)
+    assert not np.array_equal(
+        counts, dataset(demo_root, labelled_points=20,
+                        label_seed=6).class_counts())
+
+
+def test_class_counts_without_meta_counts_read_the_labels(demo_root,
+                                                          tmp_path):
+    """A scene prepared before meta.json had class_counts: its
+    segment.npy is counted instead."""
+    import json
+    root = tmp_path / 'old'
+    shutil.copytree(os.path.join(demo_root, 'train'), root / 'train')
+    for d in sorted((root / 'train').iterdir()):
+        meta = json.loads((d / 'meta.json').read_text())
+        meta.pop('class_counts')
+        (d / 'meta.json').write_text(json.dumps(meta))
+    assert np.array_equal(dataset(str(root)).class_counts(),
+                          dataset(demo_root).class_counts())
+
+
+def test_class_counts_through_dataset_wrappers(demo_root):
+    from mmengine.dataset import ConcatDataset, RepeatDataset
+    from torch.utils.data import Subset
+
+    from dbbd.datasets.seg_dataset import dataset_class_counts
+    from dbbd.utils.config_check import ConfigError
+    a = dataset(demo_root)
+    b = dataset(demo_root, labelled_points=20)
+    assert np.array_equal(dataset_class_counts(ConcatDataset([a, b])),
+                          a.class_counts() + b.class_counts())
+    assert np.array_equal(dataset_class_counts(RepeatDataset(b, 3)),
+                          3 * b.class_counts())
+    with pytest.raises(ConfigError, match='a Subset cannot count') as err:
+        dataset_class_counts(Subset(a, [0]))
+    assert '\n' not in str(err.value)

@@ -129,3 +129,28 @@ def test_model_hidden_channels_is_checked_with_the_config(small):
                        r'\(int\); expected a positive int$'):
         check_config_values(
             _with(small, **{'model.backbone.hidden_channels': 0}))
+
+
+@pytest.mark.parametrize('term, message', [
+    (dict(type='LovaszSoftmaxLos'),
+     "model.losses[1]: type 'LovaszSoftmaxLos' is not in the 'model' "
+     "registry; did you mean 'LovaszSoftmaxLoss'"),
+    (dict(type='LovaszSoftmaxLoss', loss_weigth=1.0),
+     "model.losses[1].loss_weigth: LovaszSoftmaxLoss has no parameter "
+     "'loss_weigth'; did you mean 'loss_weight'"),
+])
+def test_segmentation_loss_terms_are_checked_with_the_config(term, message):
+    """class_weight='auto' and a list of loss terms pass the checks of a
+    segmentation config; a misspelt term or key is refused in one line."""
+    from tiny import SEG_DEMO
+    seg = Config.fromfile(SEG_DEMO['scratch'])
+    seg.model.class_weight = 'auto'
+    seg.model.losses = [dict(type='SegCrossEntropyLoss', loss_weight=1.0),
+                        dict(type='LovaszSoftmaxLoss', loss_weight=1.0)]
+    check_config_types(seg)
+    check_config_values(seg)
+    seg.model.losses[1] = term
+    with pytest.raises(ConfigError) as info:
+        check_config_types(seg)
+    assert str(info.value).startswith(message)
+    assert '\n' not in str(info.value)

@@ -68,6 +68,13 @@ BAD = [
     ('randomness.seed', 1.5, 'an int'),
     ('default_hooks.checkpoint.interval', 0, 'a positive int (or -1'),
     ('default_hooks.checkpoint.interval', '10', 'a positive int (or -1'),
+    ('model.class_weight', 'autox', "None, 'auto' or a list of finite "
+     'numbers >= 0'),
+    ('model.class_weight', [1.0, '2'], "None, 'auto' or a list"),
+    ('model.class_weight', [1.0, float('nan')], "None, 'auto' or a list"),
+    ('model.losses', dict(type='LovaszSoftmaxLoss'),
+     'None or a non-empty list of loss configs'),
+    ('model.losses', [], 'None or a non-empty list of loss configs'),
 ]
 
 
@@ -116,6 +123,10 @@ EDGES = [
     ('default_hooks.checkpoint.interval', -1, -2),
     ('default_hooks.checkpoint.interval', -1, 0),
     ('randomness.seed', -7, 1.5),
+    ('model.class_weight', 'auto', 'Auto'),
+    ('model.class_weight', [0.0, 2.5], [-0.1, 2.5]),
+    ('model.class_weight', None, 0),
+    ('model.losses', [dict(type='LovaszSoftmaxLoss')], ['LovaszSoftmaxLoss']),
 ]
 
 

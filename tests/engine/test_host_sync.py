@@ -17,7 +17,7 @@ import pytest
 import torch
 from mmengine.hooks import Hook
 
-from tiny import build_runner, tiny_cfg
+from tiny import build_runner, tiny_cfg, tiny_seg_cfg
 
 # Tensor methods and torch functions whose result the host must wait for.
 _METHODS = ('item', 'tolist', 'numpy', 'cpu', '__bool__', '__int__',
@@ -94,11 +94,9 @@ class CountIterations(Hook):
         self.per_iter.append(list(self.counter.calls))
 
 
-@pytest.fixture
-def counted_run(demo_root, tmp_path):
+def _count(cfg):
+    """Train ``cfg``, counting the host reads of each iteration."""
     counter = SyncCounter()
-    cfg = tiny_cfg(demo_root, tmp_path, max_epochs=2)
-    cfg.train_cfg.val_interval = 10  # no validation: training steps only
     runner = build_runner(cfg)
     begin = CountIterations(counter)
     end = CountIterations(counter)
@@ -112,6 +110,13 @@ def counted_run(demo_root, tmp_path):
     return runner, end.per_iter
 
 
+@pytest.fixture
+def counted_run(demo_root, tmp_path):
+    cfg = tiny_cfg(demo_root, tmp_path, max_epochs=2)
+    cfg.train_cfg.val_interval = 10  # no validation: training steps only
+    return _count(cfg)
+
+
 def test_a_training_iteration_reads_the_device_once(counted_run):
     runner, per_iter = counted_run
     assert len(per_iter) == 4  # 2 epochs of 4 rooms, batch 2
@@ -120,6 +125,25 @@ def test_a_training_iteration_reads_the_device_once(counted_run):
     # and that one read fed the logger: the logged losses are host floats
     hub = runner.message_hub
     assert hub.get_scalar('train/loss').current() > 0
+
+
+def test_a_segmentation_iteration_with_auto_weights_and_lovasz_too(
+        demo_root, tmp_path):
+    """Class-weighted cross-entropy and Lovász-softmax (sorting, cumulative
+    sums, the ignored points masked, not indexed) add no host read."""
+    from dbbd.engine.hooks.class_weight_hook import add_class_weight_hook
+    cfg = tiny_seg_cfg(demo_root, tmp_path, 'scratch', max_epochs=1)
+    cfg.model.class_weight = 'auto'
+    cfg.model.losses = [dict(type='SegCrossEntropyLoss'),
+                        dict(type='LovaszSoftmaxLoss')]
+    cfg.train_dataloader.dataset.labelled_points = 100  # most points -1
+    cfg.train_cfg.val_begin = 2  # no validation
+    add_class_weight_hook(cfg)
+    runner, per_iter = _count(cfg)
+    assert len(per_iter) == 2
+    for calls in per_iter:
+        assert calls == ['tolist'], calls
+    assert runner.message_hub.get_scalar('train/loss_lovasz').current() > 0
 
 
 def test_the_counter_sees_what_it_is_meant_to(demo_root):

@@ -167,3 +167,49 @@ def test_transfer_compares_methods_on_spunet_as_a_subprocess(
     again = capsys.readouterr().out
     assert 'reusing' in again and '$ ' not in again
     assert json.loads(again.strip().splitlines()[-1]) == result
+
+
+def test_auto_class_weight_and_lovasz_through_the_train_tool(demo_root,
+                                                              tmp_path,
+                                                              capsys):
+    """A user config that asks for class_weight='auto' and a Lovász term:
+    tools/train.py adds the hook, the weights are logged per class and
+    saved, both terms are logged; a misspelt value stops in one line."""
+    import torch
+    child = tmp_path / 'seg_auto.py'
+    child.write_text(
+        f"_base_ = [{SEG_DEMO['scratch']!r}]\n"
+        "model = dict(class_weight='auto', losses=[\n"
+        "    dict(type='SegCrossEntropyLoss', loss_weight=1.0),\n"
+        "    dict(type='LovaszSoftmaxLoss', loss_weight=1.0)])\n"
+        'train_dataloader = dict(dataset=dict(labelled_points=100))\n')
+    work = str(tmp_path / 'work')
+    seg_opts = [f'data_root={demo_root}', *cfg_options(TINY_SEG_MODEL)]
+    r, out = run(TRAIN, str(child), '--work-dir', work, '--cfg-options',
+                 *seg_opts, 'train_cfg.max_epochs=1', 'train_cfg.val_begin=2',
+                 'default_hooks.logger.interval=1')
+    assert r.returncode == 0, out[-3000:]
+    line = re.search(r"class_weight='auto' from 400 labelled training points"
+                     r" .*: (wall [\d.]+ \([\d.]+%\), floor .*)", out)
+    assert line, out[-3000:]
+    # every class, named: with a weight, or among those without points
+    present, _, absent = line.group(1).partition(
+        '; weight 0 (no labelled point): ')
+    absent = absent.split(', ') if absent else []
+    assert len(present.split(', ')) + len(absent) == 20
+    assert re.search(r'loss_ce: [\d.]+ +loss_lovasz: [\d.]+', out)
+    state = torch.load(osp.join(work, 'epoch_1.pth'), map_location='cpu',
+                       weights_only=False)['state_dict']
+    weights = [float(w) for w in re.findall(r' ([\d.]+) \(', present)]
+    saved = state['class_weight']
+    assert saved[saved > 0].tolist() == pytest.approx(weights, abs=1e-3)
+    assert int((saved == 0).sum()) == len(absent)
+
+    from tools.train import main
+    with pytest.raises(SystemExit):
+        main([str(child), '--work-dir', str(tmp_path / 'bad'),
+              '--cfg-options', *seg_opts, 'model.class_weight=autox'])
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "error: model.class_weight: got 'autox' (str); expected None, "
+        "'auto' or a list of finite numbers >= 0 (one per class); 'auto' "
+        'computes them from the training labels']

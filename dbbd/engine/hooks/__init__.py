@@ -1,5 +1,6 @@
 """Hooks (``HOOKS``)."""
 from .checkpoint_hook import SafeCheckpointHook, to_plain
+from .class_weight_hook import ClassWeightHook, add_class_weight_hook
 from .collapse_hook import CollapseWatchHook
 from .early_stopping_hook import ResumableEarlyStoppingHook
 from .feature_vis_hook import FeatureVisHook
@@ -15,3 +16,4 @@ __all__ = [
     'StrictLoadHook'
 ]
 __all__ += ['PreciseBNHook', 'CollapseWatchHook', 'FeatureVisHook', 'SegResultsHook']
+__all__ += ['ClassWeightHook', 'add_class_weight_hook']
