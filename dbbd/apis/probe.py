@@ -40,6 +40,7 @@ packed ``feat`` of the config: normals, colours, ...), and a probe on
 the untrained backbone.
 """
 import copy
+import re
 import time
 from typing import Callable, Dict, Optional, Sequence
 
@@ -114,6 +115,26 @@ def class_names_of(cfg) -> list:
     return [f'class {i}' for i in range(k)]
 
 
+class _NoInitDump:
+    """Drops mmengine's per-parameter initialisation dump (one log record
+    per tensor, printed on the console when the logger has no file), and
+    nothing else, from the current logger while it is attached."""
+
+    _DUMP = re.compile(r'^\n\S+ - torch\.Size\(')
+
+    def filter(self, record):
+        return not self._DUMP.match(str(record.getMessage()))
+
+    def __enter__(self):
+        from mmengine.logging import MMLogger
+        self.logger = MMLogger.get_current_instance()
+        self.logger.addFilter(self)
+        return self
+
+    def __exit__(self, *exc):
+        self.logger.removeFilter(self)
+
+
 def build_segmentor(cfg, pretrained: Optional[str] = None, seed: int = 0,
                     device='cpu'):
     """The config's model, initialised as the Runner does
@@ -133,7 +154,8 @@ def build_segmentor(cfg, pretrained: Optional[str] = None, seed: int = 0,
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = MODELS.build(cfg.model)
-        model.init_weights()
+        with _NoInitDump():
+            model.init_weights()
     return model.to(device).eval()
 
 
