@@ -312,3 +312,19 @@ def test_copied_work_dir_reads_its_own_files(make_spec, tmp_path):
                 rec = _record(osp.join(folder, name))
                 assert all(not osp.isabs(v['path'])
                            for v in rec['files'].values())
+
+
+def test_a_row_at_the_majority_floor_is_warned():
+    from dbbd.apis.transfer import aggregate, floor_warnings
+    runs = [dict(pretrain=p, protocol='fine-tune', family='pointnet',
+                 seed=s, labelled='all', mIoU=m, mAcc=0, allAcc=0)
+            for p, m in (('at', 0.1), ('above', 0.1001)) for s in (0, 1)]
+    floors = [dict(floor='majority', family='pointnet', seed=s, mIoU=0.1,
+                   majority_class='wall') for s in (0, 1)]
+    rows = aggregate(runs)
+    lines = floor_warnings(rows, floors)
+    assert len(lines) == 1 and lines[0].startswith('warning: at fine-tune')
+    assert [r['below_majority'] for r in rows] == [True, False]
+    # the floor of another family does not count
+    other = [dict(f, family='spunet', mIoU=0.5) for f in floors]
+    assert floor_warnings(aggregate(runs), other) == []
