@@ -121,9 +121,15 @@ class TransferSpec:
             raise TransferError(f'--labelled-fraction '
                                 f'{self.labelled_fraction}: give a fraction '
                                 'in (0, 1]')
-        if self.probe_max_points < 1:
-            raise TransferError(f'--probe-max-points {self.probe_max_points}'
-                                ': give a positive number')
+        for name in ('probe_max_points', 'probe_steps'):
+            v = getattr(self, name)
+            if not isinstance(v, int) or v < 1:
+                raise TransferError(f'--{name.replace("_", "-")} {v}: give '
+                                    'a positive whole number')
+        if not self.progress_interval > 0:
+            raise TransferError(f'--progress-interval '
+                                f'{self.progress_interval}: give a number of '
+                                'seconds > 0')
         for name in ('cfg_options', 'seg_cfg_options'):
             if 'pretrained' in getattr(self, name):
                 raise TransferError(
@@ -695,12 +701,13 @@ def run_transfer(spec: TransferSpec, trainer: Optional[Callable] = None,
     families = list(dict.fromkeys(e.family for e in entries))
     labelled = labelled_text(spec)
     tag = labelled_tag(spec)
-    out(f'transfer: {len(entries)} row group(s), seeds '
-        f'{" ".join(map(str, spec.seeds))}, {labelled}; linear probe = '
+    out(f'transfer: {", ".join(e.name for e in entries)}; seeds '
+        f'{" ".join(map(str, spec.seeds))}; {labelled}. linear probe = '
         'logistic regression fitted by L-BFGS on the frozen backbone\'s '
         f'point features (up to {spec.probe_max_points:,} labelled training '
-        'points), fine-tune and scratch = tools/train.py runs scored at '
-        'their last epoch; read every row against the floors')
+        'points, a seeded subset beyond), fine-tune and scratch = '
+        'tools/train.py runs scored at their last epoch; read every row '
+        'against the floors of its family')
     runs, floors_, pretrain_seconds = [], [], {}
     for seed in spec.seeds:
         for family in families:

@@ -145,6 +145,8 @@ def test_settings_that_cannot_work_are_one_line(make_spec):
     from dbbd.apis.transfer import TransferError, run_transfer
     bad = [(dict(seeds=[1, 1]), '--seeds 1 1'),
            (dict(protocols=['probe']), '--protocols probe'),
+           (dict(probe_max_points=0), '--probe-max-points 0'),
+           (dict(progress_interval=0), '--progress-interval 0'),
            (dict(cfg_options={'pretrained': 'x.pth'}),
             '--cfg-options pretrained='),
            (dict(seg_configs='configs/scans/seg_{family}.py'),
@@ -328,3 +330,33 @@ def test_a_row_at_the_majority_floor_is_warned():
     # the floor of another family does not count
     other = [dict(f, family='spunet', mIoU=0.5) for f in floors]
     assert floor_warnings(aggregate(runs), other) == []
+
+
+def test_command_line_options_reach_the_spec():
+    from tools.transfer import parse_args, spec_from_args
+    args = parse_args([
+        '--pretrain-configs', DEMO, 'none:spunet', '--seeds', '0', '2',
+        '--protocols', 'lin', 'scratch', '--seg-configs',
+        'configs/scans/seg_{family}_scans_{protocol}.py', '--epochs', '3',
+        '--pretrain-epochs', '2', '--labelled-scenes', '2',
+        '--labelled-points', '20', '--probe-max-points', '5000',
+        '--probe-steps', '50', '--probe-device', 'cpu',
+        '--progress-interval', '10', '--work-dir', 'w', '--cfg-options',
+        'data_root=d', '--pretrain-cfg-options', 'a=1',
+        '--seg-cfg-options', 'b=[1,2]'])
+    spec = spec_from_args(args)
+    assert spec.pretrain_configs == [DEMO, 'none:spunet']
+    assert spec.seeds == [0, 2] and spec.protocols == ['lin', 'scratch']
+    assert spec.seg_config('scratch', 'spunet') == \
+        'configs/scans/seg_spunet_scans_scratch.py'
+    assert (spec.epochs, spec.pretrain_epochs, spec.labelled_scenes,
+            spec.labelled_points) == (3, 2, 2, 20)
+    assert (spec.probe_max_points, spec.probe_steps, spec.probe_device,
+            spec.progress_interval) == (5000, 50, 'cpu', 10.0)
+    assert spec.cfg_options == {'data_root': 'd'}
+    assert spec.pretrain_cfg_options == {'a': 1}
+    assert spec.seg_cfg_options == {'b': [1, 2]}
+    default = spec_from_args(parse_args([]))
+    assert default.protocols == ['lin', 'ft', 'scratch']
+    assert default.seg_config('ft', 'pointnet') == \
+        'configs/dbbd/seg_pointnet_small_demo_ft.py'
