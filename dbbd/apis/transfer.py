@@ -316,9 +316,11 @@ class _Context:
         self.spec, self.trainer, self.out = spec, trainer, out
 
 
-def _cfg_key(config: str, opts: dict) -> dict:
-    return dict(config=_name(config),
-                config_sha256=config_sha256(_load(config, opts)))
+def _cfg_key(config: str, opts: dict, cfg=None) -> dict:
+    """What a run depends on through its config: the resolved config
+    (its files and the options merged in), by content."""
+    return dict(config=_name(config), config_sha256=config_sha256(
+        cfg if cfg is not None else _load(config, opts)))
 
 
 def pretrain(ctx: _Context, entry: Entry, seed: int):
@@ -466,7 +468,7 @@ def probe_run(ctx: _Context, entry: Entry, work: str, seed: int, ckpt,
     config = spec.seg_config('lin', entry.family)
     opts = _seg_opts(spec, seed)
     cfg = _load(config, opts)
-    key = dict(_cfg_key(config, opts), protocol='lin',
+    key = dict(_cfg_key(config, opts, cfg), protocol='lin',
                pretrained_sha256=ckpt_sha, probe=_probe_key(spec))
 
     def compute():
@@ -501,7 +503,7 @@ def floor_runs(ctx: _Context, family: str, seed: int) -> Dict[str, dict]:
     config = spec.seg_config('lin', family)
     opts = _seg_opts(spec, seed)
     cfg = _load(config, opts)
-    key = dict(_cfg_key(config, opts), floors=list(FLOORS), seed=seed,
+    key = dict(_cfg_key(config, opts, cfg), floors=list(FLOORS), seed=seed,
                probe=_probe_key(spec))
     work = osp.join(spec.work_dir, f'floors_{family}', f'seed{seed}',
                     'floors' + labelled_tag(spec))
