@@ -143,10 +143,12 @@ def read_record(path: str, kind: str, key: dict
     folder = osp.dirname(osp.abspath(path))
     paths = {}
     for name, entry in files.items():
-        where = resolve_inside((entry or {}).get('path'), folder)
+        if not isinstance(entry, dict):
+            return None, 'a malformed record'
+        where = resolve_inside(entry.get('path'), folder)
         if where is None:
-            return None, (f'its {name} ({(entry or {}).get("path")}) is not '
-                          'a file inside its folder')
+            return None, (f'its {name} ({entry.get("path")}) is not a file '
+                          'inside its folder')
         if sha256_file(where) != entry.get('sha256'):
             return None, f'its {name} changed since it was recorded'
         paths[name] = where

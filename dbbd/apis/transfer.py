@@ -428,13 +428,15 @@ def _probe_cached(ctx, path, kind, key, names, compute):
     compute them; returns ``(result dict, seconds)``."""
     record, why = read_record(path, kind, key)
     if record is not None:
-        with np.load(record['paths']['confusion'], allow_pickle=False) as z:
-            if all(n in z.files for n in names):
+        try:
+            with np.load(record['paths']['confusion'],
+                         allow_pickle=False) as z:
                 result = dict(record['fields']['info'])
                 result['confusion'] = {n: z[n] for n in names}
-                ctx.out(f'  {kind}: reusing {path}')
-                return result, record['fields'].get('seconds')
-        why = 'its confusion matrices are incomplete'
+            ctx.out(f'  {kind}: reusing {path}')
+            return result, record['fields'].get('seconds')
+        except (KeyError, TypeError, ValueError, OSError):
+            why = 'its confusion matrices or counts are incomplete'
     if why != 'no record':
         ctx.out(f'  {kind}: not reusing {path}: {why}')
     start = time.perf_counter()

@@ -66,8 +66,6 @@ def _direct(cfg, feature, steps=100):
 
 
 def test_load_config_applies_options_as_train_does(demo_root, tmp_path):
-    from mmengine.config import DictAction  # noqa: F401
-
     from dbbd.apis.probe import load_config
     from tools.train import build_config, parse_args
     words = [f'data_root={demo_root}', "feat_keys=('normal','color')",

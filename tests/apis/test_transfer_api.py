@@ -112,8 +112,11 @@ def test_one_seed_has_no_spread():
 
 def test_protocols_run_only_what_they_need(make_spec):
     trainer = FakeTrainer()
-    result, lines = _run(make_spec(protocols=['lin']), trainer)
+    result, lines = _run(make_spec(protocols=['lin'], probe_max_points=100),
+                         trainer)
     assert trainer.labels() == ['pre-training']
+    assert '  linear probe: fitted on 100 of 160 labelled training points ' \
+        '(a uniform seeded subset), scored on 5,290 validation points' in lines
     assert [r['protocol'] for r in result['transfer']] == ['linear probe']
     assert len(result['floors']) == 3
     trainer = FakeTrainer()
