@@ -120,8 +120,10 @@ def test_transfer_compares_methods_on_spunet_as_a_subprocess(
         demo_root, tmp_path, capsys, monkeypatch):
     """tools/transfer.py with the baseline pre-training (SceneContrast on
     a tiny SpUNet) and scratch on the same SpUNet: the segmentation configs
-    of the backbone's family are picked, the pre-trained SpUNet loads, and
-    the summary table and the JSON line are printed."""
+    of the backbone's family are picked, the pre-trained SpUNet loads into
+    the fine-tune and the fitted linear probe, the floors are printed
+    beside the tables, and the JSON line carries every run's per-class
+    IoU."""
     contrast = osp.join('configs', 'scene_contrast',
                         'scene_contrast_spunet_small_demo.py')
     spunet = ['model.backbone.base_channels=8',
@@ -143,9 +145,15 @@ def test_transfer_compares_methods_on_spunet_as_a_subprocess(
                for x in result['runs'])
     assert result['pretrain_seconds']['scene_contrast_spunet_small_demo']
     assert '| pre-training | linear probe mIoU | fine-tune mIoU |' in out
+    for floor in ('majority class', 'probe on raw features',
+                  'probe on untrained spunet'):
+        assert f'| floor: {floor} |' in out
     ft = next(x for x in result['runs'] if x['protocol'] == 'fine-tune')
     log = open(osp.join(ft['work_dir'], 'train.log')).read()
     assert re.search(r'pretrained: loaded \d+ backbone tensors', log)
+    # the probe read the pre-trained SpUNet through pretrained=
+    assert re.search(r'pretrained: loaded \d+ backbone tensors from '
+                     r'\S+/seed3/pretrain/epoch_1\.pth', out)
     # the score is the last validation of the run, as its log says
     scratch = next(x for x in result['runs'] if x['protocol'] == 'scratch')
     assert scratch['seed'] == 3
@@ -160,6 +168,19 @@ def test_transfer_compares_methods_on_spunet_as_a_subprocess(
     assert 'labelled_points=40' in dump and 'label_seed=3' in dump
     assert (f'| none (spunet) | scratch | all scenes, 40 points/scene '
             f'| 3 | {100 * scratch["mIoU"]:.1f} |') in out
+    # per-class IoU of every run, from its log's table (2 decimals)
+    for x in result['runs']:
+        assert len(x['class_iou']) == 20 and 'shower curtain' in \
+            x['class_iou']
+        known = [v for v in x['class_iou'].values() if v is not None]
+        assert sum(known) / len(known) == pytest.approx(x['mIoU'], abs=1e-4)
+    # a warning for each row at or below the majority class, none other
+    majority = next(f['mIoU'] for f in result['floors']
+                    if f['floor'] == 'majority')
+    low = [x for x in result['transfer'] if x['mIoU'] <= majority]
+    warned = [ln for ln in r.stdout.splitlines()
+              if ln.startswith('warning:')]
+    assert len(warned) == len(low) == len(result['warnings'])
     # again, in this process: every finished run is reused, not trained
     from tools.transfer import main
     monkeypatch.setenv('OMP_NUM_THREADS', '1')

@@ -1,0 +1,365 @@
+"""The transfer table in this process (dbbd.apis.transfer): the training
+runs are stood in for by tests/helpers/fake_train.py, the linear probes
+and the floors are real (tiny PointNet tree on the synthetic rooms).
+
+The table beside its floors, warnings, sample standard deviations,
+per-class IoU, --protocols, the order of the rows; and the records:
+edited metrics, a pre-training record pointing at another run's
+checkpoint, changed pre-training options and a copied work dir."""
+import argparse
+import json
+import os
+import os.path as osp
+import shutil
+
+import pytest
+
+from fake_train import FakeTrainer
+from tiny import DEMO, REPO, TINY_MODEL, TINY_SEG_MODEL, cfg_options
+
+CONTRAST = osp.join(REPO, 'configs', 'scene_contrast',
+                    'scene_contrast_spunet_small_demo.py')
+
+
+def _opts(words):
+    from mmengine.config import DictAction
+    p = argparse.ArgumentParser()
+    p.add_argument('--o', nargs='+', action=DictAction, default={})
+    return dict(p.parse_args(['--o', *words]).o) if words else {}
+
+
+@pytest.fixture
+def make_spec(demo_root, tmp_path):
+    """A TransferSpec of the demo pre-training and scratch on the tiny
+    PointNet, 40 labelled points per room, one epoch."""
+    from dbbd.apis.transfer import TransferSpec
+    common = _opts([f'data_root={demo_root}', *cfg_options(TINY_SEG_MODEL)])
+    heads = _opts([w for w in cfg_options(TINY_MODEL)
+                   if not w.startswith('model.backbone')])
+
+    def make(**kw):
+        base = dict(pretrain_configs=[DEMO, 'none'], seeds=[0], epochs=1,
+                    pretrain_epochs=1, labelled_points=40,
+                    work_dir=str(tmp_path / 'transfer'),
+                    cfg_options=dict(common),
+                    pretrain_cfg_options=dict(heads))
+        base.update(kw)
+        return TransferSpec(**base)
+    return make
+
+
+def _run(spec, trainer):
+    from dbbd.apis.transfer import run_transfer
+    out = []
+    result = run_transfer(spec, trainer=trainer, out=out.append)
+    return result, '\n'.join(out).splitlines()
+
+
+def _row(lines, start):
+    return [ln for ln in lines if ln.startswith(start)]
+
+
+def test_table_with_floors_warnings_std_and_class_iou(make_spec):
+    trainer = FakeTrainer(miou={'scratch': 0.0})
+    result, lines = _run(make_spec(seeds=[0, 1]), trainer)
+    assert trainer.labels() == ['pre-training', 'fine-tune', 'scratch'] * 2
+    table = lines[lines.index('| pre-training | protocol | labelled | seeds '
+                              '| mIoU | mAcc | allAcc |'):]
+    names = [ln.split(' | ')[0][2:] for ln in table[2:9]]
+    assert names == ['dbbd_small_demo', 'dbbd_small_demo', 'none (pointnet)',
+                     'floor: majority class', 'floor: probe on raw features',
+                     'floor: probe on untrained pointnet', '']
+    # fine-tune: 0.30 and 0.31; the sample standard deviation (n - 1)
+    ft = next(r for r in result['transfer'] if r['protocol'] == 'fine-tune')
+    assert ft['mIoU'] == pytest.approx(0.305)
+    assert ft['mIoU_std'] == pytest.approx(0.00707107, abs=1e-7)
+    assert '| dbbd_small_demo | fine-tune | all scenes, 40 points/scene | '\
+        '0,1 | 30.5 ± 0.7 |' in table[3]
+    # the summary has the floors too
+    assert len(_row(lines, '| floor: ')) == 6
+    assert '| floor: majority class | 3.7 ± 0.0 | 3.7 ± 0.0 | - | - |' in \
+        lines
+    # scratch (0.0 and 0.01) is below the majority class: one warning
+    warnings = _row(lines, 'warning:')
+    assert len(warnings) == 1 and 'none (pointnet) scratch' in warnings[0]
+    assert result['warnings'] == warnings
+    majority = [f for f in result['floor_runs'] if f['floor'] == 'majority']
+    assert {f['majority_class'] for f in majority} == {'wall'}
+    # per-class IoU of every run; the JSON line is the result
+    assert json.loads(lines[-1]) == json.loads(json.dumps(result))
+    runs = {(r['protocol'], r['seed']): r for r in result['runs']}
+    assert runs[('fine-tune', 1)]['class_iou'] == dict(
+        wall=0.21, floor=0.41, cabinet=None)
+    lin = runs[('linear probe', 0)]
+    assert len(lin['class_iou']) == 20
+    known = [v for v in lin['class_iou'].values() if v is not None]
+    assert lin['mIoU'] == pytest.approx(sum(known) / len(known))
+
+
+def test_one_seed_has_no_spread():
+    from dbbd.apis.transfer import aggregate, format_table
+    run = dict(pretrain='p', protocol='fine-tune', family='pointnet',
+               seed=0, labelled='all', mIoU=0.5, mAcc=0.6, allAcc=0.7)
+    rows = aggregate([run])
+    assert rows[0]['mIoU_std'] is None
+    assert '| p | fine-tune | all | 0 | 50.0 | 60.0 | 70.0 |' in \
+        format_table(rows)
+    rows = aggregate([run, dict(run, seed=1, mIoU=0.6),
+                      dict(run, seed=2, mIoU=0.7)])
+    assert rows[0]['mIoU_std'] == pytest.approx(0.1)  # n - 1
+    assert '60.0 ± 10.0' in format_table(rows)
+
+
+def test_protocols_run_only_what_they_need(make_spec):
+    trainer = FakeTrainer()
+    result, lines = _run(make_spec(protocols=['lin'], probe_max_points=100),
+                         trainer)
+    assert trainer.labels() == ['pre-training']
+    assert '  linear probe: fitted on 100 of 160 labelled training points ' \
+        '(a uniform seeded subset), scored on 5,290 validation points' in lines
+    assert [r['protocol'] for r in result['transfer']] == ['linear probe']
+    assert len(result['floors']) == 3
+    trainer = FakeTrainer()
+    result, _ = _run(make_spec(protocols=['scratch']), trainer)
+    assert trainer.labels() == ['scratch']  # no pre-training
+    assert [r['pretrain'] for r in result['transfer']] == ['none (pointnet)']
+
+
+def test_rows_follow_the_command_line(make_spec):
+    from dbbd.apis.transfer import TransferError, plan
+    spec = make_spec(pretrain_configs=['none:spunet', DEMO, 'none:pointnet',
+                                       'none'])
+    assert [(e.name, e.protocols) for e in plan(spec)] == [
+        ('none (spunet)', ['scratch']),
+        ('dbbd_small_demo', ['lin', 'ft']),
+        ('none (pointnet)', ['scratch'])]
+    spec = make_spec(pretrain_configs=['none', CONTRAST, DEMO],
+                     cfg_options={}, pretrain_cfg_options={})
+    assert [e.name for e in plan(spec)] == [
+        'none (spunet)', 'none (pointnet)',
+        'scene_contrast_spunet_small_demo', 'dbbd_small_demo']
+    with pytest.raises(TransferError, match='gives no row'):
+        plan(make_spec(pretrain_configs=['none'], protocols=['ft']))
+    with pytest.raises(TransferError, match='none:pointnet'):
+        plan(make_spec(pretrain_configs=['none:tree']))
+
+
+def test_settings_that_cannot_work_are_one_line(make_spec):
+    from dbbd.apis.transfer import TransferError, run_transfer
+    bad = [(dict(seeds=[1, 1]), '--seeds 1 1'),
+           (dict(protocols=['probe']), '--protocols probe'),
+           (dict(probe_max_points=0), '--probe-max-points 0'),
+           (dict(progress_interval=0), '--progress-interval 0'),
+           (dict(cfg_options={'pretrained': 'x.pth'}),
+            '--cfg-options pretrained='),
+           (dict(seg_configs='configs/scans/seg_{family}.py'),
+            '--seg-configs'),
+           (dict(lin='configs/dbbd/seg_{family}_nothing_lin.py'),
+            '--lin: config configs/dbbd/seg_pointnet_nothing_lin.py')]
+    for kw, match in bad:
+        with pytest.raises(TransferError, match=match) as err:
+            run_transfer(make_spec(**kw), trainer=FakeTrainer(),
+                         out=lambda line: None)
+        assert '\n' not in str(err.value)
+
+
+def test_seg_configs_template_names_all_three(make_spec):
+    spec = make_spec(seg_configs='configs/scans/seg_{family}_scans_'
+                     '{protocol}.py', scratch='s_{family}.py')
+    assert spec.seg_config('lin', 'spunet') == \
+        'configs/scans/seg_spunet_scans_lin.py'
+    assert spec.seg_config('ft', 'pointnet') == \
+        'configs/scans/seg_pointnet_scans_ft.py'
+    assert spec.seg_config('scratch', 'spunet') == 's_spunet.py'
+
+
+# ---------------------------------------------------------------------------
+# Records that cannot be fooled
+# ---------------------------------------------------------------------------
+
+
+def _record(path):
+    with open(path) as f:
+        return json.load(f)
+
+
+def _timeless(runs):
+    return [{k: v for k, v in r.items() if k != 'seconds'} for r in runs]
+
+
+def _rewrite(path, record):
+    """Write ``record`` back with a digest that matches (a careful
+    forgery, not a slip of the editor)."""
+    from dbbd.apis.records import _digest
+    record['digest'] = _digest(record['kind'], record['key'],
+                               record['files'], record['fields'])
+    with open(path, 'w') as f:
+        json.dump(record, f)
+
+
+def test_edited_metrics_are_never_printed(make_spec):
+    spec = make_spec(protocols=['lin', 'ft'])
+    trainer = FakeTrainer()
+    first, _ = _run(spec, trainer)
+    work = osp.join(spec.work_dir, 'dbbd_small_demo', 'seed0', 'ft_p40')
+    record_path = osp.join(work, 'transfer_run.json')
+    # 1. metrics written into the record, the digest redone: the record
+    # is reused, its metrics are not read
+    record = _record(record_path)
+    record['fields']['metrics'] = {'mIoU': 0.99}
+    _rewrite(record_path, record)
+    result, lines = _run(spec, trainer)
+    assert trainer.labels() == ['pre-training', 'fine-tune']  # nothing new
+    assert result['runs'] == first['runs']
+    assert not any('99.0' in ln for ln in lines)
+    # 2. the record edited by hand: stale, the run is redone
+    with open(record_path) as f:
+        text = f.read()
+    with open(record_path, 'w') as f:
+        f.write(text.replace('"seconds": 1.5', '"seconds": 0.1'))
+    result, lines = _run(spec, trainer)
+    assert trainer.labels()[2:] == ['fine-tune']
+    assert any('not reusing' in ln and 'edited' in ln for ln in lines)
+    assert result['runs'] == first['runs']
+    # 3. the run's own scalars.json edited: it no longer matches the
+    # record; the run is redone and its real score printed
+    stamp = next(d for d in sorted(os.listdir(work))[::-1]
+                 if osp.isdir(osp.join(work, d, 'vis_data')))
+    scalars = osp.join(work, stamp, 'vis_data', 'scalars.json')
+    with open(scalars) as f:
+        text = f.read()
+    with open(scalars, 'w') as f:
+        f.write(text.replace('"val/mIoU": 0.3', '"val/mIoU": 0.99'))
+    result, lines = _run(spec, trainer)
+    assert trainer.labels()[3:] == ['fine-tune']
+    assert any('scalars changed' in ln for ln in lines)
+    ft = next(r for r in result['runs'] if r['protocol'] == 'fine-tune')
+    assert ft['mIoU'] == 0.3
+    # 4. the probe's confusion matrices edited: recomputed, same scores
+    probe = osp.join(spec.work_dir, 'dbbd_small_demo', 'seed0', 'lin_p40',
+                     'probe_confusion.npz')
+    import numpy as np
+    with np.load(probe) as z:
+        edited = {k: z[k] for k in z.files}
+    edited['backbone'] = np.eye(20, dtype=np.int64) * 100
+    np.savez(probe, **edited)
+    result, lines = _run(spec, trainer)
+    assert any('linear probe: not reusing' in ln for ln in lines)
+    assert _timeless(result['runs']) == _timeless(first['runs'])
+
+
+def test_pretraining_record_pointing_elsewhere_is_not_reused(make_spec):
+    spec = make_spec(seeds=[0, 1], protocols=['ft'],
+                     pretrain_configs=[DEMO])
+    trainer = FakeTrainer()
+    _run(spec, trainer)
+    seed0 = osp.join(spec.work_dir, 'dbbd_small_demo', 'seed0', 'pretrain')
+    seed1 = osp.join(spec.work_dir, 'dbbd_small_demo', 'seed1', 'pretrain')
+    path = osp.join(seed0, 'transfer_pretrain.json')
+    other = _record(osp.join(seed1, 'transfer_pretrain.json'))
+    for where in ('../../seed1/pretrain/epoch_1.pth',
+                  osp.join(seed1, 'epoch_1.pth')):
+        record = _record(path)
+        record['files']['checkpoint'] = dict(
+            path=where, sha256=other['files']['checkpoint']['sha256'])
+        _rewrite(path, record)
+        before = len(trainer.calls)
+        _, lines = _run(spec, trainer)
+        new = trainer.calls[before:]
+        # seed 0 pre-trains again, in its own folder; its fine-tune is
+        # that of its own checkpoint (the same bytes: reused)
+        assert [(c[0], c[1]) for c in new] == [('pre-training', seed0)]
+        assert any('is not a file inside its folder' in ln for ln in lines)
+        assert _record(path)['files']['checkpoint']['path'] == 'epoch_1.pth'
+    ft0 = [c for c in trainer.calls if c[0] == 'fine-tune' and
+           '/seed0/' in c[1]]
+    assert all(c[2]['pretrained'] == osp.join(seed0, 'epoch_1.pth')
+               for c in ft0)
+
+
+def test_new_pretraining_options_redo_everything_downstream(make_spec):
+    spec = make_spec(pretrain_configs=[DEMO], protocols=['lin', 'ft'])
+    trainer = FakeTrainer()
+    _run(spec, trainer)
+    spec.pretrain_cfg_options['optim_wrapper.optimizer.lr'] = 0.5
+    _, lines = _run(spec, trainer)
+    assert trainer.labels() == ['pre-training', 'fine-tune'] * 2
+    assert any(ln.startswith('  linear probe: not reusing') and
+               'another config, option or checkpoint' in ln for ln in lines)
+    assert not any('linear probe: reusing' in ln for ln in lines)
+    # and only the segmentation options: pre-training reused, the rest not
+    spec.seg_cfg_options['optim_wrapper.optimizer.lr'] = 0.5
+    _, lines = _run(spec, trainer)
+    assert trainer.labels()[4:] == ['fine-tune']
+    assert any('pre-training: reusing' in ln for ln in lines)
+
+
+def test_copied_work_dir_reads_its_own_files(make_spec, tmp_path):
+    spec = make_spec()
+    trainer = FakeTrainer()
+    first, _ = _run(spec, trainer)
+    copy = str(tmp_path / 'copy')
+    shutil.copytree(spec.work_dir, copy)
+    shutil.rmtree(spec.work_dir)
+    spec.work_dir = copy
+    result, lines = _run(spec, trainer)
+    assert trainer.labels() == ['pre-training', 'fine-tune', 'scratch']
+    assert sum('reusing' in ln for ln in lines) == 5
+    text = '\n'.join(lines)
+    assert str(tmp_path / 'transfer') not in text
+    for r, f in zip(result['runs'], first['runs']):
+        assert r['work_dir'].startswith(copy)
+        assert {k: v for k, v in r.items() if k != 'work_dir'} == \
+            {k: v for k, v in f.items() if k != 'work_dir'}
+    for folder, _, files in os.walk(copy):
+        for name in files:
+            if name.startswith('transfer_') and name.endswith('.json'):
+                rec = _record(osp.join(folder, name))
+                assert all(not osp.isabs(v['path'])
+                           for v in rec['files'].values())
+
+
+def test_a_row_at_the_majority_floor_is_warned():
+    from dbbd.apis.transfer import aggregate, floor_warnings
+    runs = [dict(pretrain=p, protocol='fine-tune', family='pointnet',
+                 seed=s, labelled='all', mIoU=m, mAcc=0, allAcc=0)
+            for p, m in (('at', 0.1), ('above', 0.1001)) for s in (0, 1)]
+    floors = [dict(floor='majority', family='pointnet', seed=s, mIoU=0.1,
+                   majority_class='wall') for s in (0, 1)]
+    rows = aggregate(runs)
+    lines = floor_warnings(rows, floors)
+    assert len(lines) == 1 and lines[0].startswith('warning: at fine-tune')
+    assert [r['below_majority'] for r in rows] == [True, False]
+    # the floor of another family does not count
+    other = [dict(f, family='spunet', mIoU=0.5) for f in floors]
+    assert floor_warnings(aggregate(runs), other) == []
+
+
+def test_command_line_options_reach_the_spec():
+    from tools.transfer import parse_args, spec_from_args
+    args = parse_args([
+        '--pretrain-configs', DEMO, 'none:spunet', '--seeds', '0', '2',
+        '--protocols', 'lin', 'scratch', '--seg-configs',
+        'configs/scans/seg_{family}_scans_{protocol}.py', '--epochs', '3',
+        '--pretrain-epochs', '2', '--labelled-scenes', '2',
+        '--labelled-points', '20', '--probe-max-points', '5000',
+        '--probe-steps', '50', '--probe-device', 'cpu',
+        '--progress-interval', '10', '--work-dir', 'w', '--cfg-options',
+        'data_root=d', '--pretrain-cfg-options', 'a=1',
+        '--seg-cfg-options', 'b=[1,2]'])
+    spec = spec_from_args(args)
+    assert spec.pretrain_configs == [DEMO, 'none:spunet']
+    assert spec.seeds == [0, 2] and spec.protocols == ['lin', 'scratch']
+    assert spec.seg_config('scratch', 'spunet') == \
+        'configs/scans/seg_spunet_scans_scratch.py'
+    assert (spec.epochs, spec.pretrain_epochs, spec.labelled_scenes,
+            spec.labelled_points) == (3, 2, 2, 20)
+    assert (spec.probe_max_points, spec.probe_steps, spec.probe_device,
+            spec.progress_interval) == (5000, 50, 'cpu', 10.0)
+    assert spec.cfg_options == {'data_root': 'd'}
+    assert spec.pretrain_cfg_options == {'a': 1}
+    assert spec.seg_cfg_options == {'b': [1, 2]}
+    default = spec_from_args(parse_args([]))
+    assert default.protocols == ['lin', 'ft', 'scratch']
+    assert default.seg_config('ft', 'pointnet') == \
+        'configs/dbbd/seg_pointnet_small_demo_ft.py'
