@@ -80,3 +80,20 @@ def test_split_without_labels_stops(demo_root, tmp_path):
         dataset(str(tmp_path / 'root'))
     assert len(dataset(str(tmp_path / 'root'), require_labels=False)) == 1
     shutil.rmtree(tmp_path / 'root')
+
+
+def test_labelled_subset_ignores_the_order_of_the_scene_ids():
+    from dbbd.datasets.seg_dataset import choose_labelled_scenes
+    ids = [f'scene{i:04d}_00' for i in range(20)]
+    # pinned: a change of the draw changes every labelled benchmark
+    assert choose_labelled_scenes(ids, count=4, seed=0) == [
+        'scene0002_00', 'scene0004_00', 'scene0006_00', 'scene0019_00']
+    assert choose_labelled_scenes(ids, fraction=0.1, seed=3) == [
+        'scene0012_00', 'scene0016_00']
+    rng = np.random.default_rng(0)
+    for seed in range(3):
+        expected = choose_labelled_scenes(ids, count=5, seed=seed)
+        for _ in range(5):
+            shuffled = [ids[i] for i in rng.permutation(len(ids))]
+            assert choose_labelled_scenes(shuffled, count=5,
+                                          seed=seed) == expected
