@@ -283,6 +283,15 @@ _NON_NEGATIVE_INT = (lambda v: _is_int(v) and v >= 0, 'an int >= 0')
 # after one step) is refused explicitly
 _NON_NEGATIVE_NUMBER = (lambda v: _is_number(v) and math.isfinite(v) and
                         v >= 0, 'a finite number >= 0')
+#: The largest learning rate accepted. Learning rates are about 1e-4 to
+#: 1 (AdamW 1e-3, SGD 0.1); much beyond 10 the first optimiser step
+#: overflows float32 (AdamW's step of lr / (1 - beta1) is refused by torch
+#: above about 3e37) or turns the weights non-finite.
+MAX_LR = 10.0
+_LR = (lambda v: _is_number(v) and math.isfinite(v) and 0 <= v <= MAX_LR,
+       f'a finite number in [0, {MAX_LR:g}]')
+_LR_HINT = ('learning rates are about 1e-4 to 1 (AdamW 1e-3); a larger one '
+            'overflows or diverges in the first steps')
 _INT = (_is_int, 'an int')
 _POSITIVE_INT_OR_NONE = (lambda v: v is None or (_is_int(v) and v > 0),
                          'a positive int or None')
@@ -300,7 +309,7 @@ def _value_rules():
         ('train_cfg.max_epochs', _POSITIVE_INT, ''),
         ('train_cfg.max_iters', _POSITIVE_INT, ''),
         ('train_cfg.val_interval', _POSITIVE_INT, ''),
-        ('optim_wrapper.optimizer.lr', _NON_NEGATIVE_NUMBER, ''),
+        ('optim_wrapper.optimizer.lr', _LR, _LR_HINT),
         ('optim_wrapper.optimizer.weight_decay', _NON_NEGATIVE_NUMBER, ''),
         ('randomness.seed', _INT,
          'a run without a fixed seed cannot be resumed exactly'),
@@ -328,7 +337,8 @@ def check_config_values(cfg):
     ``*_dataloader.num_workers`` (int >= 0),
     ``*_dataloader.dataset.max_scenes`` (positive int or None),
     ``*_dataloader.dataset.max_depth`` (int >= 0 or None),
-    ``optim_wrapper.optimizer.lr`` / ``weight_decay`` (finite number >= 0),
+    ``optim_wrapper.optimizer.lr`` (finite number in ``[0, MAX_LR]``),
+    ``optim_wrapper.optimizer.weight_decay`` (finite number >= 0),
     ``randomness.seed`` (int), ``default_hooks.checkpoint.interval``
     (positive int, or -1), ``model.backbone.hidden_channels`` (positive
     int).

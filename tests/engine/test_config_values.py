@@ -38,6 +38,8 @@ def with_value(key, value):
     return Config(cfg)
 
 
+LR = 'a finite number in [0, 10]'
+
 # (key, bad value, expected description in the message)
 BAD = [
     ('train_cfg.max_epochs', 0, 'a positive int'),
@@ -54,11 +56,14 @@ BAD = [
     ('val_dataloader.dataset.max_scenes', '8', 'a positive int or None'),
     ('train_dataloader.dataset.max_depth', -1, 'an int >= 0 or None'),
     ('train_dataloader.dataset.max_depth', 3.5, 'an int >= 0 or None'),
-    ('optim_wrapper.optimizer.lr', '1e-3', 'a finite number >= 0'),
-    ('optim_wrapper.optimizer.lr', -0.1, 'a finite number >= 0'),
-    ('optim_wrapper.optimizer.lr', None, 'a finite number >= 0'),
-    ('optim_wrapper.optimizer.lr', float('nan'), 'a finite number >= 0'),
-    ('optim_wrapper.optimizer.lr', float('inf'), 'a finite number >= 0'),
+    ('optim_wrapper.optimizer.lr', '1e-3', LR),
+    ('optim_wrapper.optimizer.lr', -0.1, LR),
+    ('optim_wrapper.optimizer.lr', None, LR),
+    ('optim_wrapper.optimizer.lr', float('nan'), LR),
+    ('optim_wrapper.optimizer.lr', float('inf'), LR),
+    # AdamW's first step would overflow float32 (a traceback from torch)
+    ('optim_wrapper.optimizer.lr', 1e38, LR),
+    ('optim_wrapper.optimizer.lr', 11, LR),
     ('optim_wrapper.optimizer.weight_decay', float('inf'),
      'a finite number >= 0'),
     ('optim_wrapper.optimizer.weight_decay', 'none', 'a finite number >= 0'),
@@ -101,6 +106,15 @@ def test_bool_is_called_out():
         check_config_values(with_value('train_dataloader.batch_size', True))
 
 
+def test_huge_learning_rate_says_why():
+    with pytest.raises(ConfigError) as info:
+        check_config_values(with_value('optim_wrapper.optimizer.lr', 1e38))
+    assert str(info.value) == (
+        'optim_wrapper.optimizer.lr: got 1e+38 (float); expected a finite '
+        'number in [0, 10]; learning rates are about 1e-4 to 1 (AdamW '
+        '1e-3); a larger one overflows or diverges in the first steps')
+
+
 def test_unseeded_run_explains_why():
     with pytest.raises(ConfigError, match='cannot be resumed exactly'):
         check_config_values(with_value('randomness.seed', None))
@@ -110,6 +124,7 @@ def test_unseeded_run_explains_why():
 EDGES = [
     ('train_cfg.max_epochs', 1, 0),
     ('optim_wrapper.optimizer.lr', 0, -1e-9),  # an int is a number
+    ('optim_wrapper.optimizer.lr', 10, 10.5),
     ('optim_wrapper.optimizer.weight_decay', 0.0, -0.1),
     ('train_dataloader.num_workers', 0, -1),
     ('train_dataloader.dataset.max_depth', 0, -1),
