@@ -214,11 +214,14 @@ def prepare_data(cfg):
     dir (the Runner would have made its timestamped folder)."""
     from dbbd.datasets.dbbd_dataset import DataPreparationError
     from dbbd.datasets.demo import prepare_configured_demo
-    from dbbd.utils.config_check import check_data_exists
+    from dbbd.utils.config_check import (ConfigError, check_data_exists,
+                                         check_labelled_subset)
     try:
         prepare_configured_demo(cfg)
         check_data_exists(cfg)
-    except (DataPreparationError, RuntimeError) as e:
+        # labelled_scenes / labelled_points against the prepared scenes
+        check_labelled_subset(cfg)
+    except (DataPreparationError, ConfigError, RuntimeError) as e:
         fail(str(e))
 
 

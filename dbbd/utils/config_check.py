@@ -23,7 +23,8 @@ import os.path as osp
 
 __all__ = [
     'ConfigError', 'check_config_types', 'check_config_values',
-    'check_data_exists', 'accepted_parameters', 'check_int',
+    'check_data_exists', 'check_seg_datasets', 'check_labelled_subset',
+    'accepted_parameters', 'check_int',
     'check_int_list', 'check_number'
 ]
 
@@ -214,6 +215,72 @@ def _dbbd_datasets(cfg):
             yield loader, ds
 
 
+def _is_seg_dataset(type_name):
+    from dbbd.datasets.seg_dataset import SegDataset
+    from dbbd.registry import DATASETS
+    try:
+        cls = DATASETS.get(type_name) if isinstance(type_name, str) \
+            else type_name
+    except KeyError:
+        return False
+    return isinstance(cls, type) and issubclass(cls, SegDataset)
+
+
+def check_seg_datasets(cfg):
+    """The segmentation datasets' arguments, before anything is read: the
+    label-efficient options (``labelled_fraction``, ``labelled_scenes``,
+    ``labelled_points``) in range and not contradicting each other on the
+    training dataset, and absent from the validation and test datasets
+    (which score every labelled point). :class:`ConfigError`, one line
+    naming the key."""
+    from dbbd.datasets.seg_dataset import LABEL_EFFICIENT_KEYS, check_seg_args
+    for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        ds = (cfg.get(loader) or {}).get('dataset') or {}
+        if not isinstance(ds, dict) or not _is_seg_dataset(ds.get('type')):
+            continue
+        key = f'{loader}.dataset'
+        if loader != 'train_dataloader':
+            for name in LABEL_EFFICIENT_KEYS:
+                if ds.get(name) is not None:
+                    raise ConfigError(
+                        f'{key}.{name}: got {ds[name]!r}; label-efficient '
+                        'options apply to the training dataset only '
+                        '(validation and test score every labelled point); '
+                        f'set train_dataloader.dataset.{name} instead and '
+                        f'remove {key}.{name}')
+        args = {k: ds[k] for k in ('num_classes', 'label_seed') +
+                LABEL_EFFICIENT_KEYS if k in ds}
+        check_seg_args(key, **args)
+
+
+def check_labelled_subset(cfg):
+    """The training dataset's label-efficient options against its data:
+    ``labelled_scenes`` larger than the split, or ``labelled_points`` at or
+    above every scene's labelled points, raise :class:`ConfigError` (one
+    line naming the key). Reads the split's ``meta.json`` files; a demo
+    split that is not prepared yet is left to the dataset."""
+    from dbbd.datasets.dbbd_dataset import prepared_scenes
+    from dbbd.datasets.scene_io import read_meta
+    from dbbd.datasets.seg_dataset import (LABEL_EFFICIENT_KEYS,
+                                           plan_labelled_subset)
+    ds = (cfg.get('train_dataloader') or {}).get('dataset') or {}
+    if not isinstance(ds, dict) or not _is_seg_dataset(ds.get('type')) or \
+            all(ds.get(k) is None for k in LABEL_EFFICIENT_KEYS):
+        return
+    root, split = str(ds.get('data_root')), ds.get('split', 'train')
+    split_dir = osp.join(root, split)
+    if not osp.isdir(split_dir):
+        return
+    dirs = prepared_scenes(split_dir, root, 'train_dataloader.dataset')
+    if ds.get('max_scenes') is not None:
+        dirs = dirs[:ds['max_scenes']]
+    plan_labelled_subset(
+        'train_dataloader.dataset',
+        [(osp.basename(d), read_meta(d)) for d in dirs],
+        ds.get('labelled_fraction'), ds.get('labelled_scenes'),
+        ds.get('labelled_points'), ds.get('label_seed', 0))
+
+
 def check_data_exists(cfg):
     """Raise ``DataPreparationError`` (one line) when a split folder is
     missing or holds no prepared scene.
@@ -365,6 +432,7 @@ def check_config_values(cfg):
         raise ConfigError(
             f'{key}: got {value!r} ({type(value).__name__}); expected '
             f'{expected}' + (f'; {advice}' if advice else ''))
+    check_seg_datasets(cfg)
 
 
 # ---------------------------------------------------------------------------

@@ -1,0 +1,76 @@
+"""``tools/train.py`` stops in one line, before the Runner is built (no
+work dir written), on settings that cannot work; run in this process."""
+import os
+import os.path as osp
+
+import pytest
+
+from tiny import SEG_DEMO
+
+
+def run_main(argv, capsys):
+    """Exit code and the stderr lines of ``tools/train.py argv``."""
+    from tools.train import main
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    return info.value.code, capsys.readouterr().err.strip().splitlines()
+
+
+def seg_args(demo_root, work, *options):
+    return [SEG_DEMO['ft'], '--work-dir', str(work), '--cfg-options',
+            f'data_root={demo_root}', 'pretrained=None', *options]
+
+
+DS = 'train_dataloader.dataset'
+
+
+def largest_labelled(root):
+    from dbbd.datasets.scene_io import list_prepared, read_meta
+    return max(sum(int(v) for k, v in read_meta(d)['class_counts'].items()
+                   if k != '-1')
+               for d in list_prepared(osp.join(root, 'train')))
+
+
+@pytest.mark.parametrize('option, message', [
+    (f'{DS}.labelled_points=0',
+     f'{DS}: labelled_points must be a positive int or None, got 0'),
+    (f'{DS}.labelled_fraction=1.5',
+     f'{DS}: labelled_fraction must be a number in (0, 1], got 1.5'),
+    (f'{DS}.labelled_scenes=2.5',
+     f'{DS}: labelled_scenes must be a positive int or None, got 2.5'),
+    # larger than the 4 training rooms: no silent clamp
+    (f'{DS}.labelled_scenes=100',
+     f'{DS}: labelled_scenes=100 but the split has 4 scene(s); set '
+     'labelled_scenes to at most 4, or leave it unset to label every scene'),
+    # every room has fewer labelled points: the option would change nothing
+    (f'{DS}.labelled_points=100000',
+     f'{DS}: labelled_points=100000 is at or above the labelled points of '
+     'every scene (largest: {largest}), so every label would be kept; set a '
+     "smaller labelled_points (ScanNet's benchmark: 20, 50, 100, 200), or "
+     'leave it unset for all labels'),
+    ('val_dataloader.dataset.labelled_points=10',
+     'val_dataloader.dataset.labelled_points: got 10; label-efficient '
+     'options apply to the training dataset only (validation and test '
+     f'score every labelled point); set {DS}.labelled_points instead and '
+     'remove val_dataloader.dataset.labelled_points'),
+])
+def test_label_efficient_mistakes_are_one_line(demo_root, tmp_path, capsys,
+                                               option, message):
+    work = tmp_path / 'work'
+    if '{largest}' in message:
+        message = message.format(largest=f'{largest_labelled(demo_root):,}')
+    code, err = run_main(seg_args(demo_root, work, option), capsys)
+    assert (code, err) == (1, [f'error: {message}'])
+    assert not work.exists()
+
+
+def test_label_efficient_both_fraction_and_count(demo_root, tmp_path,
+                                                  capsys):
+    work = tmp_path / 'work'
+    code, err = run_main(seg_args(
+        demo_root, work, f'{DS}.labelled_fraction=0.5',
+        f'{DS}.labelled_scenes=2'), capsys)
+    assert (code, err) == (1, [
+        f'error: {DS}: set labelled_fraction or labelled_scenes, not both '
+        '(got labelled_fraction=0.5 and labelled_scenes=2)'])
+    assert not work.exists()
