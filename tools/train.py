@@ -234,13 +234,20 @@ def main(argv=None):
     from dbbd.datasets.dbbd_dataset import DataPreparationError
     from dbbd.datasets.formatting import check_feat_width
     from dbbd.engine.distributed import setup_distributed
+    from dbbd.models.segmentors.pretrained import (PretrainedLoadError,
+                                                   check_pretrained_config)
     from dbbd.utils.config_check import (ConfigError, check_config_types,
                                          check_config_values)
     try:
         check_config_types(cfg)
         check_config_values(cfg)
         check_feat_width(cfg)
-    except (ConfigError, DataPreparationError, ValueError) as e:
+        if args.validate is None:
+            # read and matched to the model's shapes now, loaded when the
+            # Runner initialises the model (validation loads no pretrained)
+            check_pretrained_config(cfg)
+    except (ConfigError, DataPreparationError, PretrainedLoadError,
+            ValueError) as e:
         fail(str(e))
     prepare_data(cfg)
 

@@ -242,9 +242,11 @@ _CHUNK = 1 << 20
 
 
 def _corrupt(shown: str, what: str) -> 'CorruptCheckpointError':
-    return CorruptCheckpointError(
+    err = CorruptCheckpointError(
         f'checkpoint {shown} is truncated or corrupt ({what}); use an '
         'earlier checkpoint')
+    err.reason = what  # the damage alone, for messages of other callers
+    return err
 
 
 def check_archive(path: str, name: Optional[str] = None) -> bool:

@@ -74,3 +74,24 @@ def test_label_efficient_both_fraction_and_count(demo_root, tmp_path,
         f'error: {DS}: set labelled_fraction or labelled_scenes, not both '
         '(got labelled_fraction=0.5 and labelled_scenes=2)'])
     assert not work.exists()
+
+
+def test_pretrained_problems_are_one_line_before_the_runner(
+        demo_root, tmp_path, capsys):
+    """``pretrained=`` is read and matched with the other checks: its one
+    line comes before the Runner prints or writes anything."""
+    junk = tmp_path / 'notes.pth'
+    junk.write_bytes(b'\x00' * 64)
+    for value, start in [
+            (str(junk), f'error: pretrained={junk}: not a readable '
+             'checkpoint ('),
+            (str(tmp_path / 'absent.pth'),
+             f'error: pretrained={tmp_path / "absent.pth"}: no such file'),
+            ('', "error: pretrained='': not a file path")]:
+        work = tmp_path / 'work'
+        argv = [SEG_DEMO['ft'], '--work-dir', str(work), '--cfg-options',
+                f'data_root={demo_root}', f'pretrained={value}']
+        code, err = run_main(argv, capsys)
+        assert code == 1 and len(err) == 1, err
+        assert err[0].startswith(start), err[0]
+        assert not work.exists()
