@@ -125,6 +125,13 @@ def build_config(args):
     except Exception as e:  # syntax errors, missing _base_ files, imports
         first = str(e).strip().splitlines()[0] if str(e).strip() else ''
         fail(f'cannot read config {args.config}: {type(e).__name__}: {first}')
+    from dbbd.utils.config_check import ConfigError, check_top_level_keys
+    try:
+        # a top-level key nothing reads: a typo that would be ignored
+        check_top_level_keys(cfg, args.config, set(cfg.keys()), {
+            str(k).split('.')[0] for k in (args.cfg_options or {})})
+    except ConfigError as e:
+        fail(str(e))
     cfg.launcher = args.launcher
     top_level = {}
     if args.cfg_options:
@@ -214,14 +221,11 @@ def prepare_data(cfg):
     dir (the Runner would have made its timestamped folder)."""
     from dbbd.datasets.dbbd_dataset import DataPreparationError
     from dbbd.datasets.demo import prepare_configured_demo
-    from dbbd.utils.config_check import (ConfigError, check_data_exists,
-                                         check_labelled_subset)
+    from dbbd.utils.config_check import check_data_exists
     try:
         prepare_configured_demo(cfg)
         check_data_exists(cfg)
-        # labelled_scenes / labelled_points against the prepared scenes
-        check_labelled_subset(cfg)
-    except (DataPreparationError, ConfigError, RuntimeError) as e:
+    except (DataPreparationError, RuntimeError) as e:
         fail(str(e))
 
 
@@ -250,6 +254,13 @@ def main(argv=None):
             ValueError) as e:
         fail(str(e))
     prepare_data(cfg)
+    if args.validate is None:
+        from dbbd.utils.config_check import check_labelled_subset
+        try:
+            # labelled_scenes / labelled_points against the prepared scenes
+            check_labelled_subset(cfg)
+        except (ConfigError, DataPreparationError) as e:
+            fail(str(e))
 
     setup_distributed(cfg)
 

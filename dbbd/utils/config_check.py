@@ -24,6 +24,7 @@ import os.path as osp
 __all__ = [
     'ConfigError', 'check_config_types', 'check_config_values',
     'check_data_exists', 'check_seg_datasets', 'check_labelled_subset',
+    'check_top_level_keys', 'READ_TOP_LEVEL_KEYS', 'CONFIG_VARIABLES',
     'accepted_parameters', 'check_int',
     'check_int_list', 'check_number'
 ]
@@ -302,6 +303,108 @@ def check_data_exists(cfg):
             if not osp.isdir(split_dir):
                 continue  # prepared on first use
         prepared_scenes(split_dir, root, f'{loader}.dataset')
+
+
+# ---------------------------------------------------------------------------
+# Top-level keys
+# ---------------------------------------------------------------------------
+
+#: Top-level keys something reads after the config file is loaded:
+#: mmengine's Runner (``Runner.from_cfg`` and the Runner itself) and DBBD
+#: (``tools/train.py``, ``tools/test.py``, the segmentation top-level keys,
+#: the distributed set-up).
+READ_TOP_LEVEL_KEYS = frozenset({
+    # mmengine's Runner
+    'model', 'work_dir', 'train_dataloader', 'val_dataloader',
+    'test_dataloader', 'train_cfg', 'val_cfg', 'test_cfg', 'auto_scale_lr',
+    'optim_wrapper', 'param_scheduler', 'val_evaluator', 'test_evaluator',
+    'default_hooks', 'custom_hooks', 'data_preprocessor', 'load_from',
+    'resume', 'launcher', 'env_cfg', 'log_processor', 'log_level',
+    'visualizer', 'default_scope', 'randomness', 'experiment_name',
+    'model_wrapper_cfg', 'find_unused_parameters', 'compile', 'sync_bn',
+    'efficient_conv_bn_eval', 'activation_checkpointing', 'custom_imports',
+    # DBBD
+    'data_root', 'feat_keys', 'num_classes', 'class_names', 'pretrained',
+    'amp', 'tta_pipeline',
+})
+
+#: Variables of the shipped config files that only the files themselves
+#: read (``max_epochs = 100`` then ``train_cfg = dict(max_epochs=...)``):
+#: in a config file they are fine, on the command line they change nothing.
+CONFIG_VARIABLES = frozenset({
+    'dataset_type', 'demo_data', 'masking', 'max_epochs', 'train_pipeline',
+    'train_view', 'val_pipeline', 'val_view', 'vis_backends',
+})
+
+
+def _paths_named(node, name, prefix=''):
+    """Dotted paths below ``node`` whose last part is ``name``."""
+    if isinstance(node, dict):
+        for k, v in node.items():
+            path = f'{prefix}{k}'
+            if k == name:
+                yield path
+            yield from _paths_named(v, name, f'{path}.')
+
+
+def check_top_level_keys(cfg, config_path, file_keys, option_keys=()):
+    """Refuse top-level keys that nothing reads, in one line
+    (:class:`ConfigError`).
+
+    Args:
+        cfg: the config after ``--cfg-options`` were merged.
+        config_path: the config file, for messages.
+        file_keys: the top-level keys of the file as loaded (its
+            ``_base_`` files included).
+        option_keys: the top-level parts of the ``--cfg-options`` keys.
+
+    Refused:
+
+    - an option whose top-level key nothing reads: a new key
+      (``foo_bar=1``, ``pretrianed=...``), with the close names;
+    - an option that sets a variable of the config file (``max_epochs=5``):
+      the file already used its value, so it would change nothing; the
+      message names the keys that hold it (``train_cfg.max_epochs``);
+    - a key of the file that nothing reads and is close to one that is
+      read (``pretrianed = ...``, ``data_rot = ...``): a misspelt key that
+      would be ignored. Other variables of a file stay allowed (a file may
+      define and use its own).
+    """
+    read = READ_TOP_LEVEL_KEYS
+    for key in option_keys:
+        if key in read:
+            continue
+        if key in file_keys:
+            holders = [p for p in _paths_named(
+                {k: v for k, v in cfg.items() if k != key}, key)]
+            shown = ', '.join(holders[:3]) + (
+                f' (+{len(holders) - 3} more)' if len(holders) > 3 else '')
+            hint = (f'set the key that holds it instead: {shown}'
+                    if holders else 'set the keys that use it instead (see '
+                    'the config file)')
+            raise ConfigError(
+                f'--cfg-options {key}: {key} is a variable of the config '
+                f'file {config_path}, used when the file was read; setting '
+                f'it here changes nothing; {hint}')
+        close = difflib.get_close_matches(
+            key, sorted(read | set(file_keys)), n=3, cutoff=0.6)
+        hint = (f'did you mean {", ".join(repr(c) for c in close)}? '
+                if close else '')
+        raise ConfigError(
+            f'--cfg-options {key}: no part of the config reads a top-level '
+            f'key {key!r}; {hint}a nested key needs its full path (e.g. '
+            'train_cfg.max_epochs=10)')
+    for key in file_keys:
+        if key in read or key in CONFIG_VARIABLES or key.startswith('_'):
+            continue
+        close = difflib.get_close_matches(key, sorted(read), n=1,
+                                          cutoff=0.85)
+        if close:
+            raise ConfigError(
+                f'{config_path}: top-level key {key!r} is read by nothing '
+                f'and is close to {close[0]!r}, which is; did you mean '
+                f'{close[0]!r}? (a variable the file uses itself needs a '
+                'name not this close to a key that is read)')
 
 
 # ---------------------------------------------------------------------------

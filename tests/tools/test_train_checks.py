@@ -95,3 +95,45 @@ def test_pretrained_problems_are_one_line_before_the_runner(
         assert code == 1 and len(err) == 1, err
         assert err[0].startswith(start), err[0]
         assert not work.exists()
+
+
+@pytest.mark.parametrize('option, message', [
+    ('foo_bar=1',
+     "--cfg-options foo_bar: no part of the config reads a top-level key "
+     "'foo_bar'; a nested key needs its full path (e.g. "
+     'train_cfg.max_epochs=10)'),
+    ('pretrianed=x.pth',
+     "--cfg-options pretrianed: no part of the config reads a top-level key "
+     "'pretrianed'; did you mean 'pretrained'? a nested key needs its full "
+     'path (e.g. train_cfg.max_epochs=10)'),
+    ('data_rot=/data',
+     "--cfg-options data_rot: no part of the config reads a top-level key "
+     "'data_rot'; did you mean 'data_root'? a nested key needs its full "
+     'path (e.g. train_cfg.max_epochs=10)'),
+    # a variable of the file: already used, setting it changes nothing
+    ('max_epochs=5',
+     f'--cfg-options max_epochs: max_epochs is a variable of the config '
+     f'file {SEG_DEMO["ft"]}, used when the file was read; setting it here '
+     'changes nothing; set the key that holds it instead: '
+     'train_cfg.max_epochs'),
+])
+def test_top_level_keys_nothing_reads_are_refused(demo_root, tmp_path,
+                                                  capsys, option, message):
+    work = tmp_path / 'work'
+    code, err = run_main(seg_args(demo_root, work, option), capsys)
+    assert (code, err) == (1, [f'error: {message}'])
+    assert not work.exists()
+
+
+def test_misspelt_top_level_key_in_a_config_file(tmp_path, capsys):
+    cfg = tmp_path / 'mine.py'
+    cfg.write_text(f"_base_ = ['{SEG_DEMO['ft']}']\n"
+                   "pretrianed = 'work_dirs/x/epoch_1.pth'\n"
+                   "my_width = 16  # a variable of its own: fine\n")
+    code, err = run_main([str(cfg), '--work-dir', str(tmp_path / 'w')],
+                         capsys)
+    assert (code, err) == (1, [
+        f"error: {cfg}: top-level key 'pretrianed' is read by nothing and "
+        "is close to 'pretrained', which is; did you mean 'pretrained'? (a "
+        'variable the file uses itself needs a name not this close to a '
+        'key that is read)'])
