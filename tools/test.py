@@ -134,6 +134,30 @@ def prepare_test_cfg(cfg, args, fail):
     return cfg
 
 
+def check_output_dir(option, path, fail):
+    """``--out`` / ``--show-dir``: one line, before anything runs, when
+    ``path`` cannot be the folder the predictions go to (a file, a path
+    under a file, a folder that cannot be written); nothing is created."""
+    full = osp.abspath(path)
+    if osp.exists(full):
+        if not osp.isdir(full):
+            fail(f'{option} {path}: is a file, not a folder; give a folder '
+                 '(it is created when missing)')
+        if not os.access(full, os.W_OK | os.X_OK):
+            fail(f'{option} {path}: the folder is not writable; give '
+                 'another folder')
+        return
+    parent = full
+    while not osp.exists(parent):
+        parent = osp.dirname(parent)
+    if not osp.isdir(parent):
+        fail(f'{option} {path}: {parent} is a file, so no folder can be '
+             'made under it; give another folder')
+    if not os.access(parent, os.W_OK | os.X_OK):
+        fail(f'{option} {path}: cannot create it, {parent} is not '
+             'writable; give another folder')
+
+
 def summary_line(metrics):
     """``mIoU 45.67  mAcc 56.78  allAcc 78.90`` (percent), else every
     metric as it is."""
@@ -147,6 +171,9 @@ def summary_line(metrics):
 def main(argv=None):
     args = parse_args(argv)
     from tools.train import build_config, fail, prepare_data
+    for option, path in (('--out', args.out), ('--show-dir', args.show_dir)):
+        if path is not None:
+            check_output_dir(option, path, fail)
     cfg = build_config(argparse.Namespace(
         config=args.config, work_dir=args.work_dir, resume=None, amp=False,
         cfg_options=args.cfg_options, launcher=args.launcher))
