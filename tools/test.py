@@ -101,6 +101,22 @@ def check_checkpoint_fits(cfg, path, fail):
              'was trained with')
 
 
+def tta_description(tta):
+    """One line saying what ``--tta`` does with this ``tta_pipeline``."""
+    views = next((t for t in tta if str(t.get('type', '')).split('.')[-1]
+                  == 'MultiView'), None)
+    if views is None:
+        return '--tta: each scene scored with the config\'s tta_pipeline'
+    rot = next((t for t in views.get('transforms') or []
+                if str(t.get('type', '')).split('.')[-1] == 'ViewRotateZ'),
+               None)
+    how = (f', turned by {", ".join(f"{a:g}" for a in rot["angles"])} '
+           'degrees about z' if rot and rot.get('angles') else '')
+    return (f'--tta: each scene scored as the mean of the logits of '
+            f'{views.get("num_views")} views{how} (the config\'s '
+            'tta_pipeline)')
+
+
 def prepare_test_cfg(cfg, args, fail):
     """Test split (else val), TTA pipeline, result hook, checkpoint."""
     import copy
@@ -203,6 +219,9 @@ def main(argv=None):
              CheckpointLoadError)
     try:
         runner = Runner.from_cfg(cfg)
+        if args.tta:
+            runner.logger.info(tta_description(
+                cfg.test_dataloader.dataset.pipeline))
         metrics = runner.test()
     except known as e:
         fail(str(e))

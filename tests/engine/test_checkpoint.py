@@ -463,6 +463,50 @@ def test_resume_restores_epoch_iter_optimizer(trained, tmp_path, mode):
     assert read_last(work_dir) == 'epoch_4.pth'
 
 
+def test_resume_of_a_complete_run_says_so(trained, tmp_path):
+    """--resume of a run that trained all its epochs: nothing trained,
+    nothing written, one line saying the run is complete and how to train
+    longer."""
+    from toy_runner import IterCounter, read_log
+    work_dir = str(tmp_path / 'wd')
+    shutil.copytree(trained['work_dir'], work_dir)
+    before = digest(work_dir)
+    counter = IterCounter()
+    runner = make_runner(
+        work_dir, ckpt_hook(max_keep_ckpts=2, save_best='loss', rule='less'),
+        max_epochs=3, custom_hooks=[counter], resume=True)
+    runner.train()
+    assert counter.iters == 0 and runner.epoch == 3
+
+    def saved(d):  # checkpoints and the pointer (a new log folder is made)
+        return {k: v for k, v in d.items() if v is not None}
+    assert saved(digest(work_dir)) == saved(before)
+    lines = [ln for ln in read_log(runner).splitlines()
+             if 'This run is complete' in ln]
+    assert len(lines) == 1
+    assert lines[0].endswith(
+        'This run is complete: the resumed checkpoint has trained 3 of '
+        'max_epochs=3, so there is nothing to train; to train longer, '
+        'resume with a larger max_epochs (--resume --cfg-options '
+        'train_cfg.max_epochs=6; the cosine schedule stretches to the new '
+        'length)')
+    # a run with epochs left says nothing of the kind
+    import logging
+    said = []
+    handler = logging.Handler()
+    handler.emit = lambda record: said.append(record.getMessage())
+    runner = make_runner(
+        work_dir, ckpt_hook(max_keep_ckpts=2, save_best='loss', rule='less'),
+        max_epochs=4, resume=True)
+    runner.logger.addHandler(handler)
+    try:
+        runner.train()
+    finally:
+        runner.logger.removeHandler(handler)
+    assert runner.epoch == 4 and said
+    assert not [m for m in said if 'This run is complete' in m]
+
+
 def resume_a_copy(original, copy_dir, max_epochs):
     """Copy the work dir ``original`` to ``copy_dir`` and resume the copy
     to ``max_epochs`` with a new best at every validation (its previous

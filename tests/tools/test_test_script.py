@@ -46,3 +46,28 @@ def test_unwritable_output_folder_is_one_line(tmp_path, capsys):
     assert (code, err) == (1, [
         f'error: --out {locked / "preds"}: cannot create it, {locked} is not '
         'writable; give another folder'])
+
+
+def test_tta_is_confirmed_in_the_log(demo_root, tmp_path, capsys):
+    """``--tta``: one log line says how the scenes are scored."""
+    import copy
+
+    import torch
+
+    from dbbd.registry import MODELS
+    from tiny import TINY_SEG_MODEL, cfg_options, tiny_seg_cfg
+    from tools.test import main
+    cfg = tiny_seg_cfg(demo_root, tmp_path / 'cfg')
+    model = MODELS.build(copy.deepcopy(cfg.model))
+    ckpt = str(tmp_path / 'seg.pth')
+    torch.save(dict(meta=dict(epoch=1), state_dict=model.state_dict()), ckpt)
+    main([SEG_DEMO['ft'], ckpt, '--work-dir', str(tmp_path / 'test'),
+          '--tta', '--cfg-options', f'data_root={demo_root}',
+          'pretrained=None', *cfg_options(TINY_SEG_MODEL)])
+    out = capsys.readouterr().out
+    lines = [ln for ln in out.splitlines() if '--tta:' in ln]
+    assert len(lines) == 1, lines
+    assert lines[0].endswith(
+        '--tta: each scene scored as the mean of the logits of 4 views, '
+        'turned by 0, 90, 180, 270 degrees about z (the config\'s '
+        'tta_pipeline)')

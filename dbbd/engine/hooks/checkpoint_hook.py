@@ -219,6 +219,31 @@ class SafeCheckpointHook(CheckpointHook):
         self._remove_tmp_files(runner)
         self._remove_leftovers(runner)
         self._run_pending_validation(runner)
+        self._say_if_complete(runner)
+
+    @staticmethod
+    def _say_if_complete(runner) -> None:
+        """A resumed run that has already trained every epoch (iteration)
+        of ``train_cfg`` trains nothing: say so in one line, and how to
+        train longer, rather than end silently."""
+        loop = runner.train_loop
+        if not resume_requested(runner) or getattr(loop, 'stop_training',
+                                                   False):
+            return  # early stopping says its own
+        if isinstance(loop, EpochBasedTrainLoop):
+            done, last, unit = runner.epoch, loop.max_epochs, 'epochs'
+        elif isinstance(loop, IterBasedTrainLoop):
+            done, last, unit = runner.iter, loop.max_iters, 'iters'
+        else:
+            return
+        if done < last:
+            return
+        runner.logger.warning(
+            f'This run is complete: the resumed checkpoint has trained '
+            f'{done} of max_{unit}={last}, so there is nothing to train; to '
+            f'train longer, resume with a larger max_{unit} (--resume '
+            f'--cfg-options train_cfg.max_{unit}={2 * last}; the cosine '
+            f'schedule stretches to the new length)')
 
     def _remove_tmp_files(self, runner) -> None:
         """Delete the temporary files of interrupted writes."""
