@@ -212,19 +212,25 @@ def main(argv=None):
     prepare_data(cfg)
     setup_distributed(cfg)
 
-    from mmengine.runner import Runner
     from dbbd.datasets.scene_io import SceneFormatError
-    from dbbd.engine.checkpoint import CheckpointLoadError
+    from dbbd.engine.checkpoint import CheckpointLoadError, is_disk_full
+    from dbbd.engine.runner import (DBBDRunner, disk_full_message,
+                                    disk_full_stops)
     known = (ConfigError, DataPreparationError, SceneFormatError,
              CheckpointLoadError)
     try:
-        runner = Runner.from_cfg(cfg)
-        if args.tta:
-            runner.logger.info(tta_description(
-                cfg.test_dataloader.dataset.pipeline))
-        metrics = runner.test()
+        with disk_full_stops():
+            runner = DBBDRunner.from_cfg(cfg)
+            if args.tta:
+                runner.logger.info(tta_description(
+                    cfg.test_dataloader.dataset.pipeline))
+            metrics = runner.test()
     except known as e:
         fail(str(e))
+    except OSError as e:
+        if not is_disk_full(e):
+            raise
+        fail(disk_full_message(e, cfg.work_dir))
     print(f'{osp.basename(args.checkpoint)}: {summary_line(metrics)}',
           flush=True)
     return metrics

@@ -273,23 +273,29 @@ def main(argv=None):
         except WorkDirLockedError as e:
             fail(str(e))
 
-    from mmengine.runner import Runner
     from dbbd.datasets.scene_io import SceneFormatError
     from dbbd.engine import NonFiniteLossError
     from dbbd.engine.checkpoint import (CheckpointLoadError,
-                                        CheckpointWriteError)
+                                        CheckpointWriteError, is_disk_full)
+    from dbbd.engine.runner import (DBBDRunner, disk_full_message,
+                                    disk_full_stops)
 
     # errors whose message already says what is wrong and what to do
     known = (ConfigError, DataPreparationError, SceneFormatError,
              NonFiniteLossError, CheckpointLoadError, CheckpointWriteError)
     try:
-        runner = Runner.from_cfg(cfg)
-        if args.validate is None:
-            runner.train()
-        else:
-            print_metrics(runner.val())
+        with disk_full_stops():
+            runner = DBBDRunner.from_cfg(cfg)
+            if args.validate is None:
+                runner.train()
+            else:
+                print_metrics(runner.val())
     except known as e:
         fail(str(e))
+    except OSError as e:
+        if not is_disk_full(e):
+            raise
+        fail(disk_full_message(e, cfg.work_dir))
 
 
 if __name__ == '__main__':

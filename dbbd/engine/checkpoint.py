@@ -101,11 +101,15 @@ def no_space_error(path: str, need: int) -> CheckpointWriteError:
         free = _size(shutil.disk_usage(folder).free)
     except OSError:
         free = 'an unknown amount'
+    if find_latest_checkpoint(folder, strict=False):
+        then = ('and resume with --resume; the previous checkpoints are '
+                'intact')
+    else:
+        then = 'and run again; no checkpoint had been saved yet'
     err = CheckpointWriteError(
         f'no space left on the device for {path}: it needs about '
         f'{_size(need)} and {free} is free in {folder}; free some space (or '
-        'use another --work-dir) and resume with --resume; the previous '
-        'checkpoints are intact')
+        f'use another --work-dir) {then}')
     err.errno = errno.ENOSPC
     return err
 

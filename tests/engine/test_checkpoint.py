@@ -662,6 +662,29 @@ def test_full_disk_is_one_line_and_keeps_previous_checkpoint(
             assert load_checkpoint_safe(osp.join(work_dir, n))['state_dict']
 
 
+def test_full_disk_at_the_first_checkpoint_claims_no_previous_one(
+        tmp_path, monkeypatch):
+    """ENOSPC while writing epoch_1.pth, the first checkpoint: the line
+    says none had been saved, not that previous ones are intact."""
+    import errno
+
+    from dbbd.engine.checkpoint import CheckpointWriteError
+
+    def full_disk_put(self, obj, filepath):
+        raise OSError(errno.ENOSPC, 'No space left on device')
+
+    monkeypatch.setattr(LocalBackend, 'put', full_disk_put)
+    runner = make_runner(str(tmp_path), ckpt_hook(), max_epochs=1)
+    with pytest.raises(CheckpointWriteError) as info:
+        runner.train()
+    msg = str(info.value)
+    assert msg.startswith(f'no space left on the device for '
+                          f'{osp.join(str(tmp_path), "epoch_1.pth")}: ')
+    assert msg.endswith('free some space (or use another --work-dir) and '
+                        'run again; no checkpoint had been saved yet')
+    assert 'intact' not in msg
+
+
 PUBLISHED = re.compile(r'-[0-9a-f]{8}\.pth')
 
 

@@ -137,3 +137,98 @@ def test_misspelt_top_level_key_in_a_config_file(tmp_path, capsys):
         "is close to 'pretrained', which is; did you mean 'pretrained'? (a "
         'variable the file uses itself needs a name not this close to a '
         'key that is read)'])
+
+
+class _FullDisk:
+    """``open`` for writing under ``folder`` (except names in ``spare``)
+    gives a file whose writes fail with ENOSPC, as on a full disk; the
+    file itself is created, empty."""
+
+    def __init__(self, folder, only=None):
+        import builtins
+        self.folder, self.only = str(folder), only
+        self.real_open = builtins.open
+
+    def __call__(self, file, mode='r', *args, **kwargs):
+        f = self.real_open(file, mode, *args, **kwargs)
+        name = os.fspath(file) if not isinstance(file, int) else ''
+        hit = (isinstance(name, str) and
+               osp.abspath(name).startswith(self.folder + os.sep) and
+               any(m in mode for m in 'wax+') and
+               (self.only is None or self.only(osp.basename(name))))
+        return _Refusing(f) if hit else f
+
+
+class _Refusing:
+    def __init__(self, f):
+        self._f = f
+
+    def _full(self, *args, **kwargs):
+        import errno
+        raise OSError(errno.ENOSPC, 'No space left on device')
+
+    write = flush = _full
+
+    def close(self):
+        self._f.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self._f.close()
+
+    def __getattr__(self, name):
+        return getattr(self._f, name)
+
+
+def _drop_broken_log_files():
+    import logging
+
+    from mmengine.logging import MMLogger
+    logger = MMLogger.get_current_instance()
+    for h in list(logger.handlers):
+        if isinstance(h, logging.FileHandler):
+            logger.removeHandler(h)
+            try:
+                h.stream._f.close()
+            except AttributeError:
+                pass
+
+
+@pytest.mark.parametrize('what', ['log', 'config copy'])
+def test_disk_full_before_the_first_checkpoint_is_one_line(
+        demo_root, tmp_path, capsys, monkeypatch, what):
+    """The disk fills before any checkpoint: one line naming the file,
+    no logging tracebacks, no truncated config copy, and no claim of
+    previous checkpoints."""
+    import builtins
+    from tiny import DEMO, cfg_options
+    work = tmp_path / 'work'
+    only = (None if what == 'log' else
+            lambda name: name.startswith('.dbbd_small_demo.py'))
+    monkeypatch.setattr(builtins, 'open', _FullDisk(work, only))
+    try:
+        code, err = run_main([DEMO, '--work-dir', str(work), '--cfg-options',
+                              f'data_root={demo_root}', *cfg_options(),
+                              f'experiment_name=full_{what[:3]}_{os.getpid()}'
+                              ], capsys)
+    finally:
+        monkeypatch.undo()
+        _drop_broken_log_files()
+    assert code == 1 and len(err) == 1, err
+    assert err[0].startswith('error: no space left on the device while '
+                             'writing ')
+    assert err[0].endswith('free some space or give another --work-dir, '
+                           'then run again (no checkpoint had been saved '
+                           'yet)')
+    assert 'intact' not in err[0]
+    if what == 'log':
+        assert osp.basename(err[0].split(' while writing ')[1].split()[0]
+                            ).endswith('.log')
+    else:
+        assert f'writing {work / "dbbd_small_demo.py"} in the work dir' in \
+            err[0]
+        assert not (work / 'dbbd_small_demo.py').exists()
+        assert not [n for n in os.listdir(work) if n.endswith('-tmp')]
+    assert not [n for n in os.listdir(work) if n.endswith('.pth')]
