@@ -229,6 +229,16 @@ def prepare_data(cfg):
         fail(str(e))
 
 
+def batch_scene_ids(runner):
+    """The scene ids of the training batch the runner was in, as its
+    NonFiniteLossHook saw them; None when unknown."""
+    from dbbd.engine import NonFiniteLossHook
+    for hook in getattr(runner, 'hooks', None) or []:
+        if isinstance(hook, NonFiniteLossHook):
+            return hook.batch_scene_ids()
+    return None
+
+
 def main(argv=None):
     args = parse_args(argv)
     cfg = build_config(args)
@@ -279,7 +289,9 @@ def main(argv=None):
                                         CheckpointWriteError, is_disk_full)
     from dbbd.engine.runner import (DBBDRunner, disk_full_message,
                                     disk_full_stops)
+    from dbbd.models.backbones.spunet import TooFewVoxelsError
 
+    runner = None
     # errors whose message already says what is wrong and what to do
     known = (ConfigError, DataPreparationError, SceneFormatError,
              NonFiniteLossError, CheckpointLoadError, CheckpointWriteError)
@@ -292,6 +304,8 @@ def main(argv=None):
                 print_metrics(runner.val())
     except known as e:
         fail(str(e))
+    except TooFewVoxelsError as e:
+        fail(e.naming(batch_scene_ids(runner)))
     except OSError as e:
         if not is_disk_full(e):
             raise

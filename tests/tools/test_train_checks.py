@@ -232,3 +232,39 @@ def test_disk_full_before_the_first_checkpoint_is_one_line(
         assert not (work / 'dbbd_small_demo.py').exists()
         assert not [n for n in os.listdir(work) if n.endswith('-tmp')]
     assert not [n for n in os.listdir(work) if n.endswith('.pth')]
+
+
+def test_spunet_scene_of_one_voxel_is_one_line_naming_it(demo_root,
+                                                         tmp_path, capsys):
+    """DBBD on SpUNet, batches of one scene, a training scene inside a 4 mm
+    cube (prepared with a warning): one line naming the scene, not
+    BatchNorm's ValueError."""
+    import numpy as np
+
+    from dbbd.datasets.prepare import prepare_dataset
+    from tiny import REPO
+    src = tmp_path / 'src'
+    src.mkdir()
+    rng = np.random.default_rng(0)
+    np.save(src / 'speck.npy', rng.random((500, 3)) * 0.004)
+    data = tmp_path / 'data'
+    summary = prepare_dataset(src, data, workers=0, max_depth=2,
+                              min_points_to_split=32, progress=False,
+                              log=lambda m: None)
+    assert summary['warned'][0]['warnings'][0].startswith(
+        'all points lie within 4 mm')
+    os.symlink(osp.join(demo_root, 'val'), data / 'val')
+    spunet = osp.join(REPO, 'configs', 'dbbd', 'dbbd_spunet_small_demo.py')
+    code, err = run_main([
+        spunet, '--work-dir', str(tmp_path / 'work'), '--cfg-options',
+        f'data_root={data}', 'train_dataloader.batch_size=1',
+        'model.backbone.scene_backbone.base_channels=8',
+        'model.backbone.scene_backbone.channels=[8,16,16,8]',
+        'model.backbone.scene_backbone.layers=[1,1,1,1]',
+        'model.backbone.scene_backbone.voxel_size=0.1',
+        f'experiment_name=speck_{os.getpid()}'], capsys)
+    assert code == 1 and len(err) == 1, err[-5:]
+    # the view's augmentation moves the points: the span is the view's
+    assert err[0].startswith('error: SpUNet: scene speck (its points span ')
+    assert ' fits in one ' in err[0] and 'BatchNorm needs more than one' \
+        in err[0]

@@ -301,6 +301,14 @@ class NonFiniteLossHook(Hook):
         # outside training iterations (validation also calls forward).
         self._batch = dict(batch_idx=batch_idx, data_batch=data_batch)
 
+    def batch_scene_ids(self) -> Optional[List[str]]:
+        """The scene ids of the training batch being run (for messages of
+        errors raised inside the step); None outside a training
+        iteration or when the batch names none."""
+        batch = self._batch or {}
+        ids = _scene_ids(batch.get('data_batch'))
+        return ids or None
+
     def _check_forward(self, module, args, kwargs, output) -> None:
         """Forward hook: keep the loss of a training forward pass for the
         check before the optimizer step (reading it back now would cost a

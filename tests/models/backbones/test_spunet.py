@@ -226,3 +226,40 @@ def test_decoder_concatenates_up_then_skip_like_pointcept():
                                    rtol=0, atol=0)
         torch.testing.assert_close(dec_in.feat[:, width:], skip.feat,
                                    rtol=0, atol=0)
+
+
+def test_single_voxel_training_batch_is_one_line_naming_the_scene():
+    """A training batch whose only scene fits in one voxel (a 4 mm cube at
+    5 cm voxels): one line naming the scene and its span, not BatchNorm's
+    bare ValueError; eval mode runs."""
+    from dbbd.models.backbones.spunet import TooFewVoxelsError
+    model = MODELS.build(dict(SMALL)).train()
+    tiny = torch.rand(200, 3) * 0.004
+    tiny[0], tiny[1] = 0.0, 0.004  # a 4 mm cube
+    feat = torch.rand(200, 6)
+    offset = torch.tensor([0, 200])
+    with pytest.raises(TooFewVoxelsError) as err:
+        model(tiny, feat, offset)
+    msg = str(err.value)
+    assert '\n' not in msg
+    assert msg.startswith('SpUNet: scene 0 of the batch (its points span '
+                          '0.004 m as the network sees them) fits in one 5 '
+                          'cm cell at level 0 of the network (5 cm voxels, '
+                          'stride 1)')
+    assert err.value.naming(['scene0042_00']).startswith(
+        'SpUNet: scene scene0042_00 (its points span 0.004 m as the network '
+        'sees them) fits in one')
+    # a small scene that is one voxel only at the deepest level
+    coord, f, _ = _batch(_scene(0, n=300))
+    small = coord * (0.3 / (coord.max(0).values - coord.min(0).values).max())
+    with pytest.raises(TooFewVoxelsError, match=r'fits in one 40 cm cell at '
+                       r'level 3 .*stride 8\)'):
+        model(small, f, torch.tensor([0, 300]))
+    # with a second, real scene in the batch it trains
+    big, fb, _ = _batch(_scene(1, n=300))
+    out = model(torch.cat([tiny, big]), torch.cat([feat, fb]),
+                torch.tensor([0, 200, 500]))
+    assert torch.isfinite(out).all()
+    model.eval()
+    with torch.no_grad():
+        assert torch.isfinite(model(tiny, feat, offset)).all()
