@@ -25,6 +25,7 @@ either the old file or the complete new one, never a partial file under the
 final name.
 """
 import errno
+import logging
 import os
 import os.path as osp
 import pickle
@@ -260,7 +261,8 @@ def check_archive(path: str, name: Optional[str] = None) -> bool:
     record, and every record must match the CRC-32 the archive stores for
     it: a single flipped bit in tensor data is caught here, with the name of
     the record. Reads the whole file once. A legacy (pre-1.6) torch file
-    has no checksums and passes as is.
+    has no checksums and passes as is (:func:`load_checkpoint_safe` logs
+    :func:`legacy_format_warning` for it).
 
     Args:
         path (str): the file.
@@ -306,6 +308,17 @@ def check_archive(path: str, name: Optional[str] = None) -> bool:
     return True
 
 
+def legacy_format_warning(shown: str) -> str:
+    """The one line logged when a checkpoint in PyTorch's legacy (pre-1.6)
+    format is loaded: that format stores no checksums, so damage to its
+    tensor bytes cannot be detected (a damaged pickle still can)."""
+    return (f'checkpoint {shown} is in PyTorch\'s legacy (pre-1.6) format, '
+            'which stores no checksums: a damaged byte in its tensor data '
+            'would load unnoticed (only zip checkpoints, which torch.save '
+            'writes since 1.6 and DBBD always writes, are checked record by '
+            'record); save it again with a current torch to get them')
+
+
 def load_checkpoint_safe(path: Union[str, os.PathLike],
                          map_location: Any = 'cpu',
                          name: Optional[str] = None) -> Any:
@@ -338,6 +351,10 @@ def load_checkpoint_safe(path: Union[str, os.PathLike],
     if not osp.isfile(path):
         raise FileNotFoundError(f'checkpoint {shown} does not exist')
     is_zip = check_archive(path, shown)
+    if not is_zip:
+        from mmengine.logging import print_log
+        print_log(legacy_format_warning(shown), logger='current',
+                  level=logging.WARNING)
     # A context rather than a global ``add_safe_globals``: the allow-list,
     # and above all the getattr stand-in, apply to this load only.
     with torch.serialization.safe_globals(safe_globals_list()):

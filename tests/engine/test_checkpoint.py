@@ -407,6 +407,38 @@ def test_torch_load_alone_misses_a_flipped_tensor_byte(trained, tmp_path):
     _assert_corrupt(path, record=name)
 
 
+def test_legacy_format_loads_with_a_warning_that_damage_goes_unseen(
+        trained, tmp_path, monkeypatch):
+    """What is not detected, said where it happens: a checkpoint in
+    PyTorch's legacy (pre-1.6) format has no checksums, so one flipped
+    byte of its tensor data loads with a changed weight; every load of
+    such a file logs one line saying so. A zip checkpoint with the same
+    damage is refused."""
+    import logging
+
+    import mmengine.logging
+
+    from dbbd.engine.checkpoint import legacy_format_warning
+    logged = []
+    monkeypatch.setattr(mmengine.logging, 'print_log',
+                        lambda msg, logger=None, level=logging.INFO:
+                        logged.append((msg, level)))
+    good = load_checkpoint_safe(osp.join(trained['work_dir'], 'epoch_3.pth'))
+    assert logged == []  # zip: no warning
+    legacy = tmp_path / 'legacy.pth'
+    torch.save(good, legacy, _use_new_zipfile_serialization=False)
+    data = bytearray(legacy.read_bytes())
+    weight = good['state_dict']['linear.weight']
+    at = bytes(data).find(weight.numpy().tobytes())
+    assert at > 0
+    data[at + 1] ^= 0x40
+    legacy.write_bytes(bytes(data))
+    damaged = load_checkpoint_safe(legacy)
+    assert not torch.equal(damaged['state_dict']['linear.weight'], weight)
+    assert logged == [(legacy_format_warning(str(legacy)), logging.WARNING)]
+    assert '\n' not in logged[0][0] and 'no checksums' in logged[0][0]
+
+
 def test_missing_checkpoint(tmp_path):
     with pytest.raises(FileNotFoundError, match='does not exist'):
         load_checkpoint_safe(tmp_path / 'nope.pth')
