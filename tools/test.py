@@ -47,6 +47,10 @@ def parse_args(argv=None):
         help='override config keys, as for tools/train.py (data_root=, '
         'feat_keys=, num_classes= included)')
     parser.add_argument(
+        '--verbose', action='store_true',
+        help="print mmengine's set-up dump (environment, config, hooks) on "
+        'the console too; by default it goes to the log file only')
+    parser.add_argument(
         '--launcher', choices=['none', 'pytorch', 'slurm'], default='none',
         help='job launcher for distributed testing')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
@@ -186,7 +190,8 @@ def summary_line(metrics):
 
 def main(argv=None):
     args = parse_args(argv)
-    from tools.train import build_config, fail, prepare_data
+    from tools.train import (build_config, fail, prepare_data,
+                             say_where_the_setup_went)
     for option, path in (('--out', args.out), ('--show-dir', args.show_dir)):
         if path is not None:
             check_output_dir(option, path, fail)
@@ -214,13 +219,16 @@ def main(argv=None):
 
     from dbbd.datasets.scene_io import SceneFormatError
     from dbbd.engine.checkpoint import CheckpointLoadError, is_disk_full
-    from dbbd.engine.runner import (DBBDRunner, disk_full_message,
-                                    disk_full_stops)
+    from dbbd.engine.runner import (DBBDRunner, QuietDBBDRunner,
+                                    disk_full_message, disk_full_stops)
     known = (ConfigError, DataPreparationError, SceneFormatError,
              CheckpointLoadError)
     try:
         with disk_full_stops():
-            runner = DBBDRunner.from_cfg(cfg)
+            runner = (DBBDRunner if args.verbose else
+                      QuietDBBDRunner).from_cfg(cfg)
+            if not args.verbose:
+                say_where_the_setup_went(runner)
             if args.tta:
                 runner.logger.info(tta_description(
                     cfg.test_dataloader.dataset.pipeline))

@@ -57,6 +57,12 @@ def parse_args(argv=None):
         'and the metric; pretrained=PATH (segmentation configs) starts the '
         'backbone from a pre-training checkpoint or an exported encoder')
     parser.add_argument(
+        '--verbose',
+        action='store_true',
+        help="print mmengine's set-up dump (environment, the whole config, "
+        'the hook order) on the console too; by default it goes to the log '
+        'file in the work dir only')
+    parser.add_argument(
         '--launcher',
         choices=['none', 'pytorch', 'slurm'],
         default='none',
@@ -229,6 +235,13 @@ def prepare_data(cfg):
         fail(str(e))
 
 
+def say_where_the_setup_went(runner):
+    """One console line in place of mmengine's set-up dump."""
+    runner.logger.info(
+        f'Environment, config and hook order: in {runner.log_file} '
+        '(--verbose prints them here too)')
+
+
 def batch_scene_ids(runner):
     """The scene ids of the training batch the runner was in, as its
     NonFiniteLossHook saw them; None when unknown."""
@@ -287,8 +300,8 @@ def main(argv=None):
     from dbbd.engine import NonFiniteLossError
     from dbbd.engine.checkpoint import (CheckpointLoadError,
                                         CheckpointWriteError, is_disk_full)
-    from dbbd.engine.runner import (DBBDRunner, disk_full_message,
-                                    disk_full_stops)
+    from dbbd.engine.runner import (DBBDRunner, QuietDBBDRunner,
+                                    disk_full_message, disk_full_stops)
     from dbbd.models.backbones.spunet import TooFewVoxelsError
 
     runner = None
@@ -297,7 +310,10 @@ def main(argv=None):
              NonFiniteLossError, CheckpointLoadError, CheckpointWriteError)
     try:
         with disk_full_stops():
-            runner = DBBDRunner.from_cfg(cfg)
+            runner = (DBBDRunner if args.verbose else
+                      QuietDBBDRunner).from_cfg(cfg)
+            if not args.verbose:
+                say_where_the_setup_went(runner)
             if args.validate is None:
                 runner.train()
             else:

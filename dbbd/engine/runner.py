@@ -19,12 +19,55 @@ from mmengine.runner import Runner
 from .checkpoint import (_size, atomic_write_text, find_latest_checkpoint,
                          is_disk_full)
 
-__all__ = ['DBBDRunner', 'disk_full_stops', 'disk_full_message']
+__all__ = ['DBBDRunner', 'QuietDBBDRunner', 'disk_full_stops',
+           'disk_full_message', 'SETUP_DUMP_STARTS']
+
+#: How the records of mmengine's set-up dump start: the environment, the
+#: whole config, the SyncBN notice and the hook table (about 420 lines
+#: before the first training line).
+SETUP_DUMP_STARTS = (
+    '\n' + '-' * 60 + '\nSystem environment:',
+    'Config:\n',
+    'Distributed training is not used, all SyncBatchNorm',
+    'Hooks will be executed in the following order:',
+)
+
+
+class _NoSetupDump(logging.Filter):
+    """Drops mmengine's set-up dump (:data:`SETUP_DUMP_STARTS`)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        msg = record.msg if isinstance(record.msg, str) else ''
+        return not msg.startswith(SETUP_DUMP_STARTS)
 
 
 class DBBDRunner(Runner):
     """mmengine's Runner; the config copy in the work dir is written to a
-    temporary file and renamed."""
+    temporary file and renamed.
+
+    ``quiet_console`` (class attribute, see :class:`QuietDBBDRunner`): keep
+    mmengine's set-up dump (environment, config, hook table) out of the
+    console; the log file in the work dir still has all of it.
+    """
+
+    quiet_console = False
+
+    def build_logger(self, *args, **kwargs):
+        logger = super().build_logger(*args, **kwargs)
+        if self.quiet_console:
+            for handler in logger.handlers:
+                if isinstance(handler, logging.StreamHandler) and \
+                        not isinstance(handler, logging.FileHandler) and \
+                        not any(isinstance(f, _NoSetupDump)
+                                for f in handler.filters):
+                    handler.addFilter(_NoSetupDump())
+        return logger
+
+    @property
+    def log_file(self) -> str:
+        """The log file of this run (the whole output, set-up dump
+        included)."""
+        return osp.join(self.log_dir, f'{self.timestamp}.log')
 
     @master_only
     def dump_config(self) -> None:
@@ -39,6 +82,12 @@ class DBBDRunner(Runner):
             if is_disk_full(e) and not e.filename:
                 raise OSError(e.errno, e.strerror, path) from None
             raise
+
+
+class QuietDBBDRunner(DBBDRunner):
+    """:class:`DBBDRunner` whose console leaves out the set-up dump."""
+
+    quiet_console = True
 
 
 @contextlib.contextmanager

@@ -268,3 +268,34 @@ def test_spunet_scene_of_one_voxel_is_one_line_naming_it(demo_root,
     assert err[0].startswith('error: SpUNet: scene speck (its points span ')
     assert ' fits in one ' in err[0] and 'BatchNorm needs more than one' \
         in err[0]
+
+
+@pytest.mark.parametrize('verbose', [False, True],
+                         ids=['quiet', 'verbose'])
+def test_setup_dump_goes_to_the_log_file_unless_verbose(demo_root, tmp_path,
+                                                        capsys, verbose):
+    """By default the console shows one line where mmengine's set-up dump
+    (environment, whole config, hook table: hundreds of lines) was; the
+    log file in the work dir has the dump; --verbose prints it too."""
+    import glob
+
+    from tiny import DEMO, cfg_options
+    from tools.train import main
+    work = tmp_path / 'work'
+    main([DEMO, '--work-dir', str(work), '--validate', *(
+        ['--verbose'] if verbose else []), '--cfg-options',
+        f'data_root={demo_root}', *cfg_options(),
+        f'experiment_name=quiet_{verbose}_{os.getpid()}'])
+    out = capsys.readouterr().out
+    (log,) = glob.glob(str(work / '*' / '*.log'))
+    text = open(log).read()
+    dump = ('System environment:', 'Config:\n',
+            'Hooks will be executed in the following order:')
+    for part in dump:
+        assert part in text
+        assert (part in out) == verbose, part
+    pointer = f'Environment, config and hook order: in {log} (--verbose'
+    assert (pointer in out) != verbose
+    assert 'Epoch(val) [0][1/1]' in out  # progress stays on the console
+    if not verbose:
+        assert len(out.splitlines()) < 60
