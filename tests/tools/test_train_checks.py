@@ -258,6 +258,7 @@ def test_spunet_scene_of_one_voxel_is_one_line_naming_it(demo_root,
     code, err = run_main([
         spunet, '--work-dir', str(tmp_path / 'work'), '--cfg-options',
         f'data_root={data}', 'train_dataloader.batch_size=1',
+        'train_dataloader.dataset.max_scenes=None',
         'model.backbone.scene_backbone.base_channels=8',
         'model.backbone.scene_backbone.channels=[8,16,16,8]',
         'model.backbone.scene_backbone.layers=[1,1,1,1]',
