@@ -3,7 +3,10 @@
 optimizer state), loadable with ``torch.load(weights_only=True)``.
 
     python tools/export_encoder.py work_dirs/x/best_loss_epoch_10.pth \\
-        --out encoder.pth [--config configs/dbbd/dbbd_small_demo.py]
+        [--out encoder.pth] [--config configs/dbbd/dbbd_small_demo.py]
+
+Without ``--out`` the export goes beside the checkpoint, into its work
+dir: ``work_dirs/x/best_loss_epoch_10_encoder.pth``.
 
 Load it back with ``dbbd.models.load_exported_encoder(path)`` (a ``DBBD`` in
 eval mode for ``mode='tensor'``) or take ``torch.load(path,
@@ -22,7 +25,9 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         description='Export the encoder weights of a DBBD checkpoint.')
     parser.add_argument('checkpoint', help='training checkpoint (.pth)')
-    parser.add_argument('--out', required=True, help='output file (.pth)')
+    parser.add_argument(
+        '--out', help='output file (.pth); default: beside the checkpoint, '
+        '<checkpoint name>_encoder.pth')
     parser.add_argument(
         '--config',
         help='training config: its model replaces the checkpoint\'s '
@@ -30,8 +35,22 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
+def default_out(checkpoint):
+    """``work_dirs/x/epoch_10.pth`` -> ``work_dirs/x/epoch_10_encoder.pth``:
+    the work dir of the checkpoint, not the current folder."""
+    stem = osp.splitext(osp.basename(checkpoint))[0]
+    return osp.join(osp.dirname(checkpoint), f'{stem}_encoder.pth')
+
+
 def main(argv=None):
     args = parse_args(argv)
+    if args.out is None:
+        args.out = default_out(args.checkpoint)
+    if osp.exists(args.out) and osp.exists(args.checkpoint) and \
+            osp.samefile(args.out, args.checkpoint):
+        print(f'error: --out {args.out} is the checkpoint itself; give '
+              'another file', file=sys.stderr)
+        sys.exit(1)
     from dbbd.engine import CheckpointLoadError
     from dbbd.models.export import export_encoder
     try:

@@ -47,6 +47,10 @@ def parse_args(argv=None):
         help='override config keys, as for tools/train.py (data_root=, '
         'feat_keys=, num_classes= included)')
     parser.add_argument(
+        '--verbose', action='store_true',
+        help="print mmengine's set-up dump (environment, config, hooks) on "
+        'the console too; by default it goes to the log file only')
+    parser.add_argument(
         '--launcher', choices=['none', 'pytorch', 'slurm'], default='none',
         help='job launcher for distributed testing')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
@@ -101,6 +105,22 @@ def check_checkpoint_fits(cfg, path, fail):
              'was trained with')
 
 
+def tta_description(tta):
+    """One line saying what ``--tta`` does with this ``tta_pipeline``."""
+    views = next((t for t in tta if str(t.get('type', '')).split('.')[-1]
+                  == 'MultiView'), None)
+    if views is None:
+        return '--tta: each scene scored with the config\'s tta_pipeline'
+    rot = next((t for t in views.get('transforms') or []
+                if str(t.get('type', '')).split('.')[-1] == 'ViewRotateZ'),
+               None)
+    how = (f', turned by {", ".join(f"{a:g}" for a in rot["angles"])} '
+           'degrees about z' if rot and rot.get('angles') else '')
+    return (f'--tta: each scene scored as the mean of the logits of '
+            f'{views.get("num_views")} views{how} (the config\'s '
+            'tta_pipeline)')
+
+
 def prepare_test_cfg(cfg, args, fail):
     """Test split (else val), TTA pipeline, result hook, checkpoint."""
     import copy
@@ -134,6 +154,30 @@ def prepare_test_cfg(cfg, args, fail):
     return cfg
 
 
+def check_output_dir(option, path, fail):
+    """``--out`` / ``--show-dir``: one line, before anything runs, when
+    ``path`` cannot be the folder the predictions go to (a file, a path
+    under a file, a folder that cannot be written); nothing is created."""
+    full = osp.abspath(path)
+    if osp.exists(full):
+        if not osp.isdir(full):
+            fail(f'{option} {path}: is a file, not a folder; give a folder '
+                 '(it is created when missing)')
+        if not os.access(full, os.W_OK | os.X_OK):
+            fail(f'{option} {path}: the folder is not writable; give '
+                 'another folder')
+        return
+    parent = full
+    while not osp.exists(parent):
+        parent = osp.dirname(parent)
+    if not osp.isdir(parent):
+        fail(f'{option} {path}: {parent} is a file, so no folder can be '
+             'made under it; give another folder')
+    if not os.access(parent, os.W_OK | os.X_OK):
+        fail(f'{option} {path}: cannot create it, {parent} is not '
+             'writable; give another folder')
+
+
 def summary_line(metrics):
     """``mIoU 45.67  mAcc 56.78  allAcc 78.90`` (percent), else every
     metric as it is."""
@@ -146,7 +190,11 @@ def summary_line(metrics):
 
 def main(argv=None):
     args = parse_args(argv)
-    from tools.train import build_config, fail, prepare_data
+    from tools.train import (build_config, fail, prepare_data,
+                             say_where_the_setup_went)
+    for option, path in (('--out', args.out), ('--show-dir', args.show_dir)):
+        if path is not None:
+            check_output_dir(option, path, fail)
     cfg = build_config(argparse.Namespace(
         config=args.config, work_dir=args.work_dir, resume=None, amp=False,
         cfg_options=args.cfg_options, launcher=args.launcher))
@@ -169,16 +217,28 @@ def main(argv=None):
     prepare_data(cfg)
     setup_distributed(cfg)
 
-    from mmengine.runner import Runner
     from dbbd.datasets.scene_io import SceneFormatError
-    from dbbd.engine.checkpoint import CheckpointLoadError
+    from dbbd.engine.checkpoint import CheckpointLoadError, is_disk_full
+    from dbbd.engine.runner import (DBBDRunner, QuietDBBDRunner,
+                                    disk_full_message, disk_full_stops)
     known = (ConfigError, DataPreparationError, SceneFormatError,
              CheckpointLoadError)
     try:
-        runner = Runner.from_cfg(cfg)
-        metrics = runner.test()
+        with disk_full_stops():
+            runner = (DBBDRunner if args.verbose else
+                      QuietDBBDRunner).from_cfg(cfg)
+            if not args.verbose:
+                say_where_the_setup_went(runner)
+            if args.tta:
+                runner.logger.info(tta_description(
+                    cfg.test_dataloader.dataset.pipeline))
+            metrics = runner.test()
     except known as e:
         fail(str(e))
+    except OSError as e:
+        if not is_disk_full(e):
+            raise
+        fail(disk_full_message(e, cfg.work_dir))
     print(f'{osp.basename(args.checkpoint)}: {summary_line(metrics)}',
           flush=True)
     return metrics

@@ -60,6 +60,12 @@ def parse_args(argv=None):
         'configs) starts the backbone from a pre-training checkpoint or an '
         'exported encoder')
     parser.add_argument(
+        '--verbose',
+        action='store_true',
+        help="print mmengine's set-up dump (environment, the whole config, "
+        'the hook order) on the console too; by default it goes to the log '
+        'file in the work dir only')
+    parser.add_argument(
         '--launcher',
         choices=['none', 'pytorch', 'slurm'],
         default='none',
@@ -130,6 +136,13 @@ def build_config(args):
     except Exception as e:  # syntax errors, missing _base_ files, imports
         first = str(e).strip().splitlines()[0] if str(e).strip() else ''
         fail(f'cannot read config {args.config}: {type(e).__name__}: {first}')
+    from dbbd.utils.config_check import ConfigError, check_top_level_keys
+    try:
+        # a top-level key nothing reads: a typo that would be ignored
+        check_top_level_keys(cfg, args.config, set(cfg.keys()), {
+            str(k).split('.')[0] for k in (args.cfg_options or {})})
+    except ConfigError as e:
+        fail(str(e))
     cfg.launcher = args.launcher
     top_level = {}
     if args.cfg_options:
@@ -230,6 +243,23 @@ def prepare_data(cfg):
         fail(str(e))
 
 
+def say_where_the_setup_went(runner):
+    """One console line in place of mmengine's set-up dump."""
+    runner.logger.info(
+        f'Environment, config and hook order: in {runner.log_file} '
+        '(--verbose prints them here too)')
+
+
+def batch_scene_ids(runner):
+    """The scene ids of the training batch the runner was in, as its
+    NonFiniteLossHook saw them; None when unknown."""
+    from dbbd.engine import NonFiniteLossHook
+    for hook in getattr(runner, 'hooks', None) or []:
+        if isinstance(hook, NonFiniteLossHook):
+            return hook.batch_scene_ids()
+    return None
+
+
 def main(argv=None):
     args = parse_args(argv)
     cfg = build_config(args)
@@ -239,15 +269,29 @@ def main(argv=None):
     from dbbd.datasets.dbbd_dataset import DataPreparationError
     from dbbd.datasets.formatting import check_feat_width
     from dbbd.engine.distributed import setup_distributed
+    from dbbd.models.segmentors.pretrained import (PretrainedLoadError,
+                                                   check_pretrained_config)
     from dbbd.utils.config_check import (ConfigError, check_config_types,
                                          check_config_values)
     try:
         check_config_types(cfg)
         check_config_values(cfg)
         check_feat_width(cfg)
-    except (ConfigError, DataPreparationError, ValueError) as e:
+        if args.validate is None:
+            # read and matched to the model's shapes now, loaded when the
+            # Runner initialises the model (validation loads no pretrained)
+            check_pretrained_config(cfg)
+    except (ConfigError, DataPreparationError, PretrainedLoadError,
+            ValueError) as e:
         fail(str(e))
     prepare_data(cfg)
+    if args.validate is None:
+        from dbbd.utils.config_check import check_labelled_subset
+        try:
+            # labelled_scenes / labelled_points against the prepared scenes
+            check_labelled_subset(cfg)
+        except (ConfigError, DataPreparationError) as e:
+            fail(str(e))
 
     setup_distributed(cfg)
 
@@ -260,23 +304,36 @@ def main(argv=None):
         except WorkDirLockedError as e:
             fail(str(e))
 
-    from mmengine.runner import Runner
     from dbbd.datasets.scene_io import SceneFormatError
     from dbbd.engine import NonFiniteLossError
     from dbbd.engine.checkpoint import (CheckpointLoadError,
-                                        CheckpointWriteError)
+                                        CheckpointWriteError, is_disk_full)
+    from dbbd.engine.runner import (DBBDRunner, QuietDBBDRunner,
+                                    disk_full_message, disk_full_stops)
+    from dbbd.models.backbones.spunet import TooFewVoxelsError
 
+    runner = None
     # errors whose message already says what is wrong and what to do
     known = (ConfigError, DataPreparationError, SceneFormatError,
              NonFiniteLossError, CheckpointLoadError, CheckpointWriteError)
     try:
-        runner = Runner.from_cfg(cfg)
-        if args.validate is None:
-            runner.train()
-        else:
-            print_metrics(runner.val())
+        with disk_full_stops():
+            runner = (DBBDRunner if args.verbose else
+                      QuietDBBDRunner).from_cfg(cfg)
+            if not args.verbose:
+                say_where_the_setup_went(runner)
+            if args.validate is None:
+                runner.train()
+            else:
+                print_metrics(runner.val())
     except known as e:
         fail(str(e))
+    except TooFewVoxelsError as e:
+        fail(e.naming(batch_scene_ids(runner)))
+    except OSError as e:
+        if not is_disk_full(e):
+            raise
+        fail(disk_full_message(e, cfg.work_dir))
 
 
 if __name__ == '__main__':

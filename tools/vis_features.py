@@ -3,7 +3,10 @@
 by the first three principal components of their G2L features.
 
     python tools/vis_features.py CONFIG CHECKPOINT \\
-        --scene data/dbbd_demo/val/scene0004_00 --out features.png
+        --scene data/dbbd_demo/val/scene0004_00 [--out features.png]
+
+Without ``--out`` the picture goes beside the checkpoint, into its work
+dir: ``<checkpoint name>_<scene>_features.png``.
 
 CHECKPOINT is a training checkpoint or an encoder exported by
 ``tools/export_encoder.py``. The scene is read by the config's validation
@@ -29,7 +32,9 @@ def parse_args(argv=None):
                         help='training checkpoint or exported encoder')
     parser.add_argument('--scene', required=True,
                         help='prepared scene folder (OUT/<split>/<scene>)')
-    parser.add_argument('--out', required=True, help='output PNG')
+    parser.add_argument(
+        '--out', help='output PNG; default: beside the checkpoint, '
+        '<checkpoint name>_<scene>_features.png')
     parser.add_argument('--size', type=int, default=768,
                         help='pixels along the longer side')
     parser.add_argument('--point-radius', type=int, default=None,
@@ -85,8 +90,19 @@ def scene_batch(cfg, scene_dir):
     return dbbd_collate([sample]), coord
 
 
+def default_out(checkpoint, scene_dir):
+    """``work_dirs/x/epoch_10.pth`` and ``.../val/scene0004_00`` ->
+    ``work_dirs/x/epoch_10_scene0004_00_features.png``: the work dir of
+    the checkpoint, not the current folder."""
+    stem = osp.splitext(osp.basename(checkpoint))[0]
+    scene = osp.basename(osp.normpath(scene_dir))
+    return osp.join(osp.dirname(checkpoint), f'{stem}_{scene}_features.png')
+
+
 def main(argv=None):
     args = parse_args(argv)
+    if args.out is None:
+        args.out = default_out(args.checkpoint, args.scene)
     import torch
     from mmengine.config import Config
 

@@ -70,6 +70,8 @@ def prepare_demo_data(data_root, num_train=4, num_val=2, num_points=20000,
     from .synthetic import write_synthetic_dataset
 
     check_demo_target(data_root, demo_root)
+    if demo_root is not None and not _same_folder(data_root, demo_root):
+        return  # the user's prepared data, used as it is, never added to
     os.makedirs(data_root, exist_ok=True)
     with open(osp.join(data_root, '.prepare.lock'), 'w') as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)

@@ -21,8 +21,8 @@ import numpy as np
 from .normals import compute_normals, mesh_vertex_normals
 from .readers import LabelMap, find_scenes, parse_label_map
 from .region_tree import build_region_tree
-from .scene_io import (is_prepared, read_meta, recover_interrupted,
-                       save_scene)
+from .scene_io import (coordinate_outlier, is_prepared, read_meta,
+                       recover_interrupted, save_scene)
 from .voxel import voxel_subsample
 
 __all__ = ['prepare_scene', 'prepare_dataset', 'format_summary',
@@ -40,6 +40,11 @@ TREE_PARAMS = ('branching', 'max_depth', 'min_points_to_split', 'seed',
 FLAT_RATIO = 1e-3
 # warn when at least this fraction of the points repeat another one exactly
 DUPLICATE_RATIO = 0.1
+# warn when the whole cloud fits in a cube of this edge (metres): a few
+# voxels of SpUNet's 2 cm grid, so coordinates in another unit, most likely
+SMALL_EXTENT = 0.1
+# the voxel size the small-extent warning counts voxels at (SpUNet's)
+WARN_VOXEL = 0.02
 
 
 class DegenerateSceneError(ValueError):
@@ -63,8 +68,9 @@ def check_cloud(path, xyz, min_points_to_split):
             points is a leaf).
 
     Returns:
-        list of one-line warnings: many exact duplicates, all points on a
-        line (PCA normals undefined) or in a plane.
+        list of one-line warnings: many exact duplicates, a cloud that fits
+        in a 10 cm cube (another unit than metres?), all points on a line
+        (PCA normals undefined) or in a plane.
 
     Raises:
         DegenerateSceneError: every point is the same point (no extent), or
@@ -97,6 +103,15 @@ def check_cloud(path, xyz, min_points_to_split):
         warnings.append(f'{dup} of {n} points ({100 * dup / n:.0f}%) '
                         'repeat another point exactly')
     c = q.astype(np.float64)
+    extent = float((c.max(0) - c.min(0)).max())
+    if extent < SMALL_EXTENT:
+        cells = len(np.unique(np.floor(c / WARN_VOXEL).astype(np.int64),
+                              axis=0))
+        warnings.append(
+            f'all points lie within {extent * 1000:.3g} mm (the longest '
+            f'side); a scene in metres spans metres: coordinates in another '
+            f'unit? at {WARN_VOXEL * 100:g} cm voxels SpUNet sees {cells} '
+            f'voxel(s)')
     c -= c.mean(0)
     spread = np.sqrt(np.clip(np.linalg.eigvalsh(c.T @ c / n), 0, None))
     spread = spread[::-1]                   # descending standard deviations
@@ -144,6 +159,10 @@ def prepare_scene(source, out, voxel_size=None, branching=8, max_depth=4,
     d = source.load()
     coord = d['coord']                     # (N, 3) float64, absolute
     n_raw = coord.shape[0]
+    # before the origin and the voxel grid, which a far outlier breaks
+    outlier = coordinate_outlier(coord)
+    if outlier:
+        raise DegenerateSceneError(f'{source.path}: {outlier}')
     # Integer-metre origin: stored float32 coordinates stay small (about
     # 1e-6 m resolution in a 10 m room) however far the scan sits from
     # (0, 0, 0); the original frame is one addition away (meta.origin).

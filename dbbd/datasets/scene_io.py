@@ -40,6 +40,36 @@ class SceneFormatError(ValueError):
     """A prepared scene folder is missing, corrupt or inconsistent."""
 
 
+#: The largest span (metres, along any axis) of one scene. Scans of rooms,
+#: buildings or streets span metres to a few hundred metres; a span beyond
+#: this is an outlier point or coordinates in another unit, and stored as
+#: float32 it would leave the other points indistinguishable and make
+#: training losses non-finite.
+MAX_SCENE_EXTENT = 1e4
+
+
+def coordinate_outlier(coord):
+    """None, or one line saying why ``coord`` (N, 3) spans more than
+    :data:`MAX_SCENE_EXTENT`: the span, and the point farthest from the
+    median point (its index and position)."""
+    coord = np.asarray(coord)
+    if not coord.size:
+        return None
+    lo, hi = coord.min(0).astype(np.float64), coord.max(0).astype(np.float64)
+    span = hi - lo
+    axis = int(np.argmax(span))
+    if span[axis] <= MAX_SCENE_EXTENT:
+        return None
+    far = np.abs(coord.astype(np.float64) - np.median(coord, 0)).max(1)
+    i = int(np.argmax(far))
+    x, y, z = (float(v) for v in coord[i])
+    return (f'the points span {span[axis]:.3g} m along {"xyz"[axis]} (a '
+            f'scene may span at most {MAX_SCENE_EXTENT:g} m); point {i} at '
+            f'({x:.6g}, {y:.6g}, {z:.6g}) lies {far[i]:.3g} m from the '
+            'median point: remove that outlier, or convert the coordinates '
+            'to metres')
+
+
 def _one_line(msg):
     return ' '.join(str(msg).split())
 
@@ -441,6 +471,9 @@ def load_scene(scene_dir, mmap=True, check=True):
             bad = int((~np.isfinite(coord)).any(1).sum())
             raise _fail(os.path.join(scene_dir, 'coord.npy'),
                         f'{bad} points have NaN/Inf coordinates')
+        outlier = coordinate_outlier(coord)
+        if outlier:
+            raise _fail(os.path.join(scene_dir, 'coord.npy'), outlier)
         if not np.isfinite(normal).all():
             raise _fail(os.path.join(scene_dir, 'normal.npy'),
                         'has NaN/Inf values')

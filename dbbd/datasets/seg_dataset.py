@@ -11,7 +11,12 @@ from dbbd.utils.rng import scene_rng
 from .dbbd_dataset import DataPreparationError, DBBDDataset
 
 __all__ = ['SegDataset', 'SegLabelError', 'choose_labelled_scenes',
-           'limit_labelled_points', 'dataset_class_counts']
+           'limit_labelled_points', 'dataset_class_counts', 'check_seg_args',
+           'LABEL_EFFICIENT_KEYS', 'plan_labelled_subset']
+
+#: The label-efficient options of :class:`SegDataset` (training only).
+LABEL_EFFICIENT_KEYS = ('labelled_fraction', 'labelled_scenes',
+                        'labelled_points')
 
 
 class SegLabelError(DataPreparationError):
@@ -21,6 +26,105 @@ class SegLabelError(DataPreparationError):
 
 def _is_int(v):
     return isinstance(v, numbers.Integral) and not isinstance(v, bool)
+
+
+def check_seg_args(owner, num_classes=20, labelled_fraction=None,
+                   labelled_scenes=None, labelled_points=None, label_seed=0):
+    """Raise :class:`~dbbd.utils.config_check.ConfigError` (one line
+    starting with ``owner``: the dataset, or its config key) for a
+    :class:`SegDataset` argument that cannot work; nothing is read."""
+    from dbbd.utils.config_check import ConfigError
+    if not _is_int(num_classes) or num_classes < 2:
+        raise ConfigError(f'{owner}: num_classes must be an int >= 2, got '
+                          f'{num_classes!r}')
+    if labelled_fraction is not None and labelled_scenes is not None:
+        raise ConfigError(
+            f'{owner}: set labelled_fraction or labelled_scenes, not both '
+            f'(got labelled_fraction={labelled_fraction!r} and '
+            f'labelled_scenes={labelled_scenes!r})')
+    if labelled_fraction is not None and not (
+            isinstance(labelled_fraction, numbers.Real)
+            and not isinstance(labelled_fraction, bool)
+            and 0 < labelled_fraction <= 1):
+        raise ConfigError(f'{owner}: labelled_fraction must be a number in '
+                          f'(0, 1], got {labelled_fraction!r}')
+    for key, value in (('labelled_scenes', labelled_scenes),
+                       ('labelled_points', labelled_points)):
+        if value is not None and not (_is_int(value) and value >= 1):
+            raise ConfigError(f'{owner}: {key} must be a positive int or '
+                              f'None, got {value!r}')
+    if not _is_int(label_seed):
+        raise ConfigError(f'{owner}: label_seed must be an int, got '
+                          f'{label_seed!r}')
+
+
+def _labelled_count(meta):
+    """Labelled points of a scene by its meta.json (None: not recorded)."""
+    counts = meta.get('class_counts')
+    if not meta.get('has_segment') or counts is None:
+        return None if meta.get('has_segment') else 0
+    return sum(int(v) for k, v in counts.items() if int(k) != -1)
+
+
+def plan_labelled_subset(owner, scene_metas, fraction=None, count=None,
+                         points=None, seed=0):
+    """The labelled subset of a label-efficient split, checked.
+
+    Args:
+        owner: the dataset or its config key, for messages.
+        scene_metas: ``[(scene_id, meta), ...]`` of the split (after
+            ``max_scenes``).
+        fraction, count, points, seed: ``labelled_fraction``,
+            ``labelled_scenes``, ``labelled_points``, ``label_seed``.
+
+    Returns:
+        (kept scene ids sorted, one-line summary or None when no option is
+        set).
+
+    Raises:
+        ConfigError: ``count`` larger than the split, or ``points`` at or
+            above the labelled points of every kept scene (the option would
+            change nothing).
+    """
+    from dbbd.utils.config_check import ConfigError
+    ids = sorted(sid for sid, _ in scene_metas)
+    if fraction is None and count is None and points is None:
+        return ids, None
+    if count is not None and count > len(ids):
+        raise ConfigError(
+            f'{owner}: labelled_scenes={count} but the split has '
+            f'{len(ids)} scene(s); set labelled_scenes to at most '
+            f'{len(ids)}, or leave it unset to label every scene')
+    kept = choose_labelled_scenes(ids, fraction, count, seed) if (
+        fraction is not None or count is not None) else ids
+    parts = []
+    if fraction is not None or count is not None:
+        how = (f'labelled_fraction={fraction:g}' if fraction is not None
+               else f'labelled_scenes={count}')
+        shown = ', '.join(kept[:8]) + (f', +{len(kept) - 8} more'
+                                        if len(kept) > 8 else '')
+        parts.append(f'{len(kept)} of {len(ids)} scenes labelled ({how}, '
+                     f'label_seed={seed}): {shown}')
+    if points is not None:
+        metas = dict(scene_metas)
+        counts = [_labelled_count(metas[sid]) for sid in kept]
+        if all(c is not None for c in counts):
+            if counts and points >= max(counts):
+                raise ConfigError(
+                    f'{owner}: labelled_points={points} is at or above the '
+                    f'labelled points of every scene (largest: '
+                    f'{max(counts):,}), so every label would be kept; set '
+                    'a smaller labelled_points (ScanNet\'s benchmark: 20, '
+                    '50, 100, 200), or leave it unset for all labels')
+            total = sum(counts)
+            kept_points = sum(min(points, c) for c in counts)
+            parts.append(
+                f'labelled_points={points} (label_seed={seed}): '
+                f'{kept_points:,} of {total:,} labelled points kept')
+        else:
+            parts.append(f'labelled_points={points} per scene '
+                         f'(label_seed={seed})')
+    return kept, f'{owner}: label-efficient training: ' + '; '.join(parts)
 
 
 def choose_labelled_scenes(scene_ids, fraction=None, count=None, seed=0):
@@ -89,7 +193,14 @@ class SegDataset(DBBDDataset):
             metrics (none by default: numbered).
         **kwargs: :class:`DBBDDataset`'s.
 
+    A label-efficient setting is logged in one line when the scene list is
+    read: how many scenes are labelled (and which), how many labelled
+    points are kept.
+
     Raises:
+        ConfigError: an argument out of range; (when the scene list is
+            read) ``labelled_scenes`` larger than the split, or
+            ``labelled_points`` at or above every scene's labelled points.
         SegLabelError: (when the scene list is read) a scene without labels,
             or a label outside ``[0, num_classes)`` other than -1, named
             with its value.
@@ -100,27 +211,8 @@ class SegDataset(DBBDDataset):
                  labelled_scenes: Optional[int] = None,
                  labelled_points: Optional[int] = None,
                  label_seed: int = 0, require_labels: bool = True, **kwargs):
-        name = 'SegDataset'
-        if not _is_int(num_classes) or num_classes < 2:
-            raise ValueError(f'{name}: num_classes must be an int >= 2, got '
-                             f'{num_classes!r}')
-        if labelled_fraction is not None and labelled_scenes is not None:
-            raise ValueError(f'{name}: set labelled_fraction or '
-                             'labelled_scenes, not both')
-        if labelled_fraction is not None and not (
-                isinstance(labelled_fraction, numbers.Real)
-                and not isinstance(labelled_fraction, bool)
-                and 0 < labelled_fraction <= 1):
-            raise ValueError(f'{name}: labelled_fraction must be a number in '
-                             f'(0, 1], got {labelled_fraction!r}')
-        for key, value in (('labelled_scenes', labelled_scenes),
-                           ('labelled_points', labelled_points)):
-            if value is not None and not (_is_int(value) and value >= 1):
-                raise ValueError(f'{name}: {key} must be a positive int or '
-                                 f'None, got {value!r}')
-        if not _is_int(label_seed):
-            raise ValueError(f'{name}: label_seed must be an int, got '
-                             f'{label_seed!r}')
+        check_seg_args('SegDataset', num_classes, labelled_fraction,
+                       labelled_scenes, labelled_points, label_seed)
         self.num_classes = int(num_classes)
         self.labelled_fraction = labelled_fraction
         self.labelled_scenes = labelled_scenes
@@ -165,13 +257,21 @@ class SegDataset(DBBDDataset):
     def load_data_list(self):
         from .scene_io import read_meta
         data_list = super().load_data_list()
+        metas = []
         for info in data_list:
-            self._check_labels(info['scene_dir'], read_meta(info['scene_dir']))
-        if self.labelled_fraction is not None or \
-                self.labelled_scenes is not None:
-            keep = set(choose_labelled_scenes(
-                [d['scene_id'] for d in data_list], self.labelled_fraction,
-                self.labelled_scenes, self.label_seed))
+            meta = read_meta(info['scene_dir'])
+            self._check_labels(info['scene_dir'], meta)
+            metas.append((info['scene_id'], meta))
+        keep, summary = plan_labelled_subset(
+            f'SegDataset ({osp.join(self.data_root, self.split)})', metas,
+            self.labelled_fraction, self.labelled_scenes,
+            self.labelled_points, self.label_seed)
+        #: the one line logged for a label-efficient setting (else None)
+        self.label_summary = summary
+        if summary is not None:
+            from mmengine.logging import print_log
+            print_log(summary, logger='current')
+            keep = set(keep)
             data_list = [d for d in data_list if d['scene_id'] in keep]
         return data_list
 

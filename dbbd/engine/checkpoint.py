@@ -25,6 +25,7 @@ either the old file or the complete new one, never a partial file under the
 final name.
 """
 import errno
+import logging
 import os
 import os.path as osp
 import pickle
@@ -101,11 +102,15 @@ def no_space_error(path: str, need: int) -> CheckpointWriteError:
         free = _size(shutil.disk_usage(folder).free)
     except OSError:
         free = 'an unknown amount'
+    if find_latest_checkpoint(folder, strict=False):
+        then = ('and resume with --resume; the previous checkpoints are '
+                'intact')
+    else:
+        then = 'and run again; no checkpoint had been saved yet'
     err = CheckpointWriteError(
         f'no space left on the device for {path}: it needs about '
         f'{_size(need)} and {free} is free in {folder}; free some space (or '
-        'use another --work-dir) and resume with --resume; the previous '
-        'checkpoints are intact')
+        f'use another --work-dir) {then}')
     err.errno = errno.ENOSPC
     return err
 
@@ -242,9 +247,11 @@ _CHUNK = 1 << 20
 
 
 def _corrupt(shown: str, what: str) -> 'CorruptCheckpointError':
-    return CorruptCheckpointError(
+    err = CorruptCheckpointError(
         f'checkpoint {shown} is truncated or corrupt ({what}); use an '
         'earlier checkpoint')
+    err.reason = what  # the damage alone, for messages of other callers
+    return err
 
 
 def check_archive(path: str, name: Optional[str] = None) -> bool:
@@ -254,7 +261,8 @@ def check_archive(path: str, name: Optional[str] = None) -> bool:
     record, and every record must match the CRC-32 the archive stores for
     it: a single flipped bit in tensor data is caught here, with the name of
     the record. Reads the whole file once. A legacy (pre-1.6) torch file
-    has no checksums and passes as is.
+    has no checksums and passes as is (:func:`load_checkpoint_safe` logs
+    :func:`legacy_format_warning` for it).
 
     Args:
         path (str): the file.
@@ -300,6 +308,17 @@ def check_archive(path: str, name: Optional[str] = None) -> bool:
     return True
 
 
+def legacy_format_warning(shown: str) -> str:
+    """The one line logged when a checkpoint in PyTorch's legacy (pre-1.6)
+    format is loaded: that format stores no checksums, so damage to its
+    tensor bytes cannot be detected (a damaged pickle still can)."""
+    return (f'checkpoint {shown} is in PyTorch\'s legacy (pre-1.6) format, '
+            'which stores no checksums: a damaged byte in its tensor data '
+            'would load unnoticed (only zip checkpoints, which torch.save '
+            'writes since 1.6 and DBBD always writes, are checked record by '
+            'record); save it again with a current torch to get them')
+
+
 def load_checkpoint_safe(path: Union[str, os.PathLike],
                          map_location: Any = 'cpu',
                          name: Optional[str] = None) -> Any:
@@ -332,6 +351,10 @@ def load_checkpoint_safe(path: Union[str, os.PathLike],
     if not osp.isfile(path):
         raise FileNotFoundError(f'checkpoint {shown} does not exist')
     is_zip = check_archive(path, shown)
+    if not is_zip:
+        from mmengine.logging import print_log
+        print_log(legacy_format_warning(shown), logger='current',
+                  level=logging.WARNING)
     # A context rather than a global ``add_safe_globals``: the allow-list,
     # and above all the getattr stand-in, apply to this load only.
     with torch.serialization.safe_globals(safe_globals_list()):

@@ -23,7 +23,9 @@ import os.path as osp
 
 __all__ = [
     'ConfigError', 'check_config_types', 'check_config_values',
-    'check_data_exists', 'accepted_parameters', 'check_int',
+    'check_data_exists', 'check_seg_datasets', 'check_labelled_subset',
+    'check_top_level_keys', 'READ_TOP_LEVEL_KEYS', 'CONFIG_VARIABLES',
+    'accepted_parameters', 'check_int',
     'check_int_list', 'check_number'
 ]
 
@@ -214,6 +216,72 @@ def _dbbd_datasets(cfg):
             yield loader, ds
 
 
+def _is_seg_dataset(type_name):
+    from dbbd.datasets.seg_dataset import SegDataset
+    from dbbd.registry import DATASETS
+    try:
+        cls = DATASETS.get(type_name) if isinstance(type_name, str) \
+            else type_name
+    except KeyError:
+        return False
+    return isinstance(cls, type) and issubclass(cls, SegDataset)
+
+
+def check_seg_datasets(cfg):
+    """The segmentation datasets' arguments, before anything is read: the
+    label-efficient options (``labelled_fraction``, ``labelled_scenes``,
+    ``labelled_points``) in range and not contradicting each other on the
+    training dataset, and absent from the validation and test datasets
+    (which score every labelled point). :class:`ConfigError`, one line
+    naming the key."""
+    from dbbd.datasets.seg_dataset import LABEL_EFFICIENT_KEYS, check_seg_args
+    for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        ds = (cfg.get(loader) or {}).get('dataset') or {}
+        if not isinstance(ds, dict) or not _is_seg_dataset(ds.get('type')):
+            continue
+        key = f'{loader}.dataset'
+        if loader != 'train_dataloader':
+            for name in LABEL_EFFICIENT_KEYS:
+                if ds.get(name) is not None:
+                    raise ConfigError(
+                        f'{key}.{name}: got {ds[name]!r}; label-efficient '
+                        'options apply to the training dataset only '
+                        '(validation and test score every labelled point); '
+                        f'set train_dataloader.dataset.{name} instead and '
+                        f'remove {key}.{name}')
+        args = {k: ds[k] for k in ('num_classes', 'label_seed') +
+                LABEL_EFFICIENT_KEYS if k in ds}
+        check_seg_args(key, **args)
+
+
+def check_labelled_subset(cfg):
+    """The training dataset's label-efficient options against its data:
+    ``labelled_scenes`` larger than the split, or ``labelled_points`` at or
+    above every scene's labelled points, raise :class:`ConfigError` (one
+    line naming the key). Reads the split's ``meta.json`` files; a demo
+    split that is not prepared yet is left to the dataset."""
+    from dbbd.datasets.dbbd_dataset import prepared_scenes
+    from dbbd.datasets.scene_io import read_meta
+    from dbbd.datasets.seg_dataset import (LABEL_EFFICIENT_KEYS,
+                                           plan_labelled_subset)
+    ds = (cfg.get('train_dataloader') or {}).get('dataset') or {}
+    if not isinstance(ds, dict) or not _is_seg_dataset(ds.get('type')) or \
+            all(ds.get(k) is None for k in LABEL_EFFICIENT_KEYS):
+        return
+    root, split = str(ds.get('data_root')), ds.get('split', 'train')
+    split_dir = osp.join(root, split)
+    if not osp.isdir(split_dir):
+        return
+    dirs = prepared_scenes(split_dir, root, 'train_dataloader.dataset')
+    if ds.get('max_scenes') is not None:
+        dirs = dirs[:ds['max_scenes']]
+    plan_labelled_subset(
+        'train_dataloader.dataset',
+        [(osp.basename(d), read_meta(d)) for d in dirs],
+        ds.get('labelled_fraction'), ds.get('labelled_scenes'),
+        ds.get('labelled_points'), ds.get('label_seed', 0))
+
+
 def check_data_exists(cfg):
     """Raise ``DataPreparationError`` (one line) when a split folder is
     missing or holds no prepared scene.
@@ -235,6 +303,108 @@ def check_data_exists(cfg):
             if not osp.isdir(split_dir):
                 continue  # prepared on first use
         prepared_scenes(split_dir, root, f'{loader}.dataset')
+
+
+# ---------------------------------------------------------------------------
+# Top-level keys
+# ---------------------------------------------------------------------------
+
+#: Top-level keys something reads after the config file is loaded:
+#: mmengine's Runner (``Runner.from_cfg`` and the Runner itself) and DBBD
+#: (``tools/train.py``, ``tools/test.py``, the segmentation top-level keys,
+#: the distributed set-up).
+READ_TOP_LEVEL_KEYS = frozenset({
+    # mmengine's Runner
+    'model', 'work_dir', 'train_dataloader', 'val_dataloader',
+    'test_dataloader', 'train_cfg', 'val_cfg', 'test_cfg', 'auto_scale_lr',
+    'optim_wrapper', 'param_scheduler', 'val_evaluator', 'test_evaluator',
+    'default_hooks', 'custom_hooks', 'data_preprocessor', 'load_from',
+    'resume', 'launcher', 'env_cfg', 'log_processor', 'log_level',
+    'visualizer', 'default_scope', 'randomness', 'experiment_name',
+    'model_wrapper_cfg', 'find_unused_parameters', 'compile', 'sync_bn',
+    'efficient_conv_bn_eval', 'activation_checkpointing', 'custom_imports',
+    # DBBD
+    'data_root', 'feat_keys', 'num_classes', 'class_names', 'pretrained',
+    'amp', 'tta_pipeline',
+})
+
+#: Variables of the shipped config files that only the files themselves
+#: read (``max_epochs = 100`` then ``train_cfg = dict(max_epochs=...)``):
+#: in a config file they are fine, on the command line they change nothing.
+CONFIG_VARIABLES = frozenset({
+    'dataset_type', 'demo_data', 'masking', 'max_epochs', 'train_pipeline',
+    'train_view', 'val_pipeline', 'val_view', 'vis_backends',
+})
+
+
+def _paths_named(node, name, prefix=''):
+    """Dotted paths below ``node`` whose last part is ``name``."""
+    if isinstance(node, dict):
+        for k, v in node.items():
+            path = f'{prefix}{k}'
+            if k == name:
+                yield path
+            yield from _paths_named(v, name, f'{path}.')
+
+
+def check_top_level_keys(cfg, config_path, file_keys, option_keys=()):
+    """Refuse top-level keys that nothing reads, in one line
+    (:class:`ConfigError`).
+
+    Args:
+        cfg: the config after ``--cfg-options`` were merged.
+        config_path: the config file, for messages.
+        file_keys: the top-level keys of the file as loaded (its
+            ``_base_`` files included).
+        option_keys: the top-level parts of the ``--cfg-options`` keys.
+
+    Refused:
+
+    - an option whose top-level key nothing reads: a new key
+      (``foo_bar=1``, ``pretrianed=...``), with the close names;
+    - an option that sets a variable of the config file (``max_epochs=5``):
+      the file already used its value, so it would change nothing; the
+      message names the keys that hold it (``train_cfg.max_epochs``);
+    - a key of the file that nothing reads and is close to one that is
+      read (``pretrianed = ...``, ``data_rot = ...``): a misspelt key that
+      would be ignored. Other variables of a file stay allowed (a file may
+      define and use its own).
+    """
+    read = READ_TOP_LEVEL_KEYS
+    for key in option_keys:
+        if key in read:
+            continue
+        if key in file_keys:
+            holders = [p for p in _paths_named(
+                {k: v for k, v in cfg.items() if k != key}, key)]
+            shown = ', '.join(holders[:3]) + (
+                f' (+{len(holders) - 3} more)' if len(holders) > 3 else '')
+            hint = (f'set the key that holds it instead: {shown}'
+                    if holders else 'set the keys that use it instead (see '
+                    'the config file)')
+            raise ConfigError(
+                f'--cfg-options {key}: {key} is a variable of the config '
+                f'file {config_path}, used when the file was read; setting '
+                f'it here changes nothing; {hint}')
+        close = difflib.get_close_matches(
+            key, sorted(read | set(file_keys)), n=3, cutoff=0.6)
+        hint = (f'did you mean {", ".join(repr(c) for c in close)}? '
+                if close else '')
+        raise ConfigError(
+            f'--cfg-options {key}: no part of the config reads a top-level '
+            f'key {key!r}; {hint}a nested key needs its full path (e.g. '
+            'train_cfg.max_epochs=10)')
+    for key in file_keys:
+        if key in read or key in CONFIG_VARIABLES or key.startswith('_'):
+            continue
+        close = difflib.get_close_matches(key, sorted(read), n=1,
+                                          cutoff=0.85)
+        if close:
+            raise ConfigError(
+                f'{config_path}: top-level key {key!r} is read by nothing '
+                f'and is close to {close[0]!r}, which is; did you mean '
+                f'{close[0]!r}? (a variable the file uses itself needs a '
+                'name not this close to a key that is read)')
 
 
 # ---------------------------------------------------------------------------
@@ -283,6 +453,15 @@ _NON_NEGATIVE_INT = (lambda v: _is_int(v) and v >= 0, 'an int >= 0')
 # after one step) is refused explicitly
 _NON_NEGATIVE_NUMBER = (lambda v: _is_number(v) and math.isfinite(v) and
                         v >= 0, 'a finite number >= 0')
+#: The largest learning rate accepted. Learning rates are about 1e-4 to
+#: 1 (AdamW 1e-3, SGD 0.1); much beyond 10 the first optimiser step
+#: overflows float32 (AdamW's step of lr / (1 - beta1) is refused by torch
+#: above about 3e37) or turns the weights non-finite.
+MAX_LR = 10.0
+_LR = (lambda v: _is_number(v) and math.isfinite(v) and 0 <= v <= MAX_LR,
+       f'a finite number in [0, {MAX_LR:g}]')
+_LR_HINT = ('learning rates are about 1e-4 to 1 (AdamW 1e-3); a larger one '
+            'overflows or diverges in the first steps')
 _INT = (_is_int, 'an int')
 _POSITIVE_INT_OR_NONE = (lambda v: v is None or (_is_int(v) and v > 0),
                          'a positive int or None')
@@ -315,7 +494,7 @@ def _value_rules():
         ('train_cfg.max_epochs', _POSITIVE_INT, ''),
         ('train_cfg.max_iters', _POSITIVE_INT, ''),
         ('train_cfg.val_interval', _POSITIVE_INT, ''),
-        ('optim_wrapper.optimizer.lr', _NON_NEGATIVE_NUMBER, ''),
+        ('optim_wrapper.optimizer.lr', _LR, _LR_HINT),
         ('optim_wrapper.optimizer.weight_decay', _NON_NEGATIVE_NUMBER, ''),
         ('randomness.seed', _INT,
          'a run without a fixed seed cannot be resumed exactly'),
@@ -346,7 +525,8 @@ def check_config_values(cfg):
     ``*_dataloader.num_workers`` (int >= 0),
     ``*_dataloader.dataset.max_scenes`` (positive int or None),
     ``*_dataloader.dataset.max_depth`` (int >= 0 or None),
-    ``optim_wrapper.optimizer.lr`` / ``weight_decay`` (finite number >= 0),
+    ``optim_wrapper.optimizer.lr`` (finite number in ``[0, MAX_LR]``),
+    ``optim_wrapper.optimizer.weight_decay`` (finite number >= 0),
     ``randomness.seed`` (int), ``default_hooks.checkpoint.interval``
     (positive int, or -1), ``model.backbone.hidden_channels`` (positive
     int), ``model.class_weight`` (None, ``'auto'`` or a list of finite
@@ -377,6 +557,7 @@ def check_config_values(cfg):
         raise ConfigError(
             f'{key}: got {value!r} ({kind}); expected '
             f'{expected}' + (f'; {advice}' if advice else ''))
+    check_seg_datasets(cfg)
 
 
 # ---------------------------------------------------------------------------

@@ -58,3 +58,26 @@ def test_demo_uses_your_prepared_data_and_fills_its_own_folder(
         'scene0001_00', 'scene0002_00']
     assert 'DBBD demo: preparing 1 train + 2 val synthetic rooms' in \
         capsys.readouterr().err
+
+
+def test_demo_never_adds_rooms_to_your_smaller_prepared_data(tmp_path):
+    """A data root of yours with fewer prepared scenes than the demo
+    makes: used as it is, no synthetic room added."""
+    import numpy as np
+
+    from dbbd.datasets.demo import prepare_configured_demo
+    from dbbd.datasets.prepare import prepare_dataset
+    src = tmp_path / 'src'
+    src.mkdir()
+    np.save(src / 'mine.npy', np.random.default_rng(0).random((300, 3)) * 3)
+    data = tmp_path / 'data'
+    prepare_dataset(src, data, workers=0, max_depth=2, min_points_to_split=32,
+                    progress=False, log=lambda m: None)
+    before = sorted(os.listdir(data))
+    cfg = _demo_cfg()
+    for loader in ('train_dataloader', 'val_dataloader'):
+        cfg[loader].dataset.data_root = str(data)
+    prepare_configured_demo(cfg)
+    assert sorted(os.listdir(data)) == before
+    assert os.listdir(data / 'train') == ['mine']
+    assert len(_dataset(cfg)) == 1

@@ -413,3 +413,54 @@ def test_constant_intensity_and_scenes_prepared_without_it(tmp_path):
     s = prepare_dataset(src, out, workers=0, **dict(FAST, log=notes.append))
     assert s['stale'] == ['train/z']
     assert any('intensity' in n and '--overwrite' in n for n in notes)
+
+
+def test_far_outlier_is_refused_naming_the_point(tmp_path):
+    """One coordinate of 1e30 among a room's points: refused naming the
+    point (not prepared with a duplicates warning, which stored as float32
+    it would be); a tiny scene (4 mm cube) is prepared with a warning."""
+    src = tmp_path / 'src'
+    src.mkdir()
+    room = make_room(2000, seed=0)['coord'].astype(np.float64)
+    far = room.copy()
+    far[1234] = [1e30, 0.5, 0.5]
+    tiny = np.random.default_rng(0).random((2000, 3)) * 0.004
+    np.save(src / 'far.npy', far)
+    np.save(src / 'tiny.npy', tiny)
+    out = tmp_path / 'out'
+    s = prepare_dataset(src, out, workers=0, **FAST)
+    assert (s['prepared'], s['refused']) == (1, 1)
+    (failed,) = s['failed']
+    assert failed['scene_id'] == 'far' and failed['refused']
+    assert failed['error'] == (
+        f'{src / "far.npy"}: the points span 1e+30 m along x (a scene may '
+        'span at most 10000 m); point 1234 at (1e+30, 0.5, 0.5) lies 1e+30 '
+        'm from the median point: remove that outlier, or convert the '
+        'coordinates to metres')
+    assert not (out / 'train' / 'far').exists()
+    (warned,) = s['warned']
+    assert warned['scene_id'] == 'tiny'
+    (msg,) = warned['warnings']
+    assert msg.startswith('all points lie within 4 mm (the longest side); ')
+    assert msg.endswith('at 2 cm voxels SpUNet sees 1 voxel(s)')
+
+
+def test_loading_a_scene_with_a_far_outlier_names_the_file(tmp_path):
+    """A scene prepared before the refusal existed: one line naming its
+    coord.npy and the point."""
+    from dbbd.datasets.scene_io import SceneFormatError
+    src = tmp_path / 'src'
+    src.mkdir()
+    np.save(src / 'room.npy', make_room(2000, seed=0)['coord'])
+    out = tmp_path / 'out'
+    prepare_dataset(src, out, workers=0, **FAST)
+    scene = out / 'train' / 'room'
+    coord = np.load(scene / 'coord.npy')
+    coord[7] = [0.5, 3e7, 0.5]
+    np.save(scene / 'coord.npy', coord)
+    with pytest.raises(SceneFormatError) as err:
+        load_scene(str(scene))
+    msg = str(err.value)
+    assert '\n' not in msg
+    assert msg.startswith(f'{scene / "coord.npy"}: the points span 3e+07 m '
+                          'along y') and 'point 7 at (0.5, 3e+07, 0.5)' in msg

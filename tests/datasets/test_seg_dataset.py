@@ -153,3 +153,58 @@ def test_class_counts_through_dataset_wrappers(demo_root):
     with pytest.raises(ConfigError, match='a Subset cannot count') as err:
         dataset_class_counts(Subset(a, [0]))
     assert '\n' not in str(err.value)
+
+
+def test_labelled_subset_ignores_the_order_of_the_scene_ids():
+    from dbbd.datasets.seg_dataset import choose_labelled_scenes
+    ids = [f'scene{i:04d}_00' for i in range(20)]
+    # pinned: a change of the draw changes every labelled benchmark
+    assert choose_labelled_scenes(ids, count=4, seed=0) == [
+        'scene0002_00', 'scene0004_00', 'scene0006_00', 'scene0019_00']
+    assert choose_labelled_scenes(ids, fraction=0.1, seed=3) == [
+        'scene0012_00', 'scene0016_00']
+    rng = np.random.default_rng(0)
+    for seed in range(3):
+        expected = choose_labelled_scenes(ids, count=5, seed=seed)
+        for _ in range(5):
+            shuffled = [ids[i] for i in rng.permutation(len(ids))]
+            assert choose_labelled_scenes(shuffled, count=5,
+                                          seed=seed) == expected
+
+
+def test_label_efficient_setting_is_logged_in_one_line(demo_root,
+                                                       monkeypatch):
+    import mmengine.logging
+    from dbbd.datasets.scene_io import read_meta
+    logged = []
+    monkeypatch.setattr(mmengine.logging, 'print_log',
+                        lambda msg, **kw: logged.append(msg) if str(
+                            msg).startswith('SegDataset') else None)
+    ds = dataset(demo_root, labelled_scenes=2, labelled_points=50,
+                 label_seed=1)
+    kept = [d['scene_id'] for d in ds.data_list]
+    labelled = [sum(v for k, v in read_meta(d['scene_dir'])[
+        'class_counts'].items() if k != '-1') for d in ds.data_list]
+    split = os.path.join(demo_root, 'train')
+    assert logged == [ds.label_summary] == [
+        f'SegDataset ({split}): label-efficient training: 2 of 4 scenes '
+        f'labelled (labelled_scenes=2, label_seed=1): {kept[0]}, {kept[1]}; '
+        f'labelled_points=50 (label_seed=1): {2 * 50:,} of '
+        f'{sum(labelled):,} labelled points kept']
+    # what is logged is what the samples hold
+    assert sum(int((ds[i]['segment'] != -1).sum())
+               for i in range(len(ds))) == 100
+    logged.clear()
+    assert dataset(demo_root).label_summary is None and logged == []
+
+
+def test_impossible_label_efficient_settings_are_refused(demo_root):
+    from dbbd.utils.config_check import ConfigError
+    with pytest.raises(ConfigError, match=r'labelled_scenes=5 but the split '
+                       r'has 4 scene\(s\)'):
+        dataset(demo_root, labelled_scenes=5)
+    with pytest.raises(ConfigError, match='labelled_points=10000 is at or '
+                       'above the labelled points of every scene'):
+        dataset(demo_root, labelled_points=10000)
+    # all 4 scenes, as a count, is fine
+    assert len(dataset(demo_root, labelled_scenes=4)) == 4

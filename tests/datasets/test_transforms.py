@@ -152,3 +152,46 @@ def test_jitter_moves_points_within_the_clip_only():
     assert np.abs(d).max() <= 0.02 + 1e-6 and np.abs(d).max() > 0.01
     np.testing.assert_array_equal(out['normal'], s['normal'])
     np.testing.assert_array_equal(out['color'], s['color'])
+
+
+@pytest.mark.parametrize('order', ['crop_then_patch', 'patch_then_crop'])
+def test_two_masks_on_one_view_add_up(order):
+    """A crop and a patch mask on one view: a point is hidden when either
+    hides it (the union), whichever runs first."""
+    s = _scene(n=2000, seed=1)
+    crop = TRANSFORMS.build(dict(type='RandomViewCrop', ratio=0.6))
+    patch = TRANSFORMS.build(dict(type='RandomPatchMask', ratio=0.4,
+                                  patch_size=0.5))
+    steps = [crop, patch] if order == 'crop_then_patch' else [patch, crop]
+    # each step alone, drawing from the rng as it does in the sequence
+    rng = np.random.default_rng(7)
+    alone = []
+    for t in steps:
+        out = t(dict({k: v.copy() for k, v in s.items()}, rng=rng))
+        alone.append(out['mask'])
+    # both in sequence on one view
+    results = dict({k: v.copy() for k, v in s.items()},
+                   rng=np.random.default_rng(7))
+    for t in steps:
+        results = t(results)
+    first, second = alone
+    # neither contains the other, so overwriting would show
+    assert (first & ~second).any() and (second & ~first).any()
+    assert results['mask'].dtype == bool
+    np.testing.assert_array_equal(results['mask'], first | second)
+    # the coordinates are untouched: masks hide features only
+    np.testing.assert_array_equal(results['coord'], s['coord'])
+
+
+def test_patch_mask_hides_whole_patches():
+    s = _scene(n=2000, seed=2)
+    out = _run(dict(type='RandomPatchMask', ratio=0.4, patch_size=0.5),
+               {k: v.copy() for k, v in s.items()}, seed=3)
+    cell = np.floor(s['coord'] / 0.5).astype(np.int64)
+    _, patch = np.unique(cell, axis=0, return_inverse=True)
+    patch = patch.reshape(-1)
+    hidden = np.zeros(patch.max() + 1, bool)
+    hidden[patch[out['mask']]] = True
+    # every point of a hidden patch is hidden, no other point
+    np.testing.assert_array_equal(out['mask'], hidden[patch])
+    assert hidden.sum() == round(0.4 * len(hidden))

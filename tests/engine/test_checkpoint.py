@@ -407,6 +407,38 @@ def test_torch_load_alone_misses_a_flipped_tensor_byte(trained, tmp_path):
     _assert_corrupt(path, record=name)
 
 
+def test_legacy_format_loads_with_a_warning_that_damage_goes_unseen(
+        trained, tmp_path, monkeypatch):
+    """What is not detected, said where it happens: a checkpoint in
+    PyTorch's legacy (pre-1.6) format has no checksums, so one flipped
+    byte of its tensor data loads with a changed weight; every load of
+    such a file logs one line saying so. A zip checkpoint with the same
+    damage is refused."""
+    import logging
+
+    import mmengine.logging
+
+    from dbbd.engine.checkpoint import legacy_format_warning
+    logged = []
+    monkeypatch.setattr(mmengine.logging, 'print_log',
+                        lambda msg, logger=None, level=logging.INFO:
+                        logged.append((msg, level)))
+    good = load_checkpoint_safe(osp.join(trained['work_dir'], 'epoch_3.pth'))
+    assert logged == []  # zip: no warning
+    legacy = tmp_path / 'legacy.pth'
+    torch.save(good, legacy, _use_new_zipfile_serialization=False)
+    data = bytearray(legacy.read_bytes())
+    weight = good['state_dict']['linear.weight']
+    at = bytes(data).find(weight.numpy().tobytes())
+    assert at > 0
+    data[at + 1] ^= 0x40
+    legacy.write_bytes(bytes(data))
+    damaged = load_checkpoint_safe(legacy)
+    assert not torch.equal(damaged['state_dict']['linear.weight'], weight)
+    assert logged == [(legacy_format_warning(str(legacy)), logging.WARNING)]
+    assert '\n' not in logged[0][0] and 'no checksums' in logged[0][0]
+
+
 def test_missing_checkpoint(tmp_path):
     with pytest.raises(FileNotFoundError, match='does not exist'):
         load_checkpoint_safe(tmp_path / 'nope.pth')
@@ -461,6 +493,50 @@ def test_resume_restores_epoch_iter_optimizer(trained, tmp_path, mode):
     assert runner.epoch == 4
     assert not osp.exists(stale)
     assert read_last(work_dir) == 'epoch_4.pth'
+
+
+def test_resume_of_a_complete_run_says_so(trained, tmp_path):
+    """--resume of a run that trained all its epochs: nothing trained,
+    nothing written, one line saying the run is complete and how to train
+    longer."""
+    from toy_runner import IterCounter, read_log
+    work_dir = str(tmp_path / 'wd')
+    shutil.copytree(trained['work_dir'], work_dir)
+    before = digest(work_dir)
+    counter = IterCounter()
+    runner = make_runner(
+        work_dir, ckpt_hook(max_keep_ckpts=2, save_best='loss', rule='less'),
+        max_epochs=3, custom_hooks=[counter], resume=True)
+    runner.train()
+    assert counter.iters == 0 and runner.epoch == 3
+
+    def saved(d):  # checkpoints and the pointer (a new log folder is made)
+        return {k: v for k, v in d.items() if v is not None}
+    assert saved(digest(work_dir)) == saved(before)
+    lines = [ln for ln in read_log(runner).splitlines()
+             if 'This run is complete' in ln]
+    assert len(lines) == 1
+    assert lines[0].endswith(
+        'This run is complete: the resumed checkpoint has trained 3 of '
+        'max_epochs=3, so there is nothing to train; to train longer, '
+        'resume with a larger max_epochs (--resume --cfg-options '
+        'train_cfg.max_epochs=6; the cosine schedule stretches to the new '
+        'length)')
+    # a run with epochs left says nothing of the kind
+    import logging
+    said = []
+    handler = logging.Handler()
+    handler.emit = lambda record: said.append(record.getMessage())
+    runner = make_runner(
+        work_dir, ckpt_hook(max_keep_ckpts=2, save_best='loss', rule='less'),
+        max_epochs=4, resume=True)
+    runner.logger.addHandler(handler)
+    try:
+        runner.train()
+    finally:
+        runner.logger.removeHandler(handler)
+    assert runner.epoch == 4 and said
+    assert not [m for m in said if 'This run is complete' in m]
 
 
 def resume_a_copy(original, copy_dir, max_epochs):
@@ -616,6 +692,29 @@ def test_full_disk_is_one_line_and_keeps_previous_checkpoint(
         assert tmp_files(work_dir) == []
         for n in ('epoch_1.pth', 'epoch_2.pth'):
             assert load_checkpoint_safe(osp.join(work_dir, n))['state_dict']
+
+
+def test_full_disk_at_the_first_checkpoint_claims_no_previous_one(
+        tmp_path, monkeypatch):
+    """ENOSPC while writing epoch_1.pth, the first checkpoint: the line
+    says none had been saved, not that previous ones are intact."""
+    import errno
+
+    from dbbd.engine.checkpoint import CheckpointWriteError
+
+    def full_disk_put(self, obj, filepath):
+        raise OSError(errno.ENOSPC, 'No space left on device')
+
+    monkeypatch.setattr(LocalBackend, 'put', full_disk_put)
+    runner = make_runner(str(tmp_path), ckpt_hook(), max_epochs=1)
+    with pytest.raises(CheckpointWriteError) as info:
+        runner.train()
+    msg = str(info.value)
+    assert msg.startswith(f'no space left on the device for '
+                          f'{osp.join(str(tmp_path), "epoch_1.pth")}: ')
+    assert msg.endswith('free some space (or use another --work-dir) and '
+                        'run again; no checkpoint had been saved yet')
+    assert 'intact' not in msg
 
 
 PUBLISHED = re.compile(r'-[0-9a-f]{8}\.pth')

@@ -2,6 +2,7 @@
 line naming the key, the value and what is expected."""
 import copy
 import glob
+import os
 import os.path as osp
 
 import pytest
@@ -38,6 +39,8 @@ def with_value(key, value):
     return Config(cfg)
 
 
+LR = 'a finite number in [0, 10]'
+
 # (key, bad value, expected description in the message)
 BAD = [
     ('train_cfg.max_epochs', 0, 'a positive int'),
@@ -54,11 +57,14 @@ BAD = [
     ('val_dataloader.dataset.max_scenes', '8', 'a positive int or None'),
     ('train_dataloader.dataset.max_depth', -1, 'an int >= 0 or None'),
     ('train_dataloader.dataset.max_depth', 3.5, 'an int >= 0 or None'),
-    ('optim_wrapper.optimizer.lr', '1e-3', 'a finite number >= 0'),
-    ('optim_wrapper.optimizer.lr', -0.1, 'a finite number >= 0'),
-    ('optim_wrapper.optimizer.lr', None, 'a finite number >= 0'),
-    ('optim_wrapper.optimizer.lr', float('nan'), 'a finite number >= 0'),
-    ('optim_wrapper.optimizer.lr', float('inf'), 'a finite number >= 0'),
+    ('optim_wrapper.optimizer.lr', '1e-3', LR),
+    ('optim_wrapper.optimizer.lr', -0.1, LR),
+    ('optim_wrapper.optimizer.lr', None, LR),
+    ('optim_wrapper.optimizer.lr', float('nan'), LR),
+    ('optim_wrapper.optimizer.lr', float('inf'), LR),
+    # AdamW's first step would overflow float32 (a traceback from torch)
+    ('optim_wrapper.optimizer.lr', 1e38, LR),
+    ('optim_wrapper.optimizer.lr', 11, LR),
     ('optim_wrapper.optimizer.weight_decay', float('inf'),
      'a finite number >= 0'),
     ('optim_wrapper.optimizer.weight_decay', 'none', 'a finite number >= 0'),
@@ -108,6 +114,15 @@ def test_bool_is_called_out():
         check_config_values(with_value('train_dataloader.batch_size', True))
 
 
+def test_huge_learning_rate_says_why():
+    with pytest.raises(ConfigError) as info:
+        check_config_values(with_value('optim_wrapper.optimizer.lr', 1e38))
+    assert str(info.value) == (
+        'optim_wrapper.optimizer.lr: got 1e+38 (float); expected a finite '
+        'number in [0, 10]; learning rates are about 1e-4 to 1 (AdamW '
+        '1e-3); a larger one overflows or diverges in the first steps')
+
+
 def test_unseeded_run_explains_why():
     with pytest.raises(ConfigError, match='cannot be resumed exactly'):
         check_config_values(with_value('randomness.seed', None))
@@ -117,6 +132,7 @@ def test_unseeded_run_explains_why():
 EDGES = [
     ('train_cfg.max_epochs', 1, 0),
     ('optim_wrapper.optimizer.lr', 0, -1e-9),  # an int is a number
+    ('optim_wrapper.optimizer.lr', 10, 10.5),
     ('optim_wrapper.optimizer.weight_decay', 0.0, -0.1),
     ('train_dataloader.num_workers', 0, -1),
     ('train_dataloader.dataset.max_depth', 0, -1),
@@ -151,6 +167,44 @@ def test_valid_and_sparse_configs_pass():
             optim_wrapper=dict(type='X', optimizer=dict(lr='1e-3')))))
 
 
+#: The config families this project ships; configs a user adds elsewhere
+#: (configs/my/) are not the project's to test.
+SHIPPED_FAMILIES = ('_base_', 'dbbd', 'scene_contrast')
+
+
+def shipped_configs():
+    """The shipped configs: those git tracks under configs/ (a clone), else
+    the files of the shipped families (an unpacked release). Either way,
+    not whatever else lies in the folder."""
+    import subprocess
+    try:
+        out = subprocess.run(
+            ['git', 'ls-files', '--', 'configs/*.py'], cwd=REPO,
+            capture_output=True, text=True, timeout=30, check=True).stdout
+        tracked = sorted(osp.join(REPO, p) for p in out.split())
+    except (OSError, subprocess.SubprocessError):
+        tracked = []
+    if tracked:
+        return [p for p in tracked if osp.isfile(p)]
+    return sorted(p for family in SHIPPED_FAMILIES for p in glob.glob(
+        osp.join(REPO, 'configs', family, '**', '*.py'), recursive=True))
+
+
+def family(path):
+    """``'dbbd'`` for configs/dbbd/x.py, ``'_base_'`` for
+    configs/_base_/models/x.py."""
+    return osp.relpath(path, osp.join(REPO, 'configs')).split(os.sep)[0]
+
+
+SHIPPED = shipped_configs()
+
+
+def test_shipped_configs_are_the_projects_only():
+    assert len(SHIPPED) >= 30
+    families = {family(p) for p in SHIPPED}
+    assert families == set(SHIPPED_FAMILIES), families
+
+
 #: keys every shipped training config sets, so that the checks below read
 #: real values rather than pass over absent ones
 SHIPPED_KEYS = ('train_cfg.max_epochs', 'train_dataloader.batch_size',
@@ -159,9 +213,7 @@ SHIPPED_KEYS = ('train_cfg.max_epochs', 'train_dataloader.batch_size',
                 'default_hooks.checkpoint.interval')
 
 
-@pytest.mark.parametrize(
-    'path', sorted(glob.glob(osp.join(REPO, 'configs', '*', '*.py'))),
-    ids=osp.basename)
+@pytest.mark.parametrize('path', SHIPPED, ids=osp.basename)
 def test_shipped_configs_pass(path):
     from dbbd.datasets.formatting import check_feat_width
     from dbbd.utils.config_check import check_config_types
@@ -171,9 +223,22 @@ def test_shipped_configs_pass(path):
     check_config_values(cfg)
     check_config_types(cfg)  # every type registered, every key accepted
     check_feat_width(cfg)
-    if osp.basename(osp.dirname(path)) == '_base_':
+    if family(path) == '_base_':
         return  # a partial config: the leaves carry the rest
     missing = [k for k in SHIPPED_KEYS if _lookup(cfg, k) is _MISSING]
     assert not missing, f'{path} does not set {missing}'
     # the width check compared the loaders' feat_keys with a real width
     assert [h['in_channels'] for _, h in _width_holders(cfg)], path
+
+
+@pytest.mark.parametrize('path', SHIPPED, ids=osp.basename)
+def test_shipped_configs_top_level_keys_are_known(path):
+    """Every top-level key of a shipped config is read by something or a
+    variable the files use; a new one must join one of the two lists."""
+    from dbbd.utils.config_check import (CONFIG_VARIABLES,
+                                         READ_TOP_LEVEL_KEYS,
+                                         check_top_level_keys)
+    cfg = Config.fromfile(path)
+    unknown = set(cfg.keys()) - READ_TOP_LEVEL_KEYS - CONFIG_VARIABLES
+    assert not unknown, f'{path}: {sorted(unknown)}'
+    check_top_level_keys(cfg, path, set(cfg.keys()))

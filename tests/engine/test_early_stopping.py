@@ -103,10 +103,11 @@ def test_resume_of_a_stopped_run_stays_stopped(stopped_run, tmp_path,
     assert log.count('it stays stopped, no further epochs are trained') == 1
 
 
-def test_mmengines_hook_would_train_on(stopped_run, tmp_path,
-                                       make_toy_runner):
-    """The control: the same resume with mmengine's EarlyStoppingHook
-    trains again, which is the bug this hook fixes."""
+def test_control_mmengines_hook_would_train_on(stopped_run, tmp_path,
+                                               make_toy_runner):
+    """A control of mmengine's behaviour, not of DBBD's: the same resume
+    with mmengine's EarlyStoppingHook trains again (exactly the one epoch
+    up to the new max_epochs), which is the bug this hook fixes."""
     import shutil
     work_dir = str(tmp_path / 'wd')
     shutil.copytree(stopped_run['work_dir'], work_dir)
@@ -117,7 +118,9 @@ def test_mmengines_hook_would_train_on(stopped_run, tmp_path,
         custom_hooks=[es_hook(type='EarlyStoppingHook'), counter],
         resume=True)
     runner.train()
-    assert counter.iters > 0
+    # epoch 5 (4 iterations of 2 of the 8 samples) after the stop at 4
+    assert (counter.epochs, counter.iters, runner.epoch) == (1, 4, 5)
+    assert 'epoch_5.pth' in ckpt_files(work_dir)
 
 
 def test_larger_patience_lets_a_stopped_run_continue(stopped_run, tmp_path,

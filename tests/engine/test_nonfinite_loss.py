@@ -191,3 +191,70 @@ def test_non_finite_checkpoint_is_not_named_good(make_toy_runner, tmp_path):
     assert msg.endswith(f'the latest checkpoint {path} has non-finite '
                         'weights too (first: linear.bias), so no good '
                         'checkpoint is known')
+
+
+class InfInOptimizerState(Hook):
+    """Puts an inf into the optimizer's state after iteration ``at`` (0-based),
+    as Adam's second moment gets from a gradient too large for float32
+    while the weights stay finite."""
+
+    def __init__(self, at):
+        self.at = at
+
+    def after_train_iter(self, runner, batch_idx, data_batch=None,
+                         outputs=None):
+        if runner.iter == self.at:  # 0-based here (counted up after)
+            opt = runner.optim_wrapper.optimizer
+            state = opt.state[opt.param_groups[0]['params'][0]]
+            state['momentum_buffer'][0, 0] = float('inf')
+
+
+def test_non_finite_optimizer_state_is_never_saved(make_toy_runner,
+                                                   tmp_path):
+    """Epoch 1 saved; an inf enters the optimizer state in epoch 2: its
+    checkpoint is refused in one line naming the value, and epoch 1 is
+    named the last good one."""
+    runner = make_toy_runner(tmp_path, max_epochs=3,
+                             custom_hooks=[InfInOptimizerState(at=7)])
+    with pytest.raises(NonFiniteWeightsError) as info:
+        runner.train()
+    msg = str(info.value)
+    assert '\n' not in msg
+    assert msg.startswith('the optimizer state holds NaN/Inf (1 value(s), '
+                          'first: state.0.momentum_buffer; ')
+    assert 'epoch_2.pth was not saved' in msg
+    assert msg.endswith(
+        f'last good checkpoint: {osp.join(str(tmp_path), "epoch_1.pth")}')
+    assert _all_finite(runner.model.state_dict())  # the weights are fine
+    assert ckpt_files(tmp_path) == ['epoch_1.pth']
+
+
+def test_resume_from_non_finite_optimizer_state_is_refused(make_toy_runner,
+                                                           tmp_path):
+    """A checkpoint written before this check, holding an inf in its
+    optimizer state: --resume stops in one line before anything is
+    loaded or trained; it is not called the last good checkpoint."""
+    from dbbd.engine import CheckpointLoadError
+    from dbbd.engine.hooks.nonfinite_loss_hook import last_good_checkpoint
+    make_toy_runner(tmp_path, max_epochs=1).train()
+    path = osp.join(str(tmp_path), 'epoch_1.pth')
+    ckpt = load_checkpoint_safe(path)
+    ckpt['optimizer']['state'][0]['momentum_buffer'].fill_(float('inf'))
+    torch.save(ckpt, path)
+    assert last_good_checkpoint(str(tmp_path)) == (
+        f'the latest checkpoint {path} has non-finite optimizer state too '
+        '(first: state.0.momentum_buffer), so no good checkpoint is known')
+    model = ToyModel()
+    before = copy.deepcopy(model.state_dict())
+    runner = make_toy_runner(tmp_path, model=model, max_epochs=2,
+                             resume=True)
+    with pytest.raises(CheckpointLoadError) as info:
+        runner.train()
+    assert str(info.value) == (
+        f'{path} holds non-finite optimizer state (first: '
+        'state.0.momentum_buffer); resuming would carry it on (NaN weights, '
+        'or weights that stop learning); resume from an earlier checkpoint '
+        'with --resume PATH, or start from its weights alone with '
+        f'--cfg-options load_from={path} (a fresh optimizer)')
+    assert _same(model.state_dict(), before)
+    assert ckpt_files(tmp_path) == ['epoch_1.pth']

@@ -7,6 +7,7 @@ from collections import OrderedDict
 
 import pytest
 import torch
+from mmengine.hooks import Hook
 
 from dbbd.engine import (CHECKPOINT_FORMAT_VERSION, CheckpointMismatchError,
                          CheckpointVersionError, check_checkpoint,
@@ -74,15 +75,31 @@ def test_mismatch_fails_with_the_list_and_loads_nothing(
         assert torch.equal(value, initial[key]), key
 
 
-def test_without_the_hook_mmengine_loads_partly(trained, tmp_path,
-                                               make_toy_runner):
-    """The control: mmengine alone warns and trains on a half-loaded model,
-    which is what the hook prevents."""
+class _Snapshot(Hook):
+    """The model's tensors when training starts (after the load)."""
+
+    def before_train(self, runner):
+        self.state = copy.deepcopy(runner.model.state_dict())
+
+
+def test_control_without_the_hook_mmengine_loads_partly(
+        trained, tmp_path, make_toy_runner):
+    """A control of mmengine's behaviour, not of DBBD's: mmengine alone
+    warns, loads the tensors that fit and trains on the half-loaded
+    model, which is what the hook prevents."""
     model = ToyModel(width=1, extra_name='head')
-    counter = IterCounter()
+    initial = copy.deepcopy(model.state_dict())
+    counter, snap = IterCounter(), _Snapshot()
     make_toy_runner(tmp_path, model=model, max_epochs=1, load_from=trained,
-                    custom_hooks=[counter]).train()
-    assert counter.iters > 0
+                    custom_hooks=[counter, snap]).train()
+    saved = load_checkpoint_safe(trained)['state_dict']
+    # linear.* came from the file, head.* (not in it) stayed as initialised
+    for key in ('linear.weight', 'linear.bias'):
+        assert torch.equal(snap.state[key], saved[key]), key
+        assert not torch.equal(snap.state[key], initial[key]), key
+    for key in ('head.weight', 'head.bias'):
+        assert torch.equal(snap.state[key], initial[key]), key
+    assert counter.iters == 4  # and a whole epoch trained on that
 
 
 def test_matching_checkpoint_loads_and_trains(trained, tmp_path,

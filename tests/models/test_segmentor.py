@@ -289,3 +289,51 @@ def test_spunet_pretraining_loads_into_a_spunet_segmentor(method, tmp_path):
     got = seg.backbone.state_dict()
     assert n == len(got) == len(want)
     assert all(torch.equal(got[k], want[k]) for k in want)
+
+
+def test_pretrained_is_checked_before_the_model_is_built(
+        pretrain_ckpt, demo_root, tmp_path):
+    """``check_pretrained_config``: the file read and matched to the
+    config's model (built on the meta device) with the message the load
+    would give; nothing else needed."""
+    from dbbd.models.segmentors.pretrained import check_pretrained_config
+    path, _ = pretrain_ckpt
+    check_pretrained_config(tiny_seg_cfg(demo_root, tmp_path,
+                                         pretrained=path))
+    check_pretrained_config(tiny_seg_cfg(demo_root, tmp_path))  # scratch
+    wide = tiny_seg_cfg(demo_root, tmp_path, pretrained=path)
+    wide.model.backbone.encoder.hidden_dims = [8, 24]
+    early = _one_line_error(lambda: check_pretrained_config(wide),
+                            'another shape')
+    late = _one_line_error(_build(wide.model).init_weights, 'another shape')
+    assert early == late
+
+    # not a checkpoint: named as pretrained=, no advice to resume
+    junk = tmp_path / 'notes.pth'
+    junk.write_bytes(b'not a checkpoint at all')
+    cfg = tiny_seg_cfg(demo_root, tmp_path, pretrained=str(junk))
+    msg = _one_line_error(lambda: check_pretrained_config(cfg),
+                          f'^pretrained={junk}: not a readable checkpoint ')
+    assert 'earlier checkpoint' not in msg
+    assert msg.endswith('give a pre-training checkpoint or a file of '
+                        'tools/export_encoder.py (pre-train again if this '
+                        'one was damaged)')
+    cfg = tiny_seg_cfg(demo_root, tmp_path, pretrained=str(tmp_path))
+    _one_line_error(lambda: check_pretrained_config(cfg),
+                    f'^pretrained={tmp_path}: is a folder, not a file')
+
+
+@pytest.mark.parametrize('empty', ['', '  '])
+def test_empty_pretrained_is_refused_not_scratch(demo_root, tmp_path, empty):
+    from dbbd.models.segmentors.config import apply_top_level
+    cfg = tiny_seg_cfg(demo_root, tmp_path)
+    with pytest.raises(ValueError) as err:
+        apply_top_level(cfg, pretrained=empty)
+    assert str(err.value) == (
+        f'pretrained={empty!r}: not a file path; give a pre-training '
+        'checkpoint or a file of tools/export_encoder.py, or set '
+        'pretrained=None to train from scratch')
+    # set on the model directly, the load refuses it too
+    cfg.model.pretrained = empty
+    _one_line_error(_build(cfg.model).init_weights,
+                    f'^pretrained={empty!r}: not a file path')

@@ -143,3 +143,41 @@ def test_readme_exported_encoder_snippet_runs_as_written(trained_ckpt,
                                   OMP_NUM_THREADS='1'))
     assert res.returncode == 0, res.stderr[-2000:]
     assert res.stdout.strip().startswith('torch.Size([3000, 16])')
+
+
+def test_outputs_default_to_the_checkpoints_work_dir(trained_ckpt, demo_root,
+                                                     tmp_path, monkeypatch,
+                                                     capsys):
+    """Without --out both tools write beside the checkpoint (its work dir),
+    never into the current folder."""
+    import shutil
+
+    from matplotlib import image as mpimg
+
+    from tools.export_encoder import main as export_main
+    from tools.vis_features import main as vis_main
+    _, ckpt, cfg_path = trained_ckpt
+    work = tmp_path / 'work'
+    work.mkdir()
+    mine = str(work / 'epoch_1.pth')
+    shutil.copy(ckpt, mine)
+    here = tmp_path / 'here'
+    here.mkdir()
+    monkeypatch.chdir(here)
+    export_main([mine])
+    enc = work / 'epoch_1_encoder.pth'
+    assert torch.load(str(enc), weights_only=True)['format'] == \
+        'dbbd-encoder'
+    scene = osp.join(demo_root, 'val', 'scene0004_00')
+    vis_main([cfg_path, mine, '--scene', scene, '--size', '64'])
+    png = work / 'epoch_1_scene0004_00_features.png'
+    assert mpimg.imread(str(png)).shape[1] == 64
+    assert os.listdir(here) == []
+    out = capsys.readouterr().out
+    assert f'wrote {enc}:' in out and f'wrote {png} ' in out
+    # never onto the checkpoint itself
+    with pytest.raises(SystemExit) as e:
+        export_main([mine, '--out', mine])
+    assert e.value.code == 1
+    assert capsys.readouterr().err.strip() == (
+        f'error: --out {mine} is the checkpoint itself; give another file')

@@ -131,7 +131,8 @@ def test_validate_alone_prepares_the_demo_first(tmp_path):
         timeout=300)
     out = r.stdout
     assert r.returncode == 0, out[-3000:]
-    first_of_runner = out.index('System environment')
+    # quiet by default: the Runner's first console line points to the log
+    first_of_runner = out.index('Environment, config and hook order: in ')
     assert -1 < out.find('DBBD demo: preparing 4 train + 2 val') < \
         out.find('scenes: 6 found, 6 prepared') < first_of_runner
     metrics = json.loads(out.strip().splitlines()[-1])

@@ -54,13 +54,16 @@ from mmengine.runner import EpochBasedTrainLoop, IterBasedTrainLoop
 
 from dbbd.registry import HOOKS
 from dbbd.version import __version__
-from ..checkpoint import (CHECKPOINT_FORMAT_VERSION, TMP_SUFFIX, _is_within,
-                          atomic_write_text, find_latest_checkpoint,
-                          is_disk_full, no_space_error)
+from ..checkpoint import (CHECKPOINT_FORMAT_VERSION, TMP_SUFFIX,
+                          CheckpointLoadError, _is_within, atomic_write_text,
+                          find_latest_checkpoint, is_disk_full,
+                          no_space_error)
 from ..run_lock import acquire_work_dir_lock, release_work_dir_lock
 from ..runner_access import (checkpoint_to_load, resume_requested,
                              set_checkpoint_to_load)
-from .nonfinite_loss_hook import (NonFiniteWeightsError, last_good_checkpoint,
+from .nonfinite_loss_hook import (NonFiniteWeightsError, checkpoint_problem,
+                                  last_good_checkpoint,
+                                  non_finite_optimizer_state,
                                   non_finite_tensors)
 
 __all__ = ['SafeCheckpointHook', 'to_plain']
@@ -219,6 +222,31 @@ class SafeCheckpointHook(CheckpointHook):
         self._remove_tmp_files(runner)
         self._remove_leftovers(runner)
         self._run_pending_validation(runner)
+        self._say_if_complete(runner)
+
+    @staticmethod
+    def _say_if_complete(runner) -> None:
+        """A resumed run that has already trained every epoch (iteration)
+        of ``train_cfg`` trains nothing: say so in one line, and how to
+        train longer, rather than end silently."""
+        loop = runner.train_loop
+        if not resume_requested(runner) or getattr(loop, 'stop_training',
+                                                   False):
+            return  # early stopping says its own
+        if isinstance(loop, EpochBasedTrainLoop):
+            done, last, unit = runner.epoch, loop.max_epochs, 'epochs'
+        elif isinstance(loop, IterBasedTrainLoop):
+            done, last, unit = runner.iter, loop.max_iters, 'iters'
+        else:
+            return
+        if done < last:
+            return
+        runner.logger.warning(
+            f'This run is complete: the resumed checkpoint has trained '
+            f'{done} of max_{unit}={last}, so there is nothing to train; to '
+            f'train longer, resume with a larger max_{unit} (--resume '
+            f'--cfg-options train_cfg.max_{unit}={2 * last}; the cosine '
+            f'schedule stretches to the new length)')
 
     def _remove_tmp_files(self, runner) -> None:
         """Delete the temporary files of interrupted writes."""
@@ -510,6 +538,18 @@ class SafeCheckpointHook(CheckpointHook):
                 f'saved; {last_good_checkpoint(runner.work_dir)}')
             runner.logger.error(message)
             raise NonFiniteWeightsError(message)
+        # Adam's second moment overflows to inf on a huge (finite) gradient
+        # while the weights stay finite: a resume would carry it on
+        bad = non_finite_optimizer_state(checkpoint.get('optimizer') or {})
+        if bad:
+            message = (
+                f'the optimizer state holds NaN/Inf ({len(bad)} value(s), '
+                f'first: {bad[0]}; a gradient too large for float32? lower '
+                f'the learning rate or clip gradients with optim_wrapper.'
+                f'clip_grad); {self._writing or "the checkpoint"} was not '
+                f'saved; {last_good_checkpoint(runner.work_dir)}')
+            runner.logger.error(message)
+            raise NonFiniteWeightsError(message)
         meta = checkpoint.setdefault('meta', {})
         meta['dbbd_format_version'] = CHECKPOINT_FORMAT_VERSION
         meta['dbbd_version'] = __version__
@@ -521,6 +561,17 @@ class SafeCheckpointHook(CheckpointHook):
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
         """Note a resumed checkpoint saved before its validation finished;
         warn when the checkpoint comes from a newer DBBD format."""
+        if resume_requested(runner):
+            problem = checkpoint_problem(checkpoint)
+            if problem:
+                name = checkpoint_to_load(runner) or 'the checkpoint'
+                raise CheckpointLoadError(
+                    f'{name} holds non-finite {problem[0]} (first: '
+                    f'{problem[1]}); resuming would '
+                    'carry it on (NaN weights, or weights that stop '
+                    'learning); resume from an earlier checkpoint with '
+                    '--resume PATH, or start from its weights alone with '
+                    f'--cfg-options load_from={name} (a fresh optimizer)')
         meta = checkpoint.get('meta') if isinstance(checkpoint, dict) else None
         meta = meta if isinstance(meta, dict) else {}
         self._loaded_pending = None

@@ -16,7 +16,8 @@ from ..checkpoint import (CheckpointLoadError, find_latest_checkpoint,
 
 __all__ = [
     'NonFiniteLossError', 'NonFiniteWeightsError', 'NonFiniteLossHook',
-    'non_finite_tensors', 'last_good_checkpoint'
+    'non_finite_tensors', 'non_finite_optimizer_state', 'checkpoint_problem',
+    'last_good_checkpoint'
 ]
 
 
@@ -27,8 +28,9 @@ class NonFiniteLossError(FloatingPointError):
 
 
 class NonFiniteWeightsError(NonFiniteLossError):
-    """The model's weights are NaN/Inf where a checkpoint was due; the
-    checkpoint is not written. One line."""
+    """The model's weights, or the optimizer's state (Adam's moments, say),
+    are NaN/Inf where a checkpoint was due; the checkpoint is not written.
+    One line."""
 
 
 def non_finite_tensors(state: Dict[str, Any]) -> List[str]:
@@ -47,6 +49,50 @@ def non_finite_tensors(state: Dict[str, Any]) -> List[str]:
     return [k for k, v in items if not bool(torch.isfinite(v).all())]
 
 
+def _leaves(obj: Any, prefix: str):
+    """(dotted name, value) of the tensors and floats below ``obj``."""
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            yield from _leaves(v, f'{prefix}.{k}' if prefix else str(k))
+    elif isinstance(obj, (list, tuple)):
+        for i, v in enumerate(obj):
+            yield from _leaves(v, f'{prefix}.{i}' if prefix else str(i))
+    elif isinstance(obj, (torch.Tensor, float)):
+        yield prefix, obj
+
+
+def non_finite_optimizer_state(state: Any) -> List[str]:
+    """Names (``state.3.exp_avg_sq``, ``param_groups.0.lr``) of the
+    floating-point tensors and numbers of an optimizer's ``state_dict``
+    (or of several, nested, as ``OptimWrapperDict`` saves them) that hold
+    a NaN or an Inf."""
+    tensors, bad = {}, []
+    for name, value in _leaves(state, ''):
+        if isinstance(value, torch.Tensor):
+            if value.is_floating_point():
+                tensors[name] = value
+        elif not math.isfinite(value):
+            bad.append(name)
+    return bad + non_finite_tensors(tensors)
+
+
+def checkpoint_problem(ckpt: Any, with_optimizer: bool = True
+                       ) -> Optional[Tuple[str, str]]:
+    """None, or what is non-finite in a loaded checkpoint: ``('weights',
+    first name)`` or ``('optimizer state', first name)``."""
+    if not isinstance(ckpt, dict):
+        return None
+    state = ckpt.get('state_dict', ckpt)
+    bad = non_finite_tensors(state if isinstance(state, dict) else {})
+    if bad:
+        return 'weights', bad[0]
+    if with_optimizer and ckpt.get('optimizer') is not None:
+        bad = non_finite_optimizer_state(ckpt['optimizer'])
+        if bad:
+            return 'optimizer state', bad[0]
+    return None
+
+
 def last_good_checkpoint(work_dir: str) -> str:
     """'last good checkpoint: PATH' for the work dir's latest checkpoint
     when its weights are finite; otherwise a phrase saying there is none
@@ -59,11 +105,11 @@ def last_good_checkpoint(work_dir: str) -> str:
     except (CheckpointLoadError, OSError) as e:
         return (f'the latest checkpoint {latest} cannot be loaded '
                 f'({" ".join(str(e).split())})')
-    state = ckpt.get('state_dict', ckpt) if isinstance(ckpt, dict) else {}
-    bad = non_finite_tensors(state if isinstance(state, dict) else {})
-    if bad:
-        return (f'the latest checkpoint {latest} has non-finite weights '
-                f'too (first: {bad[0]}), so no good checkpoint is known')
+    problem = checkpoint_problem(ckpt)
+    if problem:
+        return (f'the latest checkpoint {latest} has non-finite '
+                f'{problem[0]} too (first: {problem[1]}), so no good '
+                'checkpoint is known')
     return f'last good checkpoint: {latest}'
 
 
@@ -254,6 +300,14 @@ class NonFiniteLossHook(Hook):
         # What the torch hooks need to name the batch if they fire; None
         # outside training iterations (validation also calls forward).
         self._batch = dict(batch_idx=batch_idx, data_batch=data_batch)
+
+    def batch_scene_ids(self) -> Optional[List[str]]:
+        """The scene ids of the training batch being run (for messages of
+        errors raised inside the step); None outside a training
+        iteration or when the batch names none."""
+        batch = self._batch or {}
+        ids = _scene_ids(batch.get('data_batch'))
+        return ids or None
 
     def _check_forward(self, module, args, kwargs, output) -> None:
         """Forward hook: keep the loss of a training forward pass for the

@@ -19,7 +19,32 @@ from dbbd.registry import MODELS
 from ..sparse import (SparseConv3d, SparseInverseConv3d, SparseModule,
                       SparseSequential, SubMConv3d, set_backend, voxelize)
 
-__all__ = ['SpUNet', 'BasicBlock']
+__all__ = ['SpUNet', 'BasicBlock', 'TooFewVoxelsError']
+
+_BN_ONE_VALUE = 'Expected more than 1 value per channel when training'
+
+
+class TooFewVoxelsError(ValueError):
+    """A training batch has a single voxel at some level of SpUNet, where
+    BatchNorm needs more than one. One line; ``scenes`` holds the batch
+    positions of the scenes that have one voxel there, and
+    :meth:`naming` rewrites the line with their scene ids."""
+
+    def __init__(self, template: str, scenes, spans):
+        self.template, self.scenes, self.spans = template, list(scenes), \
+            list(spans)
+        super().__init__(self.naming())
+
+    def naming(self, scene_ids=None) -> str:
+        """The message, the scenes named by ``scene_ids`` (the batch's ids
+        in order) when given, else by their position in the batch."""
+        named = []
+        for b, span in zip(self.scenes, self.spans):
+            who = (f'scene {scene_ids[b]}' if scene_ids is not None and
+                   b < len(scene_ids) else f'scene {b} of the batch')
+            named.append(f'{who} (its points span {span:.3g} m as the '
+                         'network sees them)')
+        return self.template.format(scenes=', '.join(named))
 
 
 def _norm(channels, eps, momentum):
@@ -205,5 +230,37 @@ class SpUNet(nn.Module):
                              f'channels, got {feat.shape[-1]}')
         voxels, point_to_voxel = voxelize(coord, feat, offset,
                                           self.voxel_size)
-        return self.forward_voxels(voxels).feat.index_select(
-            0, point_to_voxel)
+        try:
+            out = self.forward_voxels(voxels)
+        except ValueError as e:
+            if _BN_ONE_VALUE not in str(e):
+                raise
+            raise self._too_few_voxels(coord, offset, voxels) from None
+        return out.feat.index_select(0, point_to_voxel)
+
+    def _too_few_voxels(self, coord, offset, voxels) -> TooFewVoxelsError:
+        """Which level of this batch has a single voxel, and whose."""
+        grid = voxels.coords.detach().long().cpu()
+        level = 0
+        for level in range(self.num_stages + 1):
+            cells = torch.cat([grid[:, :1], grid[:, 1:] >> level], 1)
+            cells = torch.unique(cells, dim=0)
+            if len(cells) <= 1:
+                break
+        per_scene = torch.bincount(cells[:, 0],
+                                   minlength=len(offset) - 1).tolist()
+        scenes = [b for b, n in enumerate(per_scene) if n == 1]
+        bounds = offset.tolist()
+        spans = [float((coord[bounds[b]:bounds[b + 1]].max(0).values -
+                        coord[bounds[b]:bounds[b + 1]].min(0).values).max())
+                 for b in scenes]
+        edge = self.voxel_size * 2 ** level
+        return TooFewVoxelsError(
+            f'SpUNet: {{scenes}} fits in one {edge * 100:g} cm cell at '
+            f'level {level} of the network ({self.voxel_size * 100:g} cm '
+            f'voxels, stride {2 ** level}), and the training batch has no '
+            'other voxel there; BatchNorm needs more than one: a scene in '
+            'metres spans metres (coordinates in another unit? '
+            'tools/create_data.py warns about such scenes); remove the '
+            'scene, or train with batches of several scenes',
+            scenes, spans)

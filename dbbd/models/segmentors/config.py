@@ -103,9 +103,12 @@ def set_pretrained(cfg, path: Optional[str]) -> None:
         ValueError: the config's model takes no pre-trained backbone (a
             pre-training config).
     """
-    if path is not None and not isinstance(path, str):
-        raise ValueError(f'pretrained must be a file path or None, got '
-                         f'{path!r}')
+    if path is not None and (not isinstance(path, str) or
+                             not path.strip()):
+        raise ValueError(
+            f'pretrained={path!r}: not a file path; give a pre-training '
+            'checkpoint or a file of tools/export_encoder.py, or set '
+            'pretrained=None to train from scratch')
     model = cfg.get('model') or {}
     if not _takes_pretrained(model):
         if path is None:

@@ -324,7 +324,7 @@ class PointSegmentor(DBBDBaseModel):
         """mmengine's initialisation, then the ``pretrained`` backbone
         weights (when set)."""
         super().init_weights()
-        if self.pretrained:
+        if self.pretrained is not None:  # '' is refused there, not skipped
             from .pretrained import load_pretrained_backbone
             fresh = [name for name, m in self.named_children()
                      if name != 'backbone' and any(

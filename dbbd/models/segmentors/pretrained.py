@@ -22,7 +22,8 @@ from mmengine.logging import print_log
 from dbbd.engine.checkpoint import CheckpointLoadError
 
 __all__ = ['PretrainedLoadError', 'read_backbone_weights',
-           'load_pretrained_backbone', 'checkpoint_kind', 'seg_configs_for']
+           'match_backbone_weights', 'load_pretrained_backbone',
+           'check_pretrained_config', 'checkpoint_kind', 'seg_configs_for']
 
 BACKBONE_PREFIX = 'backbone.'
 SCENE_PREFIX = 'scene_backbone.'
@@ -50,17 +51,37 @@ def read_backbone_weights(path: str) -> Tuple[Dict[str, torch.Tensor], str]:
         PretrainedLoadError: no such file, not a checkpoint or export, an
             export of another format, or no backbone tensor in the file.
     """
-    from dbbd.engine.checkpoint import load_checkpoint_safe
+    from dbbd.engine.checkpoint import (CorruptCheckpointError,
+                                        load_checkpoint_safe)
     from dbbd.engine.state_check import revise_state_dict
     from ..export import check_export
 
+    if not isinstance(path, str) or not path.strip():
+        raise PretrainedLoadError(
+            f'pretrained={path!r}: not a file path; give a pre-training '
+            'checkpoint or a file of tools/export_encoder.py, or set '
+            'pretrained=None to train from scratch')
+    if osp.isdir(path):
+        raise PretrainedLoadError(
+            f'pretrained={path}: is a folder, not a file; give a checkpoint '
+            f'in it (its last_checkpoint names the latest), or set '
+            'pretrained=None to train from scratch')
     if not osp.isfile(path):
         raise PretrainedLoadError(
             f'pretrained={path}: no such file; pre-train first (python '
             'tools/train.py configs/dbbd/dbbd_small_demo.py writes '
             'work_dirs/dbbd_small_demo/epoch_10.pth), or set pretrained=None '
             'to train from scratch')
-    payload = load_checkpoint_safe(path, map_location='cpu')
+    try:
+        payload = load_checkpoint_safe(path, map_location='cpu')
+    except CorruptCheckpointError as e:
+        raise PretrainedLoadError(
+            f'pretrained={path}: not a readable checkpoint ('
+            f'{getattr(e, "reason", e)}); give a pre-training checkpoint '
+            'or a file of tools/export_encoder.py (pre-train again if this '
+            'one was damaged)') from None
+    except CheckpointLoadError as e:
+        raise PretrainedLoadError(f'pretrained={path}: {e}') from None
     if isinstance(payload, dict) and 'format' in payload:
         try:
             payload = check_export(payload, path)
@@ -105,9 +126,32 @@ def load_pretrained_backbone(backbone: torch.nn.Module, path: str,
             small-mode checkpoint into a full-size backbone, say); or the
             two backbones have different tensors.
     """
+    weights, what = read_backbone_weights(path)
+    weights, what = match_backbone_weights(backbone, weights, what, path)
+    backbone.load_state_dict(weights, strict=True)
+    print_log(
+        f'pretrained: loaded {len(weights)} backbone tensors from {path} '
+        f'({what}); starting fresh: {", ".join(fresh) or "nothing"}',
+        logger='current')
+    return len(weights)
+
+
+def match_backbone_weights(backbone: torch.nn.Module,
+                           weights: Dict[str, torch.Tensor], what: str,
+                           path: str) -> Tuple[Dict[str, torch.Tensor], str]:
+    """The tensors of ``weights`` (of :func:`read_backbone_weights`) that
+    ``backbone`` takes, checked against its names and shapes (a backbone
+    on the ``meta`` device is enough); loads nothing.
+
+    Returns:
+        (weights, what): the tensors to load, keys relative to the
+        backbone, and the description of the file.
+
+    Raises:
+        PretrainedLoadError: as :func:`load_pretrained_backbone`.
+    """
     from dbbd.engine.state_check import (CheckpointMismatchError,
                                          check_state_dict_matches)
-    weights, what = read_backbone_weights(path)
     model_keys = list(backbone.state_dict())
     inner = {k[len(SCENE_PREFIX):]: v for k, v in weights.items()
              if k.startswith(SCENE_PREFIX)}
@@ -143,12 +187,35 @@ def load_pretrained_backbone(backbone: torch.nn.Module, path: str,
                 f'({_first(err.unexpected)})' if err.unexpected else '')
                         if part) + '; use the backbone config the file was '
             'trained with') from None
-    backbone.load_state_dict(weights, strict=True)
-    print_log(
-        f'pretrained: loaded {len(weights)} backbone tensors from {path} '
-        f'({what}); starting fresh: {", ".join(fresh) or "nothing"}',
-        logger='current')
-    return len(weights)
+    return weights, what
+
+
+def check_pretrained_config(cfg) -> None:
+    """``model.pretrained`` of a training config, before the Runner is
+    built: the file is read (safely) and its backbone tensors matched to a
+    backbone built on the ``meta`` device (shapes only, no memory, no
+    initialisation cost); nothing is loaded. Does nothing without
+    ``pretrained``.
+
+    Raises:
+        PretrainedLoadError: one line starting with ``pretrained=``, as
+            :func:`load_pretrained_backbone` would raise once the Runner is
+            built.
+    """
+    import copy
+
+    from dbbd.registry import MODELS
+    model_cfg = cfg.get('model') or {}
+    path = model_cfg.get('pretrained') if isinstance(model_cfg, dict) \
+        else None
+    if path is None:
+        return
+    weights, what = read_backbone_weights(path)
+    shapes_only = copy.deepcopy(dict(model_cfg))
+    shapes_only['pretrained'] = None
+    with torch.device('meta'):
+        model = MODELS.build(shapes_only)
+    match_backbone_weights(model.backbone, weights, what, path)
 
 
 def checkpoint_kind(payload) -> str:

@@ -146,6 +146,8 @@ def test_bad_config_and_input_one_line_errors():
 
 
 def test_readme_example_runs_as_written():
+    import contextlib
+    import io
     import os.path as osp
     import re
     readme = osp.join(osp.dirname(__file__), '..', '..', '..', 'README.md')
@@ -153,6 +155,111 @@ def test_readme_example_runs_as_written():
     section = text[text.index('## Sparse-convolution backbone (SpUNet)'):]
     section = section[:section.index('\n## ', 1)]
     (code,) = re.findall(r'```python\n(.*?)```', section, re.S)
+    printed = io.StringIO()
     scope = {}
-    exec(compile(code, 'README.md', 'exec'), scope)
-    assert scope['point_feat'].shape == (10000, scope['backbone'].out_channels)
+    with contextlib.redirect_stdout(printed):
+        exec(compile(code, 'README.md', 'exec'), scope)
+    # what it prints is what the README's comment says it prints
+    (claimed,) = re.findall(r'print\(point_feat.shape\)  # (.*?):', code)
+    assert printed.getvalue().strip() == claimed
+    backbone, point_feat = scope['backbone'], scope['point_feat']
+    coord, offset = scope['coord'], scope['offset']
+    assert point_feat.shape == (10000, backbone.out_channels) == (10000, 32)
+    # values: after the last ReLU, finite, non-negative, not constant
+    assert torch.isfinite(point_feat).all() and (point_feat >= 0).all()
+    assert (point_feat > 0).float().mean() > 0.1
+    assert point_feat.std(0).min() > 0
+    # the points of one 5 cm voxel share their voxel's feature, and the
+    # voxels do not all share one
+    cell = torch.floor(coord[:5000] / 0.05).long()
+    cell = cell - cell.min(0).values
+    key = (cell[:, 0] * 1000 + cell[:, 1]) * 1000 + cell[:, 2]
+    same = (key == key[0]).nonzero().flatten()
+    assert len(same) > 1
+    assert torch.equal(point_feat[same], point_feat[same[:1]].expand(
+        len(same), -1))
+    assert len(torch.unique(point_feat[:5000], dim=0)) > 100
+    # the same call again gives the same features (no hidden state)
+    with torch.no_grad():
+        again = backbone(coord, scope['feat'], offset)
+    torch.testing.assert_close(again, point_feat.detach())
+
+
+def test_decoder_concatenates_up_then_skip_like_pointcept():
+    """Every decoder level's first block reads ``cat([up, skip], 1)``:
+    Pointcept's order (so its weights' input channels mean the same here),
+    the inverse convolution's output first, then the encoder features of
+    that resolution, as computed, not zeroed or swapped."""
+    model = MODELS.build(dict(SMALL, out_channels=8))
+    _randomise_bn(model, 2)
+    model.eval()
+    seen = {}
+
+    def keep(name):
+        def hook(module, args, out):
+            seen[name] = out
+        return hook
+
+    def keep_input(name):
+        def hook(module, args):
+            seen[name] = args[0]
+        return hook
+
+    model.conv_input.register_forward_hook(keep('enc-1'))
+    for s in range(model.num_stages):
+        model.enc[s].register_forward_hook(keep(f'enc{s}'))
+        model.up[s].register_forward_hook(keep(f'up{s}'))
+        model.dec[s].register_forward_pre_hook(keep_input(f'dec{s}'))
+    with torch.no_grad():
+        model(*_batch(_scene(0), _scene(1, n=1200)))
+    for s in range(model.num_stages):
+        up, skip, dec_in = seen[f'up{s}'], seen[f'enc{s - 1}'], \
+            seen[f'dec{s}']
+        # the same voxels, in the same order
+        assert torch.equal(up.coords, skip.coords)
+        assert torch.equal(dec_in.coords, skip.coords)
+        width = up.feat.shape[1]
+        assert dec_in.feat.shape[1] == width + skip.feat.shape[1]
+        # non-trivial on both sides, so a zeroed or swapped part shows
+        assert up.feat.abs().sum() > 0 and skip.feat.abs().sum() > 0
+        torch.testing.assert_close(dec_in.feat[:, :width], up.feat,
+                                   rtol=0, atol=0)
+        torch.testing.assert_close(dec_in.feat[:, width:], skip.feat,
+                                   rtol=0, atol=0)
+
+
+def test_single_voxel_training_batch_is_one_line_naming_the_scene():
+    """A training batch whose only scene fits in one voxel (a 4 mm cube at
+    5 cm voxels): one line naming the scene and its span, not BatchNorm's
+    bare ValueError; eval mode runs."""
+    from dbbd.models.backbones.spunet import TooFewVoxelsError
+    model = MODELS.build(dict(SMALL)).train()
+    tiny = torch.rand(200, 3) * 0.004
+    tiny[0], tiny[1] = 0.0, 0.004  # a 4 mm cube
+    feat = torch.rand(200, 6)
+    offset = torch.tensor([0, 200])
+    with pytest.raises(TooFewVoxelsError) as err:
+        model(tiny, feat, offset)
+    msg = str(err.value)
+    assert '\n' not in msg
+    assert msg.startswith('SpUNet: scene 0 of the batch (its points span '
+                          '0.004 m as the network sees them) fits in one 5 '
+                          'cm cell at level 0 of the network (5 cm voxels, '
+                          'stride 1)')
+    assert err.value.naming(['scene0042_00']).startswith(
+        'SpUNet: scene scene0042_00 (its points span 0.004 m as the network '
+        'sees them) fits in one')
+    # a small scene that is one voxel only at the deepest level
+    coord, f, _ = _batch(_scene(0, n=300))
+    small = coord * (0.3 / (coord.max(0).values - coord.min(0).values).max())
+    with pytest.raises(TooFewVoxelsError, match=r'fits in one 40 cm cell at '
+                       r'level 3 .*stride 8\)'):
+        model(small, f, torch.tensor([0, 300]))
+    # with a second, real scene in the batch it trains
+    big, fb, _ = _batch(_scene(1, n=300))
+    out = model(torch.cat([tiny, big]), torch.cat([feat, fb]),
+                torch.tensor([0, 200, 500]))
+    assert torch.isfinite(out).all()
+    model.eval()
+    with torch.no_grad():
+        assert torch.isfinite(model(tiny, feat, offset)).all()
