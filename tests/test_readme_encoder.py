@@ -1,34 +1,28 @@
-"""The README's "Adding an encoder" example, run as written: its module and
-its config go into a temporary folder, and the real Runner trains with it.
+"""The examples of docs/extending.md ("Adding an encoder", "Adding a scene
+backbone"), run as written: each module and config goes into a temporary
+folder, and the real Runner trains with it.
 """
-import os.path as osp
-import re
 import sys
 
 import torch
-from tiny import DEMO, REPO, build_runner, tiny_cfg
-
-
-def _blocks(lang='python'):
-    text = open(osp.join(REPO, 'README.md')).read()
-    section = text[text.index('## Adding an encoder'):]
-    section = section[:section.index('\n## ', 1)]
-    return re.findall(rf'```{lang}\n(.*?)```', section, re.S)
+from doc_snippets import snippet
+from tiny import DEMO, build_runner, tiny_cfg
 
 
 def test_readme_encoder_example_trains(demo_root, tmp_path, monkeypatch):
-    module, config = _blocks()
+    module = snippet('encoder-module')
+    config = snippet('encoder-config')
     assert '@MODELS.register_module()' in module
     pkg = tmp_path / 'my_pkg'
     pkg.mkdir()
     (pkg / '__init__.py').write_text('')
     (pkg / 'my_encoder.py').write_text(module)
     monkeypatch.syspath_prepend(str(tmp_path))
-    # the README's config, with its base pointing at this checkout: the
+    # the page's config, with its base pointing at this checkout: the
     # demo, which a new user has data for
     config = config.replace("'../dbbd/dbbd_small_demo.py'", repr(DEMO))
     assert repr(DEMO) in config
-    command, = _blocks('bash')
+    command = snippet('encoder-command')
     assert command.strip() == ('PYTHONPATH=. python tools/train.py '
                                'configs/my/dbbd_small_meanshift.py')
     cfg_file = tmp_path / 'dbbd_small_meanshift.py'
@@ -57,11 +51,9 @@ def test_readme_encoder_example_trains(demo_root, tmp_path, monkeypatch):
 
 def test_readme_scene_backbone_example_trains(demo_root, tmp_path,
                                               monkeypatch):
-    text = open(osp.join(REPO, 'README.md')).read()
-    section = text[text.index('## Adding a scene backbone'):]
-    section = section[:section.index('\n## ', 1)]
-    module, config = re.findall(r'```python\n(.*?)```', section, re.S)
-    command, = re.findall(r'```bash\n(.*?)```', section, re.S)
+    module = snippet('scene-backbone-module')
+    config = snippet('scene-backbone-config')
+    command = snippet('scene-backbone-command')
     assert command.strip() == ('PYTHONPATH=. python tools/train.py '
                                'configs/my/dbbd_small_scenemean.py')
     pkg = tmp_path / 'my_pkg'

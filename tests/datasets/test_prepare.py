@@ -305,11 +305,11 @@ def test_bad_label_map_is_one_line(tmp_path, capsys):
 
 
 def test_readme_label_map_example_runs(tmp_path, monkeypatch, capsys):
+    """The --label-map example of docs/get_started.md, run as written."""
     import shlex
-    with open(os.path.join(REPO, 'README.md')) as f:
-        readme = f.read()
-    block = readme.split('For example (synthetic rooms as the')[1]
-    block = block.split('```bash')[1].split('```')[0]
+
+    from doc_snippets import snippet
+    block = snippet('label-map')
     cmds = [shlex.split(ln) for ln in block.strip().splitlines()]
     assert [c[:2] for c in cmds] == [['python', '-c'],
                                      ['python', 'tools/create_data.py']]

@@ -124,25 +124,32 @@ def test_export_refuses_a_checkpoint_without_model_config(tmp_path):
 def test_readme_exported_encoder_snippet_runs_as_written(trained_ckpt,
                                                          demo_root,
                                                          tmp_path):
-    """The README's Python snippet for an exported encoder, run as written
-    in a folder with its encoder.pth and data/dbbd_demo."""
-    import re
+    """The two Python snippets of docs/evaluation.md for an exported
+    encoder (back into DBBD; its point encoder into your own model), run as
+    written, each in its own namespace, in a folder with its encoder.pth and
+    data/dbbd_demo."""
+    from doc_snippets import snippet
+
     from tools.export_encoder import main
     runner, ckpt, _ = trained_ckpt
-    text = open(osp.join(REPO, 'README.md')).read()
-    section = text[text.index('## What pre-training learned'):]
-    section = section[:section.index('\n## ', 1)]
-    snippet, = [b for b in re.findall(r'```python\n(.*?)```', section, re.S)
-                if 'load_exported_encoder' in b]
+    (tmp_path / 'exported.py').write_text(snippet('exported-encoder'))
+    (tmp_path / 'own_model.py').write_text(snippet('encoder-into-own-model'))
     (tmp_path / 'data').mkdir()
     os.symlink(demo_root, tmp_path / 'data' / 'dbbd_demo')
     main([ckpt, '--out', str(tmp_path / 'encoder.pth')])
-    res = subprocess.run([sys.executable, '-c', snippet], cwd=tmp_path,
+    driver = ('import runpy; runpy.run_path("exported.py"); '
+              'own = runpy.run_path("own_model.py"); '
+              'print(type(own["encoder"]).__name__)')
+    res = subprocess.run([sys.executable, '-c', driver], cwd=tmp_path,
                          capture_output=True, text=True, timeout=120,
                          env=dict(os.environ, PYTHONPATH=REPO,
                                   OMP_NUM_THREADS='1'))
     assert res.returncode == 0, res.stderr[-2000:]
-    assert res.stdout.strip().startswith('torch.Size([3000, 16])')
+    printed = res.stdout.strip().splitlines()
+    assert printed[0].startswith('torch.Size([3000, 16])')
+    # the point encoder the checkpoint was trained with, its weights loaded
+    # (load_state_dict is strict: a missing or extra key would have raised)
+    assert printed[-1] == type(runner.model.backbone.encoder).__name__
 
 
 def test_outputs_default_to_the_checkpoints_work_dir(trained_ckpt, demo_root,

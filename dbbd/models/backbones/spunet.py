@@ -5,8 +5,8 @@ convolution down and residual blocks, then per level an inverse convolution
 up, a skip concatenation and residual blocks), on :mod:`dbbd.models.sparse`,
 so it runs on the pure-PyTorch backend anywhere and on spconv where it is
 installed. Its ``state_dict`` names and weight shapes are those of
-Pointcept's module, so weights move between the two (see the README's
-mapping).
+Pointcept's module, so weights move between the two (see the mapping in
+docs/models.md, "Pointcept weights").
 """
 from collections import OrderedDict
 from typing import Optional, Sequence

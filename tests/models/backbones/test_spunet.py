@@ -148,18 +148,15 @@ def test_bad_config_and_input_one_line_errors():
 def test_readme_example_runs_as_written():
     import contextlib
     import io
-    import os.path as osp
     import re
-    readme = osp.join(osp.dirname(__file__), '..', '..', '..', 'README.md')
-    text = open(readme).read()
-    section = text[text.index('## Sparse-convolution backbone (SpUNet)'):]
-    section = section[:section.index('\n## ', 1)]
-    (code,) = re.findall(r'```python\n(.*?)```', section, re.S)
+
+    from doc_snippets import snippet
+    code = snippet('spunet-example')  # docs/models.md, "SpUNet"
     printed = io.StringIO()
     scope = {}
     with contextlib.redirect_stdout(printed):
-        exec(compile(code, 'README.md', 'exec'), scope)
-    # what it prints is what the README's comment says it prints
+        exec(compile(code, 'docs/models.md', 'exec'), scope)
+    # what it prints is what the page's comment says it prints
     (claimed,) = re.findall(r'print\(point_feat.shape\)  # (.*?):', code)
     assert printed.getvalue().strip() == claimed
     backbone, point_feat = scope['backbone'], scope['point_feat']
