@@ -6,8 +6,9 @@ segmentation checkpoint's ``backbone.*`` works too) or a file of
 ``tools/export_encoder.py`` (format 2: keys relative to the backbone). A
 downstream model whose backbone is a scene backbone (SpUNet) takes the
 ``scene_backbone.`` part of a DBBD tree backbone's weights, and the whole
-backbone of a SceneContrast checkpoint. Both
-are read with ``torch.load(weights_only=True)`` and the project's
+backbone of a SceneContrast checkpoint or of a SelfDistill one (the
+student's ``backbone.``; the EMA teacher's ``teacher_backbone.`` is not
+read). Both are read with ``torch.load(weights_only=True)`` and the project's
 allow-list. Exactly the backbone's tensors are loaded, all of them, or
 nothing: unlike a ``strict=False`` load, which only logs, a file whose
 backbone tensors do not match the model stops with one line naming the
@@ -161,6 +162,8 @@ def checkpoint_kind(payload) -> str:
         payload, dict) else {}
     from dbbd.engine.state_check import revise_state_dict
     keys = list(revise_state_dict(state)) if isinstance(state, dict) else []
+    if any(k.startswith('teacher_backbone.') for k in keys):
+        return 'pretraining'  # SelfDistill (its student head is no 'head.')
     if any(k.startswith('head.') for k in keys):
         return 'segmentation'
     if any(k.startswith(('region_head.', 'point_head.')) for k in keys):
