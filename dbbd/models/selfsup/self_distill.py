@@ -281,7 +281,10 @@ class SelfDistill(DBBDBaseModel):
     def _features(self, backbone, views, masked):
         """One backbone call on the views stacked as separate scenes.
 
-        Returns the list of per-view features ``(P_v, D)``."""
+        Returns:
+            (sum of P_v, D): the views' features, view after view (rows
+            of view ``v`` start at ``sum(P_u for u < v)``).
+        """
         feats = []
         for view in views:
             if masked and self.mask_token is not None:
@@ -291,9 +294,8 @@ class SelfDistill(DBBDBaseModel):
             feats.append(view['feat'])
         counts = torch.cat([v['offset'].diff() for v in views])
         offset = torch.cat([counts.new_zeros(1), counts.cumsum(0)])
-        out = backbone(torch.cat([v['coord'] for v in views]),
-                       torch.cat(feats), offset)
-        return list(out.split([v['coord'].shape[0] for v in views]))
+        return backbone(torch.cat([v['coord'] for v in views]),
+                        torch.cat(feats), offset)
 
     @staticmethod
     def _scene_rows(view, num_points):
@@ -390,11 +392,11 @@ class SelfDistill(DBBDBaseModel):
         temp = self.teacher_temp_at(step)
         with torch.no_grad():
             t_emb, t_scores = self.teacher_head(
-                torch.cat(teacher).index_select(0, t_rows.view(-1)))
+                teacher.index_select(0, t_rows.view(-1)))
             targets = self.criterion.targets(
                 t_scores.view(num_pairs, k, -1), weight, temp)
         s_emb, s_scores = self.student_head(
-            torch.cat(student).index_select(0, s_rows.view(-1)))
+            student.index_select(0, s_rows.view(-1)))
         loss = self.criterion(s_scores.view(num_pairs, k, -1), targets,
                               weight)
         if embeddings is not None:
@@ -404,7 +406,7 @@ class SelfDistill(DBBDBaseModel):
                       teacher_momentum=loss.new_tensor(self.momentum_at(step)
                                                        if step else 0.0),
                       teacher_temp=loss.new_tensor(temp))
-        return losses, student[0], views
+        return losses, student[:views[0]['coord'].shape[0]], views
 
     def loss(self, inputs: dict, data_samples: Optional[list] = None):
         """One EMA update of the teacher (in a training step, see the
