@@ -327,3 +327,26 @@ def test_predict_and_errors():
         MODELS.build(_cfg(mask_token=False))(inputs, mode='loss')
     with pytest.raises(ValueError, match='momentum must be a number'):
         MODELS.build(_cfg(momentum=1.5))
+
+
+def test_a_self_distill_checkpoint_is_named_pretraining_with_its_configs():
+    """tools/test.py's check: a SelfDistill state dict is a pre-training
+    one (its student head is no segmentation ``head.``), and the seg
+    configs whose SpUNet has its weights are found although it was read
+    encoder-only (``readout`` is not compared)."""
+    import os.path as osp
+
+    from mmengine.config import Config
+
+    from dbbd.models.segmentors.pretrained import (checkpoint_kind,
+                                                   seg_configs_for)
+    state = MODELS.build(_cfg()).state_dict()
+    assert checkpoint_kind(dict(state_dict=state)) == 'pretraining'
+    repo = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+    cfg = Config.fromfile(osp.join(repo, 'configs', 'self_distill',
+                                   'self_distill_spunet_small_demo.py'))
+    backbone = dict(cfg.model.backbone, in_channels=3)
+    assert backbone['readout'] == 'upcast'
+    found = [osp.basename(p) for p in seg_configs_for(
+        backbone, osp.join(repo, 'configs', 'dbbd'), 'seg_spunet_*_ft.py')]
+    assert 'seg_spunet_small_demo_ft.py' in found

@@ -175,19 +175,28 @@ def seg_configs_for(backbone_cfg, config_dir: str,
                     pattern: str = 'seg_*_ft.py'):
     """The fine-tuning configs under ``config_dir`` whose ``model.backbone``
     equals ``backbone_cfg`` (so a checkpoint with that backbone fits
-    them), sorted by name."""
+    them), sorted by name. A SpUNet's ``readout`` is not compared: it
+    changes what the forward pass reads, not the weights (a SelfDistill
+    pre-training reads its SpUNet encoder-only)."""
     import glob
 
     from mmengine.config import Config
 
     from dbbd.engine.hooks.checkpoint_hook import to_plain
-    want = to_plain(backbone_cfg)
+
+    def weights_of(cfg):
+        cfg = to_plain(cfg)
+        if isinstance(cfg, dict):
+            cfg = {k: v for k, v in cfg.items() if k != 'readout'}
+        return cfg
+
+    want = weights_of(backbone_cfg)
     found = []
     for path in sorted(glob.glob(osp.join(config_dir, pattern))):
         try:
             backbone = Config.fromfile(path).model.get('backbone')
         except Exception:  # a config that does not load is no answer
             continue
-        if to_plain(backbone) == want:
+        if weights_of(backbone) == want:
             found.append(path)
     return found
