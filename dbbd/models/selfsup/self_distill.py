@@ -57,9 +57,10 @@ forward passes; the student is what the loss trained.
 The EMA update happens at the start of each training forward pass
 (``mode='loss'`` with the model in training mode and gradients enabled):
 the teacher moves toward the student's current weights, those of the
-optimizer's latest step, so each optimizer step is followed by exactly one
-update whatever wraps the model (distributed training included), and the
-no-gradient passes of ``PreciseBNHook`` and validation update nothing. The
+optimizer's latest step, so each optimizer step is followed by one update
+whatever wraps the model (distributed training included; with gradient
+accumulation, one per accumulated batch), and the no-gradient passes of
+``PreciseBNHook`` and validation update nothing. The
 first update copies the student (whatever initialisation or ``load_from``
 came before). The number of updates is the ``teacher_step`` buffer, saved
 with the checkpoint, so a resumed run continues the momentum and
