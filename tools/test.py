@@ -84,8 +84,14 @@ def check_checkpoint_fits(cfg, path, fail):
         if kind == 'export':
             backbone = payload.get('backbone_cfg')
         else:
-            backbone = ((payload.get('meta') or {}).get('model_cfg')
-                        or {}).get('backbone')
+            model_cfg = (payload.get('meta') or {}).get('model_cfg') or {}
+            backbone = model_cfg.get('backbone')
+            if isinstance(backbone, dict) and 'in_channels' not in \
+                    backbone and 'in_channels' in model_cfg:
+                # a scene backbone takes the model's width (SceneContrast,
+                # SelfDistill)
+                backbone = dict(backbone,
+                                in_channels=model_cfg['in_channels'])
         configs = seg_configs_for(backbone, osp.join(
             REPO_ROOT, 'configs', 'dbbd')) if backbone else []
         configs = [osp.relpath(c, REPO_ROOT) for c in configs]

@@ -38,7 +38,15 @@ def dbbd_collate(samples):
     without tree entries, plus ``inverse (P_full,)`` (each original point's
     row among the batch's ``P`` points), ``origin_offset (B + 1,)`` and
     ``origin_segment (P_full,)``. Every ``view<k>`` of the samples becomes
-    ``inputs['view<k>']`` (test-time augmentation packs four).
+    ``inputs['view<k>']`` (test-time augmentation packs four): ``coord
+    (P_v, 3)``, ``feat (P_v, C)``, ``offset (B + 1,)``, ``mask (P_v,)``
+    where a sample has one. A view holds the batch's ``P`` points
+    (``P_v = P``, ``offset`` the batch's) unless a crop recorded
+    ``index``; then the view has its own ``offset`` and ``index (P_v,)``,
+    each view point's row among the batch's ``P`` scene points (the
+    crops' scene rows shifted by the scene offsets; ``arange`` for a
+    sample whose view is not cropped), which is how points of two views
+    are matched.
 
     Only a loop over scenes and levels (to compute offsets); the per-point
     work is array arithmetic.
@@ -84,15 +92,29 @@ def dbbd_collate(samples):
             coord=_cat([s[view]['coord'] for s in samples], np.float32),
             feat=_cat([s[view]['feat'] for s in samples], np.float32),
             offset=inputs['offset'])
+        if any('index' in s[view] for s in samples):
+            inputs[view].update(_view_index(samples, view, offset))
         if any('mask' in s[view] for s in samples):
             inputs[view]['mask'] = _cat([
-                s[view].get('mask', np.zeros(s['num_points'], bool))
+                s[view].get('mask', np.zeros(len(s[view]['coord']), bool))
                 for s in samples], np.bool_)
     data_samples = [
         dict(scene_id=s['scene_id'], num_points=int(s['num_points']))
         for s in samples
     ]
     return dict(inputs=inputs, data_samples=data_samples)
+
+
+def _view_index(samples, view, offset):
+    """``offset (B + 1,)`` and ``index (P_v,)`` of a cropped view (see
+    :func:`dbbd_collate`)."""
+    index = [s[view].get('index') for s in samples]
+    index = [np.arange(s['num_points'], dtype=np.int64) if i is None else
+             np.asarray(i, np.int64) for s, i in zip(samples, index)]
+    sizes = np.array([i.shape[0] for i in index], dtype=np.int64)
+    return dict(
+        offset=torch.from_numpy(np.concatenate([[0], np.cumsum(sizes)])),
+        index=_cat([i + offset[b] for b, i in enumerate(index)], np.int64))
 
 
 def _collate_trees(samples, offset):

@@ -23,7 +23,7 @@ from mmengine.dataset import Compose
 from dbbd.registry import TRANSFORMS
 from .transforms import TREE_KEYS
 
-__all__ = ['MultiView', 'PackDBBDInputs', 'FEATURE_CHANNELS',
+__all__ = ['MultiView', 'MultiCrop', 'PackDBBDInputs', 'FEATURE_CHANNELS',
            'feature_channels', 'pipeline_feat_keys', 'set_feat_keys',
            'check_feat_width']
 
@@ -59,6 +59,21 @@ def _build(transforms):
     ])
 
 
+def _make_view(results, transforms, v):
+    """View ``v`` (0-based) of the scene: float32 copies of its point
+    attributes through ``transforms``, with the generator of
+    ``(seed_key, v)``."""
+    key = list(results.get('seed_key', (0, 0, 0)))
+    view = {k: None if results.get(k) is None else np.array(
+        results[k], dtype=np.float32) for k in _VIEW_KEYS}
+    view['rng'] = np.random.default_rng(key + [v])
+    view['view_index'] = v
+    view = transforms(view)
+    view.pop('rng', None)
+    view.pop('view_index', None)
+    return view
+
+
 @TRANSFORMS.register_module()
 class MultiView:
     """``num_views`` independently augmented copies of a scene's points.
@@ -90,23 +105,77 @@ class MultiView:
         self.transforms = _build(transforms)
 
     def __call__(self, results: dict) -> dict:
-        key = list(results.get('seed_key', (0, 0, 0)))
-        views = []
-        for v in range(self.num_views):
-            view = {k: None if results.get(k) is None else np.array(
-                results[k], dtype=np.float32) for k in _VIEW_KEYS}
-            view['rng'] = np.random.default_rng(key + [v])
-            view['view_index'] = v
-            view = self.transforms(view)
-            view.pop('rng', None)
-            view.pop('view_index', None)
-            views.append(view)
-        results['views'] = views
+        results['views'] = [_make_view(results, self.transforms, v)
+                            for v in range(self.num_views)]
         return results
 
     def __repr__(self):
         return (f'MultiView(num_views={self.num_views}, '
                 f'transforms={self.transforms!r})')
+
+
+@TRANSFORMS.register_module()
+class MultiCrop:
+    """Groups of views, each group with its own transforms: the global
+    and local crops of self-distillation.
+
+    ``groups[0]`` makes views ``1..n_0``, ``groups[1]`` the next ``n_1``,
+    and so on; view ``v`` (0-based over all groups) is made as in
+    :class:`MultiView`, from float32 copies of the scene's point
+    attributes and the generator of ``(seed_key, v)``, so a sample's views
+    are a pure function of ``(seed, epoch, index)``. A group's transforms
+    usually start with :class:`~dbbd.datasets.transforms.RandomPointCrop`
+    (its ``ratio`` sets the group's extent), whose ``index`` maps each
+    view point to its scene point; views then hold different numbers of
+    points. Example (two global views, masked for the student, and four
+    local ones)::
+
+        dict(type='MultiCrop', groups=[
+            dict(num_views=2, transforms=[
+                dict(type='RandomPointCrop', ratio=(0.4, 1.0)), *augment,
+                dict(type='RandomPatchMask', ratio=0.4, patch_size=0.1)]),
+            dict(num_views=4, transforms=[
+                dict(type='RandomPointCrop', ratio=(0.05, 0.4)), *augment]),
+        ])
+
+    Args:
+        groups: ``dict(num_views=int >= 1, transforms=[...])`` each.
+
+    Adds ``results['views']``, a list of ``sum(num_views)`` dicts.
+    """
+
+    def __init__(self, groups: Sequence[dict]):
+        if not isinstance(groups, (list, tuple)) or not groups:
+            raise ValueError(f'MultiCrop: groups must be a non-empty list of '
+                             f'dict(num_views=..., transforms=[...]), got '
+                             f'{groups!r}')
+        self.groups = []
+        for i, group in enumerate(groups):
+            extra = set(group) - {'num_views', 'transforms'} if isinstance(
+                group, dict) else None
+            num = group.get('num_views') if isinstance(group, dict) else None
+            if extra or isinstance(num, bool) or not isinstance(
+                    num, int) or num < 1:
+                raise ValueError(
+                    f'MultiCrop: groups[{i}] must be dict(num_views=int >= '
+                    f'1, transforms=[...]), got {group!r}')
+            self.groups.append((num, _build(group.get('transforms', ()))))
+
+    @property
+    def num_views(self) -> int:
+        return sum(n for n, _ in self.groups)
+
+    def __call__(self, results: dict) -> dict:
+        views = []
+        for num, transforms in self.groups:
+            views += [_make_view(results, transforms, len(views) + v)
+                      for v in range(num)]
+        results['views'] = views
+        return results
+
+    def __repr__(self):
+        groups = ', '.join(f'({n} views: {t!r})' for n, t in self.groups)
+        return f'MultiCrop(groups=[{groups}])'
 
 
 @TRANSFORMS.register_module()
@@ -117,8 +186,10 @@ class PackDBBDInputs:
     view) ``dict(coord (N, 3) float32, feat (N, C) float32)`` where ``feat``
     concatenates ``feat_keys`` in order, ``C`` = :func:`feature_channels`
     (a per-point scalar such as ``intensity (N,)`` is one column), and
-    ``mask (N,)`` bool when a masking transform marked points; plus the
-    tree arrays
+    ``mask (N_v,)`` bool when a masking transform marked points, and
+    ``index (N_v,)`` int64 (each view point's scene row) after a crop
+    (:class:`~dbbd.datasets.transforms.RandomPointCrop`; a view without
+    it has the scene's N points in order); plus the tree arrays
     ``point_region (L, N)``, ``region_parent (R,)``, ``region_center
     (R,)``, ``level_offset (L + 1,)``, ``segment (N,)`` (-1 where
     unlabelled), ``scene_id``, ``num_points`` and ``sample_seed``.
@@ -160,7 +231,9 @@ class PackDBBDInputs:
     def __call__(self, results: dict) -> dict:
         where = results.get('scene_dir', results.get('scene_id', 'scene'))
         views = results.get('views') or [results]
-        n = int(np.asarray(views[0]['coord']).shape[0])
+        # the scene's points (a cropped view may hold fewer)
+        n = int(np.asarray(results['coord'] if results.get('coord') is not
+                           None else views[0]['coord']).shape[0])
         segment = results.get('segment')
         sample = dict(
             scene_id=results['scene_id'],
@@ -185,6 +258,14 @@ class PackDBBDInputs:
                 feat=self._feat(view, where))
             if view.get('mask') is not None:  # RandomPatchMask, crops
                 packed['mask'] = np.asarray(view['mask'], dtype=bool)
+            if view.get('index') is not None:  # RandomPointCrop
+                packed['index'] = np.asarray(view['index'], dtype=np.int64)
+            elif packed['coord'].shape[0] != n:
+                raise ValueError(
+                    f'{where}: view {v + 1} has {packed["coord"].shape[0]} '
+                    f'points and no index, the scene {n}; a transform that '
+                    'drops points must record index (as RandomPointCrop '
+                    'does)')
             sample[f'view{v + 1}'] = packed
         return sample
 
@@ -245,11 +326,15 @@ def set_feat_keys(cfg, feat_keys) -> int:
 
 def _transform_types(pipeline):
     """Short type names of a pipeline's transforms, those inside
-    ``MultiView(transforms=...)`` included."""
+    ``MultiView(transforms=...)`` and ``MultiCrop(groups=[dict(
+    transforms=...)])`` included."""
     for t in pipeline or []:
         if isinstance(t, dict):
             yield str(t.get('type', '')).split('.')[-1]
             yield from _transform_types(t.get('transforms'))
+            for group in t.get('groups') or []:
+                if isinstance(group, dict):
+                    yield from _transform_types(group.get('transforms'))
 
 
 def check_feat_width(cfg):

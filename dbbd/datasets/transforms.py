@@ -13,11 +13,14 @@ number of loader workers and across ``--resume``. A transform called
 without ``rng`` (e.g. interactively) draws from a fresh generator.
 
 Transforms never drop or reorder points: the region tree is a set of point
-indices shared by both views. The one exception is :class:`GridSample`,
-which works on the whole scene before :class:`MultiView`, drops the tree
-and records how to carry predictions back to every point; it is for
-backbones that do not read the tree (see
-:mod:`dbbd.models.segmentors.point_segmentor`).
+indices shared by both views. Two exceptions, both for backbones that do
+not read the tree: :class:`GridSample`, which works on the whole scene
+before :class:`MultiView`, drops the tree and records how to carry
+predictions back to every point (see
+:mod:`dbbd.models.segmentors.point_segmentor`); and
+:class:`RandomPointCrop`, a per-view crop that keeps a subset of the
+points, in order, and records each kept point's row of the scene
+(``index``), so points of two views are matched through the scene.
 """
 import numpy as np
 
@@ -28,7 +31,7 @@ __all__ = [
     'RandomFlip', 'RandomJitter', 'RandomTranslate', 'ColorJitter',
     'ChromaticAutoContrast', 'NormalizeColor', 'NormalizeIntensity',
     'intensity_full_scale', 'GridSample', 'RandomPatchMask',
-    'RandomViewCrop', 'POINT_KEYS'
+    'RandomViewCrop', 'RandomPointCrop', 'POINT_KEYS', 'VIEW_POINT_KEYS'
 ]
 
 
@@ -411,6 +414,83 @@ class RandomViewCrop:
 
     def __repr__(self):
         return f'RandomViewCrop(ratio={self.ratio})'
+
+
+#: Per-point arrays of a view dict (first axis N): what
+#: :class:`RandomPointCrop` subsets.
+VIEW_POINT_KEYS = ('coord', 'normal', 'color', 'intensity', 'mask')
+
+
+def _ratio_range(owner, ratio):
+    """``ratio`` as ``(low, high)`` with ``0 < low <= high <= 1``."""
+    pair = (ratio, ratio) if isinstance(ratio, (int, float)) and not \
+        isinstance(ratio, bool) else tuple(ratio) if isinstance(
+            ratio, (list, tuple)) else ()
+    if len(pair) != 2 or not all(
+            isinstance(r, (int, float)) and not isinstance(r, bool)
+            for r in pair) or not 0 < pair[0] <= pair[1] <= 1:
+        raise ValueError(f'{owner}: ratio must be a number or (low, high) '
+                         f'with 0 < low <= high <= 1, got {ratio!r}')
+    return float(pair[0]), float(pair[1])
+
+
+@TRANSFORMS.register_module()
+class RandomPointCrop:
+    """Crop a view to the points nearest a random one of its points: a
+    global or local view of self-distillation (Sonata, DINO's multi-crop).
+
+    A fraction ``f`` of the view's N points is drawn uniformly in
+    ``ratio``; the ``K = max(min_points, round(f * N))`` points (at most N)
+    closest to a uniformly drawn centre point (Euclidean, 3D) are kept, in
+    their order. Every per-point array of the view
+    (:data:`VIEW_POINT_KEYS`: ``coord``, ``normal``, ``color``,
+    ``intensity``, ``mask``) is subset, and ``results['index'] (K,)``
+    int64 records, for each kept point, its row of the scene the view was
+    made from (composed with an earlier crop's ``index``): two views'
+    points are the same scene point exactly when their ``index`` entries
+    are equal. Put it first in a view's transforms (``MultiView`` /
+    ``MultiCrop``); the transforms after it see the crop only, and masks
+    drawn after it are drawn on the crop.
+
+    Args:
+        ratio: ``(low, high)`` fraction of the points kept (Sonata-like
+            global views ``(0.4, 1.0)``, local ``(0.05, 0.4)``), or one
+            number.
+        min_points: keep at least this many points (all when the view has
+            fewer).
+    """
+
+    def __init__(self, ratio=(0.4, 1.0), min_points=1):
+        self.ratio = _ratio_range('RandomPointCrop', ratio)
+        if isinstance(min_points, bool) or not isinstance(
+                min_points, int) or min_points < 1:
+            raise ValueError(f'RandomPointCrop: min_points must be an int '
+                             f'>= 1, got {min_points!r}')
+        self.min_points = min_points
+
+    def __call__(self, results):
+        rng = _rng(results)
+        coord = np.asarray(results['coord'])
+        n = coord.shape[0]
+        frac = rng.uniform(*self.ratio)
+        k = min(n, max(self.min_points, int(round(frac * n))))
+        centre = coord[rng.integers(n)] if n else np.zeros(3, np.float32)
+        if k < n:
+            dist = np.square(coord - centre).sum(1)
+            keep = np.sort(np.argpartition(dist, k - 1)[:k])
+        else:
+            keep = np.arange(n)
+        for key in VIEW_POINT_KEYS:
+            if results.get(key) is not None:
+                results[key] = np.asarray(results[key])[keep]
+        index = results.get('index')
+        results['index'] = keep.astype(np.int64) if index is None else \
+            np.asarray(index, np.int64)[keep]
+        return results
+
+    def __repr__(self):
+        return (f'RandomPointCrop(ratio={self.ratio}, '
+                f'min_points={self.min_points})')
 
 
 #: Tree arrays of a scene dict; :class:`GridSample` drops them.

@@ -53,7 +53,11 @@ __all__ = ['EXPORT_FORMAT', 'EXPORT_FORMAT_VERSION', 'BACKBONE_PREFIX',
 EXPORT_FORMAT = 'dbbd-encoder'
 EXPORT_FORMAT_VERSION = 2
 BACKBONE_PREFIX = 'backbone.'
-HEAD_PREFIXES = ('region_head.', 'point_head.', 'criterion.')
+HEAD_PREFIXES = ('region_head.', 'point_head.', 'criterion.',
+                 # SelfDistill: its prototype heads, EMA teacher and mask
+                 # token (the student's backbone is the encoder)
+                 'student_head.', 'teacher_backbone.', 'teacher_head.',
+                 'teacher_step', 'mask_token.')
 
 
 def encoder_state_dict(model_or_state: Union[torch.nn.Module, Dict[str, Any]]

@@ -334,6 +334,8 @@ READ_TOP_LEVEL_KEYS = frozenset({
 CONFIG_VARIABLES = frozenset({
     'dataset_type', 'demo_data', 'masking', 'max_epochs', 'train_pipeline',
     'train_view', 'val_pipeline', 'val_view', 'vis_backends',
+    # the crops of the self-distillation configs
+    'global_crop', 'local_crop', 'grid_size', 'view',
 })
 
 

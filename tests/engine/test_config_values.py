@@ -169,7 +169,7 @@ def test_valid_and_sparse_configs_pass():
 
 #: The config families this project ships; configs a user adds elsewhere
 #: (configs/my/) are not the project's to test.
-SHIPPED_FAMILIES = ('_base_', 'dbbd', 'scans', 'scene_contrast')
+SHIPPED_FAMILIES = ('_base_', 'dbbd', 'scans', 'scene_contrast', 'self_distill')
 
 
 def shipped_configs():

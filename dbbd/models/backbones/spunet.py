@@ -17,9 +17,14 @@ from torch import nn
 from dbbd.registry import MODELS
 
 from ..sparse import (SparseConv3d, SparseInverseConv3d, SparseModule,
-                      SparseSequential, SubMConv3d, set_backend, voxelize)
+                      SparseSequential, SubMConv3d, parent_index, set_backend,
+                      voxelize)
 
-__all__ = ['SpUNet', 'BasicBlock', 'TooFewVoxelsError']
+__all__ = ['SpUNet', 'BasicBlock', 'TooFewVoxelsError', 'READOUTS']
+
+#: How :class:`SpUNet` reads per-point features: the decoder's output, or
+#: the encoder's stages carried back to the points.
+READOUTS = ('unet', 'upcast')
 
 _BN_ONE_VALUE = 'Expected more than 1 value per channel when training'
 
@@ -113,10 +118,22 @@ class SpUNet(nn.Module):
         backend: 'torch' (default), 'spconv' or 'auto', for every sparse
             convolution (see :mod:`dbbd.models.sparse.conv`).
         bn_eps, bn_momentum: BatchNorm settings.
+        readout: ``'unet'`` (default): the decoder's output, as above.
+            ``'upcast'``: encoder only (Sonata's feature up-casting, a
+            hypercolumn): each point gets the stem's feature of its voxel
+            and every encoder stage's feature of the coarse voxel holding
+            it, concatenated, ``D = base_channels + sum(channels[:L / 2])``
+            (``out_channels`` must stay None). The decoder takes no part:
+            its parameters are frozen (``requires_grad=False``, so
+            distributed training waits for no gradient of theirs) and keep
+            their initial values; the state dict is the full SpUNet's, so
+            the weights load into a ``readout='unet'`` SpUNet of the same
+            widths (encoder pre-trained, decoder as initialised).
 
     Attributes:
         in_channels, out_channels: C and D.
         num_stages: number of levels.
+        readout: ``'unet'`` or ``'upcast'``.
     """
 
     def __init__(self, in_channels: int, out_channels: Optional[int] = None,
@@ -126,9 +143,18 @@ class SpUNet(nn.Module):
                  layers: Sequence[int] = (2, 3, 4, 6, 2, 2, 2, 2),
                  voxel_size: float = 0.02, stem_kernel_size: int = 5,
                  backend: str = 'torch', bn_eps: float = 1e-3,
-                 bn_momentum: float = 0.01):
+                 bn_momentum: float = 0.01, readout: str = 'unet'):
         super().__init__()
         channels, layers = tuple(channels), tuple(layers)
+        if readout not in READOUTS:
+            raise ValueError(f'SpUNet: readout must be one of {READOUTS}, '
+                             f'got {readout!r}')
+        if readout == 'upcast' and out_channels is not None:
+            raise ValueError(
+                f'SpUNet: out_channels={out_channels} maps the decoder\'s '
+                "output, which readout='upcast' does not compute; leave "
+                "out_channels=None (D is then base_channels + the encoder "
+                "widths) or use readout='unet'")
         if len(channels) % 2 or not channels or len(layers) != len(channels):
             raise ValueError(
                 f'SpUNet needs an even number of channels and one layers '
@@ -177,6 +203,12 @@ class SpUNet(nn.Module):
         else:
             self.final = SubMConv3d(channels[-1], out_channels, 1, bias=True)
             self.out_channels = out_channels
+        self.readout = readout
+        if readout == 'upcast':
+            self.out_channels = base_channels + sum(
+                channels[:self.num_stages])
+            for part in (self.up, self.dec, self.final):
+                part.requires_grad_(False)
         self.apply(self._init_weights)
         self.backend = backend
         set_backend(self, backend)
@@ -212,6 +244,29 @@ class SpUNet(nn.Module):
             return self.final(x)
         return x.replace_feat(self.final(x.feat))
 
+    def forward_upcast(self, x, point_to_voxel):
+        """The encoder on voxels, each stage carried back to the points.
+
+        Args:
+            x: :class:`~dbbd.models.sparse.SparseTensor` ``(V, C)`` on the
+                finest voxels.
+            point_to_voxel (P,): long, each point's row of ``x``.
+
+        Returns:
+            (P, D): per point, ``cat(stem, stage 1, ..., stage L / 2)``
+            features of the voxels holding it, finest first.
+        """
+        x = self.conv_input(x)
+        row = point_to_voxel
+        feats = [x.feat.index_select(0, row)]
+        for s in range(self.num_stages):
+            coarse = self.enc[s](self.down[s](x))
+            row = parent_index(x.voxels, coarse.voxels, 2).index_select(
+                0, row)
+            feats.append(coarse.feat.index_select(0, row))
+            x = coarse
+        return torch.cat(feats, 1)
+
     def forward(self, coord, feat, offset):
         """Per-point features of a batch of scenes.
 
@@ -223,7 +278,8 @@ class SpUNet(nn.Module):
 
         Returns:
             (P, D): each point's voxel's output feature
-            (``D = out_channels``).
+            (``D = out_channels``); with ``readout='upcast'``, see
+            :meth:`forward_upcast`.
         """
         if feat.shape[-1] != self.in_channels:
             raise ValueError(f'SpUNet expects {self.in_channels} feature '
@@ -231,6 +287,8 @@ class SpUNet(nn.Module):
         voxels, point_to_voxel = voxelize(coord, feat, offset,
                                           self.voxel_size)
         try:
+            if self.readout == 'upcast':
+                return self.forward_upcast(voxels, point_to_voxel)
             out = self.forward_voxels(voxels)
         except ValueError as e:
             if _BN_ONE_VALUE not in str(e):

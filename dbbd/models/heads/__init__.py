@@ -1,5 +1,7 @@
-"""Projection heads (pre-training) and segmentation heads (downstream)."""
+"""Projection and prototype heads (pre-training) and segmentation heads
+(downstream)."""
 from .projection_head import ProjectionHead
+from .prototype_head import PrototypeHead
 from .seg_head import LinearSegHead, MLPSegHead
 
-__all__ = ['ProjectionHead', 'LinearSegHead', 'MLPSegHead']
+__all__ = ['ProjectionHead', 'PrototypeHead', 'LinearSegHead', 'MLPSegHead']

@@ -6,8 +6,9 @@ segmentation checkpoint's ``backbone.*`` works too) or a file of
 ``tools/export_encoder.py`` (format 2: keys relative to the backbone). A
 downstream model whose backbone is a scene backbone (SpUNet) takes the
 ``scene_backbone.`` part of a DBBD tree backbone's weights, and the whole
-backbone of a SceneContrast checkpoint. Both
-are read with ``torch.load(weights_only=True)`` and the project's
+backbone of a SceneContrast checkpoint or of a SelfDistill one (the
+student's ``backbone.``; the EMA teacher's ``teacher_backbone.`` is not
+read). Both are read with ``torch.load(weights_only=True)`` and the project's
 allow-list. Exactly the backbone's tensors are loaded, all of them, or
 nothing: unlike a ``strict=False`` load, which only logs, a file whose
 backbone tensors do not match the model stops with one line naming the
@@ -228,6 +229,8 @@ def checkpoint_kind(payload) -> str:
         payload, dict) else {}
     from dbbd.engine.state_check import revise_state_dict
     keys = list(revise_state_dict(state)) if isinstance(state, dict) else []
+    if any(k.startswith('teacher_backbone.') for k in keys):
+        return 'pretraining'  # SelfDistill (its student head is no 'head.')
     if any(k.startswith('head.') for k in keys):
         return 'segmentation'
     if any(k.startswith(('region_head.', 'point_head.')) for k in keys):
@@ -239,19 +242,28 @@ def seg_configs_for(backbone_cfg, config_dir: str,
                     pattern: str = 'seg_*_ft.py'):
     """The fine-tuning configs under ``config_dir`` whose ``model.backbone``
     equals ``backbone_cfg`` (so a checkpoint with that backbone fits
-    them), sorted by name."""
+    them), sorted by name. A SpUNet's ``readout`` is not compared: it
+    changes what the forward pass reads, not the weights (a SelfDistill
+    pre-training reads its SpUNet encoder-only)."""
     import glob
 
     from mmengine.config import Config
 
     from dbbd.engine.hooks.checkpoint_hook import to_plain
-    want = to_plain(backbone_cfg)
+
+    def weights_of(cfg):
+        cfg = to_plain(cfg)
+        if isinstance(cfg, dict):
+            cfg = {k: v for k, v in cfg.items() if k != 'readout'}
+        return cfg
+
+    want = weights_of(backbone_cfg)
     found = []
     for path in sorted(glob.glob(osp.join(config_dir, pattern))):
         try:
             backbone = Config.fromfile(path).model.get('backbone')
         except Exception:  # a config that does not load is no answer
             continue
-        if to_plain(backbone) == want:
+        if weights_of(backbone) == want:
             found.append(path)
     return found

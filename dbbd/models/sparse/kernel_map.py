@@ -14,7 +14,7 @@ import torch
 from .tensor import (VoxelSet, kernel_offsets, pack_keys, pack_offsets,
                      unpack_keys)
 
-__all__ = ['KernelMap', 'submanifold_map', 'downsample_map']
+__all__ = ['KernelMap', 'submanifold_map', 'downsample_map', 'parent_index']
 
 
 @dataclass
@@ -158,3 +158,22 @@ def downsample_map(voxels: VoxelSet, kernel_size: int, stride: int):
     coarse_set.parent = (voxels, kernel_size, stride)
     coarse_set.cache[('up', kernel_size, stride)] = kmap.transposed()
     return coarse_set, kmap
+
+
+def parent_index(fine: VoxelSet, coarse: VoxelSet, stride: int):
+    """For every voxel of ``fine``, its row in ``coarse``, the set a strided
+    convolution (``kernel_size == stride``) made from it: fine voxel ``c``
+    lies in coarse voxel ``c // stride``.
+
+    Works on the sets of either backend (a coarse set that is not sorted by
+    key is looked up through its sort order).
+
+    Returns:
+        (N_fine,) long, rows of ``coarse``.
+    """
+    c = fine.coords
+    keys = pack_keys(torch.cat([c[:, :1], torch.div(
+        c[:, 1:], stride, rounding_mode='floor')], 1))
+    sorted_keys, order = coarse.sorted_keys()
+    pos = torch.searchsorted(sorted_keys, keys)
+    return pos if order is None else order.index_select(0, pos)

@@ -260,3 +260,47 @@ def test_single_voxel_training_batch_is_one_line_naming_the_scene():
     model.eval()
     with torch.no_grad():
         assert torch.isfinite(model(tiny, feat, offset)).all()
+
+
+def test_upcast_readout_is_each_encoder_stage_at_the_points_voxels():
+    """readout='upcast': per point, the stem's feature of its voxel and each
+    encoder stage's feature of the coarse voxel holding it (grid cell
+    ``cell // 2**s``), found here by coordinates, written out."""
+    from dbbd.models.sparse import voxelize
+    model = MODELS.build(dict(SMALL, readout='upcast')).eval()
+    _randomise_bn(model, 2)
+    assert model.out_channels == 16 + 16 + 32 + 64
+    coord, feat, offset = _batch(_scene(0, n=400), _scene(1, n=300))
+    with torch.no_grad():
+        out = model(coord, feat, offset)
+        voxels, p2v = voxelize(coord, feat, offset, 0.05)
+        x = model.conv_input(voxels)
+        cell = x.coords[p2v]          # (P, 4): batch, grid x, y, z
+        want = [x.feat[p2v]]
+        for s in range(model.num_stages):
+            x = model.enc[s](model.down[s](x))
+            rows = {tuple(c): i for i, c in enumerate(x.coords.tolist())}
+            key = torch.cat([cell[:, :1], cell[:, 1:] // 2 ** (s + 1)], 1)
+            want.append(x.feat[[rows[tuple(k)] for k in key.tolist()]])
+    assert out.shape == (700, model.out_channels)
+    torch.testing.assert_close(out, torch.cat(want, 1))
+
+
+def test_upcast_trains_the_encoder_only_and_loads_into_a_unet():
+    model = MODELS.build(dict(SMALL, readout='upcast')).train()
+    _, grads = _train_step(model, _batch(_scene(0), _scene(1)))
+    decoder = ('up.', 'dec.', 'final.')
+    for name, grad in grads.items():
+        if name.startswith(decoder):
+            assert grad is None, name
+        else:
+            assert grad is not None and grad.abs().sum() > 0, name
+    assert not any(p.requires_grad for n, p in model.named_parameters()
+                   if n.startswith(decoder))
+    unet = MODELS.build(dict(SMALL))
+    unet.load_state_dict(model.state_dict(), strict=True)
+    assert all(p.requires_grad for p in unet.parameters())
+    with pytest.raises(ValueError, match="readout='upcast' does not"):
+        MODELS.build(dict(SMALL, readout='upcast', out_channels=8))
+    with pytest.raises(ValueError, match='readout must be one of'):
+        MODELS.build(dict(SMALL, readout='encoder'))
