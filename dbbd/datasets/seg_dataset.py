@@ -225,7 +225,7 @@ class SegDataset(DBBDDataset):
         if names is not None and (isinstance(names, str)
                                   or len(names) != self.num_classes):
             raise ValueError(
-                f'{name}: metainfo classes has '
+                f'SegDataset: metainfo classes has '
                 f'{1 if isinstance(names, str) else len(names)} names but '
                 f'num_classes is {self.num_classes}; give one name per class')
 
