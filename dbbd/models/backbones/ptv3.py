@@ -626,6 +626,26 @@ class PointTransformerV3(nn.Module):
         self.backend = backend
         set_backend(self, backend)
 
+    def adapt_pretrained(self, weights):
+        """How ``pretrained=`` reads a file's backbone tensors (see
+        :func:`~dbbd.models.segmentors.pretrained.load_pretrained_backbone`):
+        as they are, except that an encoder-only model (``enc_mode``) leaves
+        out the decoder (``dec.*``) of a full network's file, so a full
+        pre-training can be probed encoder-only.
+
+        Returns:
+            ``(weights, note)``: the tensors to load and what was left out
+            (empty when nothing was).
+        """
+        if self.dec is not None:
+            return weights, ''
+        dropped = [k for k in weights if k.startswith('dec.')]
+        if not dropped:
+            return weights, ''
+        kept = {k: v for k, v in weights.items() if not k.startswith('dec.')}
+        return kept, (f'encoder only: its {len(dropped)} decoder tensors '
+                      'left out (enc_mode)')
+
     def forward_voxels(self, x: SparseTensor) -> SparseTensor:
         """The network on voxels: :class:`~dbbd.models.sparse.SparseTensor`
         ``(V, C)`` (coords: scene, then non-negative grid x, y, z) ->

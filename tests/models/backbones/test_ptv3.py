@@ -431,3 +431,30 @@ def test_a_pointcept_checkpoint_loads_through_pretrained(tmp_path):
     assert n == len(got) == len(theirs.state_dict())
     assert all(torch.equal(got[k], v)
                for k, v in theirs.state_dict().items())
+
+
+def test_a_full_checkpoint_probes_encoder_only(tmp_path, capsys):
+    """enc_mode leaves the decoder of a full network's file out (and says
+    so in the load line); every encoder tensor is loaded."""
+    from mmengine.logging import MMLogger
+
+    from dbbd.models.segmentors import load_pretrained_backbone
+    full = MODELS.build(dict(TINY))
+    path = str(tmp_path / 'epoch_1.pth')
+    torch.save(dict(meta=dict(epoch=1), state_dict={
+        f'backbone.{k}': v for k, v in full.state_dict().items()}), path)
+    MMLogger.get_instance('test_ptv3_probe')   # the current logger
+    seg = MODELS.build(dict(type='PointSegmentor',
+                            backbone=dict(TINY, enc_mode=True),
+                            head=dict(type='LinearSegHead'), num_classes=20))
+    n = load_pretrained_backbone(seg.backbone, path, fresh=['head'])
+    decoder = [k for k in full.state_dict() if k.startswith('dec.')]
+    assert decoder and n == len(full.state_dict()) - len(decoder)
+    assert n == len(seg.backbone.state_dict())
+    got = seg.backbone.state_dict()
+    assert all(torch.equal(got[k], v) for k, v in full.state_dict().items()
+               if not k.startswith('dec.'))
+    out = capsys.readouterr().out
+    assert (f'pretrained: loaded {n} backbone tensors from {path} (training '
+            f'checkpoint, epoch 1, encoder only: its {len(decoder)} decoder '
+            'tensors left out (enc_mode)); starting fresh: head') in out
