@@ -146,6 +146,8 @@ class PatchLayout:
     """Where each voxel goes in the patches of one level and patch size.
 
     Attributes:
+        patch_size: P, the slots of a patch: the configured patch size, or
+            the largest scene's voxel count when every scene is smaller.
         pad (S,): long, for each patch slot (``S = num_patches * P``) the
             position (in serialized order) of the voxel it holds.
         unpad (N,): long, the slot of each serialized position.
@@ -156,6 +158,7 @@ class PatchLayout:
     pad: torch.Tensor
     unpad: torch.Tensor
     key_mask: Optional[torch.Tensor]
+    patch_size: int
 
 
 def patch_layout(counts, patch_size):
@@ -167,8 +170,10 @@ def patch_layout(counts, patch_size):
     being its last ``P`` voxels (its padding slots repeat the ``P - r``
     voxels before its ``r`` own ones; those keep the output of their own
     patch). A scene of ``n <= P`` voxels is one patch of ``n`` voxels: P
-    slots, the ``P - n`` after the voxels masked out as keys. Patches never
-    mix scenes.
+    slots, the ``P - n`` after the voxels masked out as keys. When every
+    scene has fewer than ``patch_size`` voxels (deep stages of small
+    scenes), P is the largest scene's count, so that no patch is mostly
+    padding. Patches never mix scenes.
 
     Args:
         counts (B,): long, voxels per scene (scenes stored one after the
@@ -178,9 +183,10 @@ def patch_layout(counts, patch_size):
     Returns:
         :class:`PatchLayout`.
     """
-    p = patch_size
     device = counts.device
     counts = counts.long()
+    p = max(min(int(patch_size), int(counts.max()) if counts.numel() else 1),
+            1)
     n_patches = torch.where(counts > 0, torch.div(counts + p - 1, p,
                                                   rounding_mode='floor'), 0)
     padded = n_patches * p
@@ -202,7 +208,7 @@ def patch_layout(counts, patch_size):
     num = int(counts.sum())
     pos_scene = torch.repeat_interleave(scenes, counts, output_size=num)
     unpad = torch.arange(num, device=device) + (pad_start - start)[pos_scene]
-    return PatchLayout(pad, unpad, key_mask)
+    return PatchLayout(pad, unpad, key_mask, p)
 
 
 # ----------------------------------------------------------------------
@@ -278,8 +284,9 @@ class SerializedAttention(nn.Module):
         return layout
 
     def forward(self, feat, level):
-        h, c, p = self.num_heads, self.channels, self.patch_size
+        h, c = self.num_heads, self.channels
         layout = self.layout(level)
+        p = layout.patch_size
         k = self.order_index % level.order.shape[0]
         rows = level.order[k].index_select(0, layout.pad)
         slots = layout.unpad.index_select(0, level.inverse[k])

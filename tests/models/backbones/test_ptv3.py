@@ -146,10 +146,11 @@ def _attention_patch_by_patch(attn, feat, level, k):
     return attn.proj(out)
 
 
-@pytest.mark.parametrize('counts', [(37, 32, 5, 16), (40, 17)])
+@pytest.mark.parametrize('counts', [(37, 32, 5, 16), (40, 17), (9, 5)])
 def test_patch_attention_equals_plain_attention_patch_by_patch(counts):
     # 37: two patches and the last 16; 32: two; 5: one masked patch; 16:
-    # one; 17: one and the last 16 (15 repeated)
+    # one; 17: one and the last 16 (15 repeated); 9 and 5 alone: patches of
+    # 9 slots, 4 masked in the second
     torch.manual_seed(0)
     voxels = _voxels(counts, seed=1)
     feat = torch.randn(len(voxels), 8)
