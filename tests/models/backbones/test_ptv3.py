@@ -459,3 +459,18 @@ def test_a_full_checkpoint_probes_encoder_only(tmp_path, capsys):
     assert (f'pretrained: loaded {n} backbone tensors from {path} (training '
             f'checkpoint, epoch 1, encoder only: its {len(decoder)} decoder '
             'tensors left out (enc_mode)); starting fresh: head') in out
+
+
+def test_docs_example_runs_as_written():
+    import os.path as osp
+    import re
+    docs = osp.join(osp.dirname(__file__), '..', '..', '..', 'docs',
+                    'ptv3.md')
+    text = open(docs).read()
+    section = text[text.index('## Use it'):]
+    section = section[:section.index('\n## ', 1)]
+    (code, ) = re.findall(r'```python\n(.*?)```', section, re.S)
+    scope = {}
+    exec(compile(code, 'docs/ptv3.md', 'exec'), scope)
+    assert scope['point_feat'].shape == (10000, 32) == (
+        10000, scope['backbone'].out_channels)
