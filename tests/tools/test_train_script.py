@@ -358,10 +358,11 @@ def _options(prefix, values):
 
 
 def test_ptv3_demo_trains_resumes_and_fine_tunes_from_its_checkpoint(
-        demo_root, tmp_path):
+        demo_root, tmp_path, capsys):
     """DBBD on a PTv3 scene backbone through tools/train.py: 1 epoch,
-    --resume to 2, then seg_ptv3_small_demo_ft.py from that checkpoint
-    (pretrained=), which logs the tensors it loaded in one line."""
+    --resume to 2; then seg_ptv3_small_demo_ft.py's model with that
+    checkpoint as pretrained= (initialised as the runner does) takes every
+    tensor of the tree's PTv3 and logs them in one line."""
     configs = os.path.join(REPO, 'configs', 'dbbd')
     work = str(tmp_path / 'work')
     common = [os.path.join(configs, 'dbbd_ptv3_small_demo.py'),
@@ -385,18 +386,27 @@ def test_ptv3_demo_trains_resumes_and_fine_tunes_from_its_checkpoint(
     state = load_checkpoint_safe(ckpt)
     assert state['meta']['epoch'] == 2
 
-    ft = run_train(os.path.join(configs, 'seg_ptv3_small_demo_ft.py'),
-                   '--work-dir', str(tmp_path / 'ft'), '--cfg-options',
-                   f'data_root={demo_root}', f'pretrained={ckpt}',
-                   *_options('model.backbone', TINY_PTV3),
-                   'train_cfg.max_epochs=1', 'train_cfg.val_begin=2')
-    out = ft.stdout + ft.stderr
-    assert ft.returncode == 0, out[-3000:]
-    n = sum(k.startswith('backbone.scene_backbone.') for k in
-            state['state_dict'])
-    lines = [line for line in out.splitlines() if 'pretrained: loaded' in
-             line]
-    assert len(lines) == 1, out[-3000:]
-    assert (f'pretrained: loaded {n} backbone tensors from {ckpt} (training '
-            f'checkpoint, epoch 2, its tree backbone\'s scene backbone); '
-            'starting fresh: head') in lines[0]
+    import torch
+    from mmengine.config import Config
+    from mmengine.logging import MMLogger
+
+    from dbbd.registry import MODELS
+    cfg = Config.fromfile(os.path.join(configs, 'seg_ptv3_small_demo_ft.py'))
+    cfg.merge_from_dict(dict(model=dict(pretrained=ckpt,
+                                        backbone=TINY_PTV3)))
+    MMLogger.get_instance('test_ptv3_demo')   # the current logger
+    capsys.readouterr()
+    seg = MODELS.build(cfg.model)
+    seg.init_weights()
+    lines = [line for line in capsys.readouterr().out.splitlines()
+             if 'pretrained:' in line]
+    tree_ptv3 = {k[len('backbone.scene_backbone.'):]: v
+                 for k, v in state['state_dict'].items()
+                 if k.startswith('backbone.scene_backbone.')}
+    got = seg.backbone.state_dict()
+    assert set(got) == set(tree_ptv3)
+    assert all(torch.equal(got[k], v) for k, v in tree_ptv3.items())
+    assert len(lines) == 1
+    assert (f'pretrained: loaded {len(tree_ptv3)} backbone tensors from '
+            f'{ckpt} (training checkpoint, epoch 2, its tree backbone\'s '
+            'scene backbone); starting fresh: head') in lines[0]
