@@ -18,12 +18,20 @@ With ``--backbone spunet`` the model is DBBD on a SpUNet scene backbone
 (full size, 2 cm voxels; the regions pool its features) and the bound
 (``flat_bound_s``) is the backbone alone: SpUNet forward and backward on
 both views, no tree, the same AdamW step. ``step_s / flat_bound_s - 1`` is
-then what the tree adds to the backbone.
+then what the tree adds to the backbone. ``--backbone ptv3`` is the same
+with a Point Transformer V3 (full size: Pointcept's ScanNet settings, four
+orders, patches of 1024 voxels, 2 cm). Several backbones (``--backbone
+spunet ptv3``) run on the same scenes and trees, one table row each, which
+compares the backbones: ``backbone_points_per_s`` (the batch's points over
+the backbone-alone step) and ``backbone_peak_mem_gb``.
 
 Each configuration runs in a fresh subprocess, so its peak resident memory
 (``ru_maxrss`` of the whole process; on CUDA
 ``torch.cuda.max_memory_allocated``) is its own; it is read after the
-warm-up steps of the model, before the flat bound first runs. Then model
+warm-up steps of the model, before the flat bound first runs. With a scene
+backbone the bound's warm-up steps run first and give
+``backbone_peak_mem_gb``; the model's step, which runs the same backbone on
+the same views and keeps more, then sets ``peak_mem_gb``. Then model
 steps and flat-bound steps alternate (so that a change of load on the
 machine hits both) and each time is the median of ``--steps``; the minima
 are in the JSON too. On a CPU shared with other jobs the level-by-level
@@ -45,6 +53,7 @@ features are the normals.
     python tools/benchmark.py --regions 600 1500 2700
     python tools/benchmark.py --device cuda --regions 2700 [--amp]
     python tools/benchmark.py --backbone spunet --regions 2700
+    python tools/benchmark.py --backbone spunet ptv3 --regions 2700
 
 Prints a table, then one JSON line: the last configuration's numbers at the
 top level, and every configuration under ``runs``.
@@ -88,6 +97,20 @@ SPUNET_MODEL = json.loads(json.dumps(MODEL))
 SPUNET_MODEL['backbone'].update(
     encoder=None,
     scene_backbone=dict(type='SpUNet', voxel_size=0.02, backend='torch'))
+
+# DBBD on a Point Transformer V3 (configs/_base_/models/dbbd_ptv3.py's, full
+# size): the same tree on PTv3's features.
+PTV3_MODEL = json.loads(json.dumps(MODEL))
+PTV3_MODEL['backbone'].update(
+    encoder=None,
+    scene_backbone=dict(
+        type='PointTransformerV3',
+        order=['z', 'z-trans', 'hilbert', 'hilbert-trans'],
+        enc_patch_size=[1024] * 5, dec_patch_size=[1024] * 4,
+        voxel_size=0.02, backend='torch'))
+
+MODELS_BY_BACKBONE = dict(pointnet=MODEL, spunet=SPUNET_MODEL,
+                          ptv3=PTV3_MODEL)
 
 
 def backbone_bound_step(model, data):
@@ -256,10 +279,10 @@ def worker(args):
     scenes = load_points(args)
     batch = make_batch(scenes, args, args.min_points)
 
-    cfg = json.loads(json.dumps(SPUNET_MODEL if args.backbone == 'spunet'
-                                else MODEL))
+    cfg = json.loads(json.dumps(MODELS_BY_BACKBONE[args.backbone]))
     cfg['backbone']['with_cp'] = args.with_cp
-    if args.backbone == 'spunet':
+    scene = args.backbone != 'pointnet'
+    if scene:
         cfg['backbone']['scene_backbone']['backend'] = args.sparse_backend
     model = MODELS.build(cfg).to(device)
     model.train()
@@ -284,7 +307,7 @@ def worker(args):
         loss.backward()
         opt.step()
 
-    flat = backbone_bound_step(model, data) if args.backbone == 'spunet' \
+    flat = backbone_bound_step(model, data) if scene \
         else flat_bound_step(model, tree, device)
 
     def flat_step():
@@ -294,19 +317,28 @@ def worker(args):
         loss.backward()
         opt.step()
 
+    def read_peak():
+        if cuda:
+            return torch.cuda.max_memory_allocated() / 2**30
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+
     # Peak memory first, from model steps alone (the flat bound's own
-    # peak must not count).
+    # peak must not count); a scene backbone alone before them (the model
+    # runs it and keeps more, so its peak stays the model's).
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     if cuda:
         torch.cuda.reset_peak_memory_stats()
+    bound_peak = None
+    if scene:
+        for _ in range(args.warmup):
+            flat_step()
+        bound_peak = read_peak()
     for _ in range(args.warmup):
         train_step()
-    if cuda:
-        peak = torch.cuda.max_memory_allocated() / 2**30
-    else:
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-    for _ in range(args.warmup):
-        flat_step()
+    peak = read_peak()
+    if not scene:
+        for _ in range(args.warmup):
+            flat_step()
     # Alternate the two so that a load change on the machine hits both.
     step_t, flat_t = [], []
     for _ in range(args.steps):
@@ -330,6 +362,10 @@ def worker(args):
         step_s=round(step_s, 4), flat_bound_s=round(flat_s, 4),
         ratio=round(step_s / flat_s, 3), peak_mem_gb=round(peak, 3),
         points_per_s=round(tree.num_points / step_s),
+        backbone_points_per_s=round(tree.num_points / flat_s) if scene
+        else None,
+        backbone_peak_mem_gb=None if bound_peak is None else round(
+            bound_peak, 3),
         amp='bf16' if args.amp else None,
         step_min_s=round(min(step_t), 4), flat_bound_min_s=round(
             min(flat_t), 4),
@@ -363,13 +399,16 @@ def main():
     ap.add_argument('--tree-seed', type=int, default=0,
                     help='seed of the trees\' FPS')
     ap.add_argument('--device', default='cpu', help='cpu or cuda')
-    ap.add_argument('--backbone', choices=['pointnet', 'spunet'],
-                    default='pointnet',
+    ap.add_argument('--backbone', choices=sorted(MODELS_BY_BACKBONE),
+                    nargs='+', default=['pointnet'],
                     help='pointnet: the per-region PointNet tree, against '
-                    'the flat bound; spunet: the tree on a SpUNet scene '
-                    'backbone, against the backbone alone')
+                    'the flat bound; spunet / ptv3: the tree on a SpUNet / '
+                    'Point Transformer V3 scene backbone, against the '
+                    'backbone alone; several: one run each on the same '
+                    'scenes')
     ap.add_argument('--sparse-backend', choices=['torch', 'spconv', 'auto'],
-                    default='torch', help='SpUNet convolutions')
+                    default='torch',
+                    help='SpUNet convolutions, PTv3 stem and xCPE')
     ap.add_argument('--amp', action='store_true',
                     help='bf16 autocast of the forward passes (as --amp '
                     'trains)')
@@ -393,52 +432,63 @@ def main():
     ap.add_argument('--min-points', type=int, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
+        (args.backbone, ) = args.backbone
         return worker(args)
 
     print(f'building {args.batch} scenes of {args.points} points and '
           'choosing tree sizes ...', flush=True)
     scenes = load_points(args)
     runs = []
+    total = len(args.regions) * len(args.backbone)
     for target in args.regions:
         m = args.min_points_to_split or choose_min_points(scenes, args,
                                                           target)
-        cmd = [sys.executable, osp.abspath(__file__), '--worker',
-               '--min-points', str(m)]
-        for key in ('points', 'scene', 'batch', 'depth', 'branching',
-                    'tree_seed', 'device', 'steps', 'warmup', 'backbone',
-                    'sparse_backend'):
-            if getattr(args, key) is not None:
-                cmd += ['--' + key.replace('_', '-'), str(getattr(args, key))]
-        cmd += ['--with-cp'] * args.with_cp + ['--profile'] * args.profile
-        cmd += ['--amp'] * args.amp
-        print(f'[{len(runs) + 1}/{len(args.regions)}] {target} regions per '
-              f'scene (min_points_to_split={m}): {args.warmup} warm-up and '
-              f'{args.steps} timed steps of each kind ...', flush=True)
-        env = os.environ.copy()
-        if args.malloc == 'tuned':
-            env.update(MALLOC_TUNED)
-        res = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, env=env)
-        if res.returncode:
-            sys.exit(f'benchmark worker for {target} regions failed '
-                     f'(exit {res.returncode})')
-        out = json.loads(res.stdout.strip().splitlines()[-1])
-        out['target_regions'] = target
-        runs.append(out)
-        print(f'    step {out["step_s"]} s, flat bound '
-              f'{out["flat_bound_s"]} s, peak {out["peak_mem_gb"]} GB',
-              flush=True)
+        for backbone in args.backbone:
+            cmd = [sys.executable, osp.abspath(__file__), '--worker',
+                   '--min-points', str(m), '--backbone', backbone]
+            for key in ('points', 'scene', 'batch', 'depth', 'branching',
+                        'tree_seed', 'device', 'steps', 'warmup',
+                        'sparse_backend'):
+                if getattr(args, key) is not None:
+                    cmd += ['--' + key.replace('_', '-'),
+                            str(getattr(args, key))]
+            cmd += ['--with-cp'] * args.with_cp + ['--profile'] * args.profile
+            cmd += ['--amp'] * args.amp
+            print(f'[{len(runs) + 1}/{total}] {backbone}, {target} regions '
+                  f'per scene (min_points_to_split={m}): {args.warmup} '
+                  f'warm-up and {args.steps} timed steps of each kind ...',
+                  flush=True)
+            runs.append(run_worker(cmd, args, target))
 
-    head = ('target', 'regions/scene', 'points/scene', 'step_s',
-            'flat_bound_s', 'ratio', 'points/s', 'peak_mem_gb', 'device',
-            'malloc')
+    head = ('backbone', 'target', 'regions/scene', 'points/scene', 'step_s',
+            'flat_bound_s', 'ratio', 'points/s', 'peak_mem_gb',
+            'backbone points/s', 'backbone peak_mem_gb', 'device', 'malloc')
     print(' | '.join(head))
     print(' | '.join('---' for _ in head))
     for r in runs:
         print(' | '.join(str(x) for x in (
-            r['target_regions'], r['regions_per_scene'], r['points'],
-            r['step_s'], r['flat_bound_s'], r['ratio'], r['points_per_s'],
-            r['peak_mem_gb'], r['device'], r['malloc'])))
+            r['backbone'], r['target_regions'], r['regions_per_scene'],
+            r['points'], r['step_s'], r['flat_bound_s'], r['ratio'],
+            r['points_per_s'], r['peak_mem_gb'],
+            r['backbone_points_per_s'] or '-',
+            r['backbone_peak_mem_gb'] or '-', r['device'], r['malloc'])))
     print(json.dumps(dict(runs[-1], runs=runs)))
+
+
+def run_worker(cmd, args, target):
+    """One configuration in a fresh subprocess; its JSON line."""
+    env = os.environ.copy()
+    if args.malloc == 'tuned':
+        env.update(MALLOC_TUNED)
+    res = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, env=env)
+    if res.returncode:
+        sys.exit(f'benchmark worker ({cmd[cmd.index("--backbone") + 1]}, '
+                 f'{target} regions) failed (exit {res.returncode})')
+    out = json.loads(res.stdout.strip().splitlines()[-1])
+    out['target_regions'] = target
+    print(f'    step {out["step_s"]} s, flat bound {out["flat_bound_s"]} s, '
+          f'peak {out["peak_mem_gb"]} GB', flush=True)
+    return out
 
 
 if __name__ == '__main__':

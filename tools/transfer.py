@@ -81,8 +81,9 @@ def parse_args(argv=None):
     p.add_argument(
         '--lin', help='the config whose datasets and backbone the linear '
         'probe and the floors read ({family} becomes the pre-training\'s '
-        'backbone family: pointnet, the tree\'s per-region PointNet, or '
-        'spunet, a SpUNet in DBBD\'s tree or alone); the table\'s linear '
+        'backbone family: pointnet, the tree\'s per-region PointNet; '
+        'spunet, a SpUNet in DBBD\'s tree or alone; or ptv3, a Point '
+        'Transformer V3 likewise); the table\'s linear '
         'probe is fitted by L-BFGS, not the config\'s SGD schedule (which '
         'tools/train.py still runs)')
     p.add_argument('--ft', help='fine-tune config ({family} as for --lin)')

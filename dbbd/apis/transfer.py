@@ -44,7 +44,7 @@ __all__ = ['TransferError', 'TransferSpec', 'Entry', 'run_transfer', 'plan',
            'PROTOCOLS', 'FAMILIES', 'FLOORS', 'DEMO_TEMPLATES']
 
 PROTOCOLS = dict(lin='linear probe', ft='fine-tune', scratch='scratch')
-FAMILIES = ('pointnet', 'spunet')
+FAMILIES = ('pointnet', 'spunet', 'ptv3')
 #: floor kind -> row label ({family} filled in)
 FLOORS = dict(majority='floor: majority class',
               raw='floor: probe on raw features',
@@ -192,10 +192,14 @@ def _model(config, opts) -> dict:
 
 
 def backbone_family(config: str, opts: dict) -> str:
-    """'spunet' when the model's backbone is, or holds, a SpUNet; else
-    'pointnet'."""
-    return 'spunet' if 'SpUNet' in set(_types(
-        _model(config, opts).get('backbone'))) else 'pointnet'
+    """'spunet' when the model's backbone is, or holds, a SpUNet;
+    'ptv3' for a PointTransformerV3; else 'pointnet'."""
+    types = set(_types(_model(config, opts).get('backbone')))
+    if 'SpUNet' in types:
+        return 'spunet'
+    if 'PointTransformerV3' in types:
+        return 'ptv3'
+    return 'pointnet'
 
 
 def check_backbones(pretrain, seg, pre_opts, seg_opts) -> None:

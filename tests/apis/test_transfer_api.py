@@ -363,3 +363,23 @@ def test_command_line_options_reach_the_spec():
     assert default.protocols == ['lin', 'ft', 'scratch']
     assert default.seg_config('ft', 'pointnet') == \
         'configs/dbbd/seg_pointnet_small_demo_ft.py'
+
+
+@pytest.mark.parametrize('config, family', [
+    ('configs/dbbd/dbbd_small_demo.py', 'pointnet'),
+    ('configs/dbbd/dbbd_spunet_small_demo.py', 'spunet'),
+    ('configs/scene_contrast/scene_contrast_spunet_small_demo.py', 'spunet'),
+    ('configs/self_distill/self_distill_spunet_small_demo.py', 'spunet'),
+    ('configs/scans/dbbd_spunet_scans.py', 'spunet'),
+    ('configs/dbbd/dbbd_ptv3_small_demo.py', 'ptv3'),
+    ('configs/scene_contrast/scene_contrast_ptv3_small_demo.py', 'ptv3'),
+    ('configs/dbbd/seg_ptv3_small_demo_ft.py', 'ptv3'),
+])
+def test_backbone_family_of_each_method(config, family):
+    """The family names the segmentation configs a pre-training fits:
+    seg_{family}_... (a SpUNet or a PTv3 inside DBBD's tree counts as
+    that backbone)."""
+    from dbbd.apis.transfer import backbone_family
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(
+        os.path.abspath(__file__))))
+    assert backbone_family(os.path.join(repo, config), {}) == family

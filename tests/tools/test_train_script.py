@@ -343,3 +343,71 @@ def test_spunet_demo_trains_one_epoch_then_resumes_to_two(demo_root,
     assert 'Epoch(train) [1]' not in out and 'Epoch(train) [2]' in out
     assert load_checkpoint_safe(osp.join(work, 'epoch_2.pth'))['meta'][
         'epoch'] == 2
+
+
+#: A tiny PTv3 (two stages, 8 and 16 channels, patches of 32 voxels, 10 cm
+#: voxels): the small configs' key names, the test's widths.
+TINY_PTV3 = dict(stride=[2], enc_depths=[1, 1], enc_channels=[8, 16],
+                 enc_num_head=[1, 2], enc_patch_size=[32, 32],
+                 dec_depths=[1], dec_channels=[8], dec_num_head=[1],
+                 dec_patch_size=[32], voxel_size=0.1)
+
+
+def _options(prefix, values):
+    return [f'{prefix}.{k}={json.dumps(v, separators=(",", ":"))}'
+            for k, v in values.items()]
+
+
+def test_ptv3_demo_trains_resumes_and_fine_tunes_from_its_checkpoint(
+        demo_root, tmp_path, capsys):
+    """DBBD on a PTv3 scene backbone through tools/train.py: 1 epoch,
+    --resume to 2; then seg_ptv3_small_demo_ft.py's model with that
+    checkpoint as pretrained= (initialised as the runner does) takes every
+    tensor of the tree's PTv3 and logs them in one line."""
+    configs = os.path.join(REPO, 'configs', 'dbbd')
+    work = str(tmp_path / 'work')
+    common = [os.path.join(configs, 'dbbd_ptv3_small_demo.py'),
+              '--work-dir', work, '--cfg-options', f'data_root={demo_root}',
+              *_options('model.backbone.scene_backbone', TINY_PTV3),
+              'model.backbone.hidden_channels=16',
+              'model.backbone.propagator.hidden_channels=16',
+              'model.backbone.propagator.out_channels=16',
+              'model.region_head.out_channels=16',
+              'model.point_head.out_channels=16']
+    first = run_train(*common, 'train_cfg.max_epochs=1')
+    assert first.returncode == 0, first.stderr[-3000:]
+    from dbbd.engine.checkpoint import load_checkpoint_safe
+    keys = load_checkpoint_safe(osp.join(work, 'epoch_1.pth'))['state_dict']
+    assert 'backbone.scene_backbone.enc.enc1.down.proj.weight' in keys
+    second = run_train(*common, 'train_cfg.max_epochs=2', '--resume')
+    out = second.stdout + second.stderr
+    assert second.returncode == 0, out[-3000:]
+    assert 'Epoch(train) [1]' not in out and 'Epoch(train) [2]' in out
+    ckpt = osp.join(work, 'epoch_2.pth')
+    state = load_checkpoint_safe(ckpt)
+    assert state['meta']['epoch'] == 2
+
+    import torch
+    from mmengine.config import Config
+    from mmengine.logging import MMLogger
+
+    from dbbd.registry import MODELS
+    cfg = Config.fromfile(os.path.join(configs, 'seg_ptv3_small_demo_ft.py'))
+    cfg.merge_from_dict(dict(model=dict(pretrained=ckpt,
+                                        backbone=TINY_PTV3)))
+    MMLogger.get_instance('test_ptv3_demo')   # the current logger
+    capsys.readouterr()
+    seg = MODELS.build(cfg.model)
+    seg.init_weights()
+    lines = [line for line in capsys.readouterr().out.splitlines()
+             if 'pretrained:' in line]
+    tree_ptv3 = {k[len('backbone.scene_backbone.'):]: v
+                 for k, v in state['state_dict'].items()
+                 if k.startswith('backbone.scene_backbone.')}
+    got = seg.backbone.state_dict()
+    assert set(got) == set(tree_ptv3)
+    assert all(torch.equal(got[k], v) for k, v in tree_ptv3.items())
+    assert len(lines) == 1
+    assert (f'pretrained: loaded {len(tree_ptv3)} backbone tensors from '
+            f'{ckpt} (training checkpoint, epoch 2, its tree backbone\'s '
+            'scene backbone); starting fresh: head') in lines[0]

@@ -8,7 +8,10 @@ downstream model whose backbone is a scene backbone (SpUNet) takes the
 ``scene_backbone.`` part of a DBBD tree backbone's weights, and the whole
 backbone of a SceneContrast checkpoint or of a SelfDistill one (the
 student's ``backbone.``; the EMA teacher's ``teacher_backbone.`` is not
-read). Both are read with ``torch.load(weights_only=True)`` and the project's
+read). A backbone with an ``adapt_pretrained(weights) -> (weights, note)``
+method reads the file's names its own way first (an encoder-only
+``PointTransformerV3`` leaves out a full network's decoder). Both are read
+with ``torch.load(weights_only=True)`` and the project's
 allow-list. Exactly the backbone's tensors are loaded, all of them, or
 nothing: unlike a ``strict=False`` load, which only logs, a file whose
 backbone tensors do not match the model stops with one line naming the
@@ -160,6 +163,13 @@ def match_backbone_weights(backbone: torch.nn.Module,
         # DBBD on a scene backbone: the downstream model takes the scene
         # backbone (SpUNet) alone, as Pointcept fine-tunes it
         weights, what = inner, f'{what}, its tree backbone\'s scene backbone'
+    adapt = getattr(backbone, 'adapt_pretrained', None)
+    if callable(adapt):
+        # the backbone's own reading of a file's names (e.g. an encoder-only
+        # PTv3 leaving out a full network's decoder)
+        weights, note = adapt(weights)
+        if note:
+            what = f'{what}, {note}'
     if not set(weights) & set(model_keys):
         raise PretrainedLoadError(
             f'pretrained={path}: no backbone tensor matches the model\'s '
