@@ -462,14 +462,8 @@ def test_a_full_checkpoint_probes_encoder_only(tmp_path, capsys):
 
 
 def test_docs_example_runs_as_written():
-    import os.path as osp
-    import re
-    docs = osp.join(osp.dirname(__file__), '..', '..', '..', 'docs',
-                    'ptv3.md')
-    text = open(docs).read()
-    section = text[text.index('## Use it'):]
-    section = section[:section.index('\n## ', 1)]
-    (code, ) = re.findall(r'```python\n(.*?)```', section, re.S)
+    from doc_snippets import snippet
+    code = snippet('ptv3-use')
     scope = {}
     exec(compile(code, 'docs/ptv3.md', 'exec'), scope)
     assert scope['point_feat'].shape == (10000, 32) == (
