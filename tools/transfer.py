@@ -111,6 +111,13 @@ def parse_args(argv=None):
         '%(default)s)')
     p.add_argument('--probe-steps', type=int, default=100,
                    help='L-BFGS iterations of the probes (%(default)s)')
+    p.add_argument('--probe-balance', choices=('auto', 'none'),
+                   default='auto',
+                   help='auto: every probe (and floor) class-balanced with '
+                   'the weights class_weight=\'auto\' gives fine-tuning '
+                   '(ENet 1/ln(1.02 + f) of the labelled training points); '
+                   'none: plain cross-entropy, which drifts to the majority '
+                   'class on imbalanced data (%(default)s)')
     p.add_argument('--probe-device',
                    help='device of the probes\' feature extraction '
                    '(default: cuda when available, else cpu)')
@@ -145,6 +152,7 @@ def spec_from_args(args):
         seg_cfg_options=dict(args.seg_cfg_options),
         probe_max_points=args.probe_max_points,
         probe_steps=args.probe_steps, probe_device=args.probe_device,
+        probe_balance=args.probe_balance,
         progress_interval=args.progress_interval)
 
 

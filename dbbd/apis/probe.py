@@ -287,14 +287,16 @@ class FittedProbe:
     kind."""
 
     def __init__(self, x: torch.Tensor, y: torch.Tensor, num_classes: int,
-                 steps: int, weight_decay: float):
+                 steps: int, weight_decay: float,
+                 class_weight: Optional[torch.Tensor] = None):
         from dbbd.evaluation.metrics.linear_probe import fit_linear_probe
         x = x.double()
         self.mean = x.mean(0)
         std = x.std(0, unbiased=False)
         self.std = torch.where(std > 1e-6, std, torch.ones_like(std))
         self.w, self.b = fit_linear_probe(self.standardise(x), y,
-                                          num_classes, steps, weight_decay)
+                                          num_classes, steps, weight_decay,
+                                          class_weight)
 
     def standardise(self, x: torch.Tensor) -> torch.Tensor:
         return (x.double() - self.mean) / self.std
@@ -366,10 +368,18 @@ def scores_from_confusion(cm, class_names: Optional[Sequence[str]] = None
 def run_probes(cfg, extractors: Dict[str, Callable], majority: bool = False,
                max_train_points: int = DEFAULT_MAX_TRAIN_POINTS,
                seed: int = 0, steps: int = 100, weight_decay: float = 1e-3,
-               device='cpu', log=None) -> dict:
+               device='cpu', log=None, balance: str = 'auto') -> dict:
     """Fit one probe per extractor on the same training points and score
     them on the validation split (module docstring); with ``majority``,
     also the majority class of the labelled training points.
+
+    ``balance='auto'`` (default) fits every probe class-balanced, with the
+    weights ``class_weight='auto'`` gives the segmentation loss (ENet's
+    ``1 / ln(1.02 + f)`` of the labelled training points' class
+    frequencies, :func:`~dbbd.models.losses.seg_losses.auto_class_weight`),
+    so that a probe is read as the fine-tune is trained; ``'none'``: the
+    plain cross-entropy (on imbalanced data it drifts to the majority
+    class).
 
     Returns:
         dict(confusion={name: (K, K) int64}, class_names, n_labelled
@@ -390,7 +400,16 @@ def run_probes(cfg, extractors: Dict[str, Callable], majority: bool = False,
         raise ValueError('the training subset has no labelled point; check '
                          'labelled_points / labelled_scenes and the labels '
                          'of the training split')
-    probes = {n: FittedProbe(x, train['labels'], k, steps, weight_decay)
+    if balance not in ('auto', 'none'):
+        raise ValueError(f"balance must be 'auto' or 'none', got "
+                         f'{balance!r}')
+    weight = None
+    if balance == 'auto':
+        from dbbd.models.losses.seg_losses import auto_class_weight
+        weight = auto_class_weight(
+            train['class_counts'].tolist()).double()
+    probes = {n: FittedProbe(x, train['labels'], k, steps, weight_decay,
+                             weight)
               for n, x in train['features'].items()}
     constants = {}
     top = None
@@ -425,7 +444,7 @@ def _prepare(cfg):
 def linear_probe(cfg, pretrained: Optional[str], seed: int = 0,
                  max_train_points: int = DEFAULT_MAX_TRAIN_POINTS,
                  steps: int = 100, weight_decay: float = 1e-3, device=None,
-                 log=None) -> dict:
+                 log=None, balance: str = 'auto') -> dict:
     """The linear probe of the backbone ``pretrained`` (a path as
     ``pretrained=`` takes; None: the backbone as built) on the config's
     datasets: :func:`run_probes` with one extractor, ``'backbone'``."""
@@ -435,13 +454,13 @@ def linear_probe(cfg, pretrained: Optional[str], seed: int = 0,
     return run_probes(cfg, dict(backbone=backbone_features(model)),
                       majority=False, max_train_points=max_train_points,
                       seed=seed, steps=steps, weight_decay=weight_decay,
-                      device=dev, log=log)
+                      device=dev, log=log, balance=balance)
 
 
 def floors(cfg, seed: int = 0,
            max_train_points: int = DEFAULT_MAX_TRAIN_POINTS,
            steps: int = 100, weight_decay: float = 1e-3, device=None,
-           log=None) -> dict:
+           log=None, balance: str = 'auto') -> dict:
     """The floors of the config's split and labelled points:
     ``'majority'`` (the most frequent class of the labelled training
     points, everywhere), ``'raw'`` (a probe on the packed input features)
@@ -454,4 +473,4 @@ def floors(cfg, seed: int = 0,
                                 untrained=backbone_features(model)),
                       majority=True, max_train_points=max_train_points,
                       seed=seed, steps=steps, weight_decay=weight_decay,
-                      device=dev, log=log)
+                      device=dev, log=log, balance=balance)

@@ -83,6 +83,7 @@ class TransferSpec:
     probe_max_points: int = 100000
     probe_steps: int = 100
     probe_weight_decay: float = 1e-3
+    probe_balance: str = 'auto'
     probe_device: Optional[str] = None
     progress_interval: float = 30.0
 
@@ -126,6 +127,9 @@ class TransferSpec:
             if not isinstance(v, int) or v < 1:
                 raise TransferError(f'--{name.replace("_", "-")} {v}: give '
                                     'a positive whole number')
+        if self.probe_balance not in ('auto', 'none'):
+            raise TransferError(f'--probe-balance {self.probe_balance}: use '
+                                'auto or none')
         if not self.progress_interval > 0:
             raise TransferError(f'--progress-interval '
                                 f'{self.progress_interval}: give a number of '
@@ -424,7 +428,8 @@ def train_run(ctx: _Context, protocol: str, config: str, work: str,
 def _probe_key(spec: TransferSpec) -> dict:
     return dict(max_train_points=spec.probe_max_points,
                 steps=spec.probe_steps,
-                weight_decay=spec.probe_weight_decay)
+                weight_decay=spec.probe_weight_decay,
+                balance=spec.probe_balance)
 
 
 def _probe_cached(ctx, path, kind, key, names, compute):
@@ -481,7 +486,8 @@ def probe_run(ctx: _Context, entry: Entry, work: str, seed: int, ckpt,
         try:
             return probe.linear_probe(
                 cfg, ckpt, seed, spec.probe_max_points, spec.probe_steps,
-                spec.probe_weight_decay, spec.probe_device, ctx.out)
+                spec.probe_weight_decay, spec.probe_device, ctx.out,
+                balance=spec.probe_balance)
         except _probe_errors() as e:
             raise TransferError(f'linear probe of {entry.name} ({config}): '
                                 f'{e}') from None
@@ -518,7 +524,8 @@ def floor_runs(ctx: _Context, family: str, seed: int) -> Dict[str, dict]:
         try:
             return probe.floors(cfg, seed, spec.probe_max_points,
                                 spec.probe_steps, spec.probe_weight_decay,
-                                spec.probe_device, ctx.out)
+                                spec.probe_device, ctx.out,
+                                balance=spec.probe_balance)
         except _probe_errors() as e:
             raise TransferError(f'floors of {config}: {e}') from None
 

@@ -36,10 +36,22 @@ def _scenes(cfg, split):
     return [dbbd_collate([dataset[i]])['inputs'] for i in range(len(dataset))]
 
 
-def _direct(cfg, feature, steps=100):
+def _enet_weights(y, k):
+    """ENet's 1 / ln(1.02 + f) of the class frequencies, mean 1 over the
+    classes present, 0 for the others; written out here."""
+    counts = torch.bincount(y, minlength=k).double()
+    f = counts / counts.sum()
+    w = torch.where(counts > 0, 1 / torch.log(1.02 + f),
+                    torch.zeros_like(f))
+    # the float32 weights the segmentation loss uses
+    return (w / w[counts > 0].mean()).float().double()
+
+
+def _direct(cfg, feature, steps=100, balance='auto'):
     """The probe computed in the plainest way: all labelled training
-    points, the in-loop probe's standardisation and fit, one confusion
-    matrix over every labelled validation point (full resolution)."""
+    points, the in-loop probe's standardisation and fit (class-balanced by
+    ENet's weights unless balance='none'), one confusion matrix over every
+    labelled validation point (full resolution)."""
     from dbbd.evaluation.metrics.linear_probe import (_standardise,
                                                       fit_linear_probe,
                                                       predict_linear_probe)
@@ -60,7 +72,8 @@ def _direct(cfg, feature, steps=100):
     x_tr, y_tr = points('train')
     x_ev, y_ev = points('val')
     a, b = _standardise(x_tr.double(), x_ev.double())
-    w, bias = fit_linear_probe(a, y_tr, K, steps, 1e-3)
+    cw = _enet_weights(y_tr, K) if balance == 'auto' else None
+    w, bias = fit_linear_probe(a, y_tr, K, steps, 1e-3, cw)
     cm = confusion_matrix(predict_linear_probe(b, w, bias), y_ev, K)
     return cm.numpy(), y_tr, y_ev
 
@@ -115,6 +128,11 @@ def test_probe_and_floors_equal_a_direct_computation(demo_root):
     assert got['majority_class'] == top
     want = confusion_matrix(torch.full_like(y_ev, top), y_ev, K).numpy()
     np.testing.assert_array_equal(got['confusion']['majority'], want)
+    # balance='none': the plain (unweighted) fit, and it differs here
+    plain = run_probes(cfg, dict(raw=raw_features), seed=2, balance='none')
+    cm_plain, _, _ = _direct(cfg, raw_features, balance='none')
+    np.testing.assert_array_equal(plain['confusion']['raw'], cm_plain)
+    assert not np.array_equal(cm_plain, cm_raw)
 
 
 @pytest.fixture(scope='module')

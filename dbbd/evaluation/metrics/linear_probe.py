@@ -34,7 +34,8 @@ def _standardise(train: torch.Tensor, *others: torch.Tensor):
 
 
 def fit_linear_probe(x: torch.Tensor, y: torch.Tensor, num_classes: int,
-                     steps: int = 100, weight_decay: float = 1e-3):
+                     steps: int = 100, weight_decay: float = 1e-3,
+                     class_weight: Optional[torch.Tensor] = None):
     """Multinomial logistic regression by full-batch L-BFGS.
 
     Deterministic: zero initialisation, float64, no randomness, one CPU
@@ -47,6 +48,10 @@ def fit_linear_probe(x: torch.Tensor, y: torch.Tensor, num_classes: int,
         steps: L-BFGS iterations (one ``step`` with ``max_iter=steps``).
         weight_decay: L2 penalty ``weight_decay / 2 * ||W||^2`` (not on the
             bias), keeps separable problems bounded.
+        class_weight (K,): optional weights of the cross-entropy (a
+            class-balanced probe: on data where one class holds most points
+            an unweighted fit minimises errors by predicting it almost
+            everywhere, the majority classifier's mIoU).
 
     Returns:
         (W (D, K), b (K,)) float64 tensors.
@@ -56,6 +61,11 @@ def fit_linear_probe(x: torch.Tensor, y: torch.Tensor, num_classes: int,
     w = torch.zeros(x.shape[1], num_classes, dtype=torch.float64,
                     requires_grad=True)
     b = torch.zeros(num_classes, dtype=torch.float64, requires_grad=True)
+    cw = None if class_weight is None else torch.as_tensor(
+        class_weight, dtype=torch.float64).reshape(-1)
+    if cw is not None and cw.numel() != num_classes:
+        raise ValueError(f'fit_linear_probe: {cw.numel()} class weights for '
+                         f'{num_classes} classes')
     opt = torch.optim.LBFGS([w, b], lr=1.0, max_iter=steps,
                             history_size=10, tolerance_grad=1e-9,
                             tolerance_change=1e-12,
@@ -63,7 +73,7 @@ def fit_linear_probe(x: torch.Tensor, y: torch.Tensor, num_classes: int,
 
     def closure():
         opt.zero_grad()
-        loss = F.cross_entropy(x @ w + b, y) + \
+        loss = F.cross_entropy(x @ w + b, y, weight=cw) + \
             0.5 * weight_decay * w.pow(2).sum()
         loss.backward()
         return loss
