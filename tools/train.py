@@ -109,24 +109,6 @@ def missing_config_message(path):
     return f'config file {path} does not exist{hint}'
 
 
-def pop_top_level_keys(opts):
-    """num_classes=, class_names= and pretrained= of --cfg-options
-    (top-level keys)."""
-    from dbbd.models.segmentors.config import pop_top_level
-    return pop_top_level(opts)
-
-
-def apply_top_level_keys(cfg, explicit):
-    """The top-level num_classes / class_names / pretrained (of the config,
-    or given on the command line) set the model, metrics and datasets
-    together."""
-    from dbbd.models.segmentors.config import apply_top_level
-    try:
-        apply_top_level(cfg, **explicit)
-    except ValueError as e:
-        fail(str(e))
-
-
 def build_config(args):
     """Load the config and apply the command line to it.
 
@@ -151,26 +133,11 @@ def build_config(args):
     except ConfigError as e:
         fail(str(e))
     cfg.launcher = args.launcher
-    top_level = {}
-    if args.cfg_options:
-        opts = dict(args.cfg_options)
-        data_root = opts.pop('data_root', None)
-        feat_keys = opts.pop('feat_keys', None)
-        top_level = pop_top_level_keys(opts)
-        cfg.merge_from_dict(opts)
-        if feat_keys is not None:
-            from dbbd.datasets.formatting import set_feat_keys
-            try:
-                set_feat_keys(cfg, feat_keys)
-            except ValueError as e:
-                fail(f'--cfg-options feat_keys: {e}')
-        if data_root is not None:
-            cfg.data_root = data_root
-            for loader in ('train_dataloader', 'val_dataloader',
-                           'test_dataloader'):
-                if cfg.get(loader) and 'dataset' in cfg[loader]:
-                    cfg[loader].dataset.data_root = data_root
-    apply_top_level_keys(cfg, top_level)
+    from dbbd.apis.config import apply_options
+    try:
+        apply_options(cfg, args.cfg_options)
+    except ValueError as e:
+        fail(str(e))
     # class_weight='auto': the hook that counts the training labels
     from dbbd.engine.hooks.class_weight_hook import add_class_weight_hook
     add_class_weight_hook(cfg)

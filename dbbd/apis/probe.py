@@ -63,31 +63,9 @@ DEFAULT_MAX_TRAIN_POINTS = 100000
 
 def load_config(path: str, options: Optional[dict] = None):
     """``path`` with ``options`` applied as ``tools/train.py
-    --cfg-options`` applies them: ``data_root=`` sets the data root of
-    every loader, ``feat_keys=`` the point features and the model's input
-    width, ``num_classes=`` and ``pretrained=`` the whole config (top-level
-    keys); every other key is merged as it is."""
-    from mmengine.config import Config
-
-    import dbbd  # noqa: F401  YAML configs read safely
-    from dbbd.models.segmentors.config import apply_top_level, pop_top_level
-    cfg = Config.fromfile(path)
-    opts = dict(options or {})
-    data_root = opts.pop('data_root', None)
-    feat_keys = opts.pop('feat_keys', None)
-    top_level = pop_top_level(opts)
-    cfg.merge_from_dict(opts)
-    if feat_keys is not None:
-        from dbbd.datasets.formatting import set_feat_keys
-        set_feat_keys(cfg, feat_keys)
-    if data_root is not None:
-        cfg.data_root = data_root
-        for loader in ('train_dataloader', 'val_dataloader',
-                       'test_dataloader'):
-            if cfg.get(loader) and 'dataset' in cfg[loader]:
-                cfg[loader].dataset.data_root = data_root
-    apply_top_level(cfg, **top_level)
-    return cfg
+    --cfg-options`` applies them (:func:`dbbd.apis.config.load_config`)."""
+    from .config import load_config as load
+    return load(path, options)
 
 
 def _num_classes(cfg) -> int:
