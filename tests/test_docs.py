@@ -157,10 +157,14 @@ def _tool_and_args(words):
 
 def _defined_options(tool):
     """The ``--options`` a tool's source spells out (its argparse parser
-    is in the script itself)."""
+    is in the script itself; a shell script passes its options on to the
+    Python tool it runs: tools/transfer.py or tools/train.py)."""
     sources = [osp.join(REPO, tool)]
     if tool.endswith('.sh'):
-        sources.append(osp.join(REPO, 'tools', 'train.py'))
+        with open(sources[0], encoding='utf-8') as f:
+            forwards = 'transfer.py' if 'transfer.py' in f.read() else \
+                'train.py'
+        sources.append(osp.join(REPO, 'tools', forwards))
     text = ''
     for path in sources:
         with open(path, encoding='utf-8') as f:
