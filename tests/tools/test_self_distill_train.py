@@ -30,7 +30,7 @@ def _write_config(path, data_root, hooks=()):
         'auto_prepare=None))',
         f'val_dataloader = dict(dataset=dict(data_root={data_root!r}, '
         'auto_prepare=None))',
-        'train_cfg = dict(max_epochs=2, val_interval=1)',
+        'train_cfg = dict(max_epochs=2, val_interval=2)',
         "visualizer = dict(vis_backends=[dict(type='LocalVisBackend')])",
         'log_processor = dict(window_size=1)',
     ]
