@@ -67,3 +67,28 @@ class DBBDBaseModel(BaseModel):
                 log_vars = OrderedDict(log_vars)
             self.step_log_vars = log_vars
         return loss, log_vars
+
+    @staticmethod
+    def scene_results(feat: torch.Tensor, segment: torch.Tensor, sizes,
+                      data_samples: Optional[list] = None,
+                      shared: Optional[dict] = None) -> list:
+        """``mode='predict'`` output of a self-supervisor: one dict per
+        scene with ``scene_id``, ``point_feat (N_i, D)`` (detached) and
+        ``segment (N_i,)``, plus the ``shared`` entries in each.
+
+        Args:
+            feat (P, D): point features of the batch, scenes in order.
+            segment (P,): labels of those points (-1: unlabelled).
+            sizes: ``N_i`` per scene (summing to P).
+        """
+        sizes = list(sizes)
+        feats = feat.detach().split(sizes)
+        segs = segment.split(sizes)
+        results = []
+        for i in range(len(sizes)):
+            sample = data_samples[i] if data_samples else {}
+            res = dict(scene_id=sample.get('scene_id', str(i)),
+                       point_feat=feats[i], segment=segs[i])
+            res.update(shared or {})
+            results.append(res)
+        return results

@@ -455,13 +455,5 @@ class SelfDistill(DBBDBaseModel):
         else:
             sizes = inputs.get('num_points') or torch.diff(
                 inputs['offset']).tolist()
-        feats = feat.detach().split(list(sizes))
-        segs = segment.split(list(sizes))
-        results = []
-        for i in range(len(sizes)):
-            sample = data_samples[i] if data_samples else {}
-            res = dict(scene_id=sample.get('scene_id', str(i)),
-                       point_feat=feats[i], segment=segs[i])
-            res.update(shared)
-            results.append(res)
-        return results
+        return self.scene_results(feat, segment, sizes, data_samples,
+                                  shared)
