@@ -145,3 +145,41 @@ def test_scene_contrast_trains_a_step_everywhere(backbone, recon):
     preds = model(**data, mode='predict')
     assert len(preds) == 2 and preds[0]['point_feat'].shape[1] == 16
     assert 'loss' in preds[0]['losses']
+
+
+def test_dbbd_reconstructs_masked_inputs_from_the_scene_backbone():
+    torch.manual_seed(0)
+    batch, _ = _masked_batch()
+    cfg = small_cfg()
+    cfg['backbone'].update(mask_token=True, encoder=None, scene_backbone=dict(
+        type='SpUNet', base_channels=8, channels=[8, 16, 16, 12],
+        layers=[1, 1, 1, 1], voxel_size=0.3))
+    model = MODELS.build(dict(cfg, reconstruct=True, recon_weight=0.5))
+    inputs = model.data_preprocessor(batch, True)['inputs']
+    losses = model(inputs, mode='loss')
+    # written out: the SpUNet on each view with masked points replaced by
+    # the token, the linear head, squared error against the view's own
+    # input features averaged over channels, then over the masked points
+    # only, the two views averaged and weighted
+    want = 0
+    for v in ('view1', 'view2'):
+        view = inputs[v]
+        mask = view['mask']
+        feat = torch.where(mask[:, None], model.backbone.mask_token.token,
+                           view['feat'])
+        out = model.backbone.scene_backbone(view['coord'], feat,
+                                            view['offset'])
+        err = (model.recon_head(out) - view['feat']).pow(2).mean(1)
+        want = want + err[mask].mean()
+    torch.testing.assert_close(losses['loss_recon'], 0.5 * 0.5 * want)
+    # the term trains the scene backbone: its gradient alone reaches it
+    losses['loss_recon'].backward()
+    grads = [p.grad for n, p in model.named_parameters()
+             if n.startswith('backbone.scene_backbone.')]
+    assert grads and all(g is not None and g.abs().sum() > 0 for g in grads)
+    # unmasked batches give no term; reconstruct without a token is an error
+    plain = make_batch(dict(seed=0), dict(seed=1))
+    assert 'loss_recon' not in model(**model.data_preprocessor(plain, True),
+                                     mode='loss')
+    with pytest.raises(ValueError, match='mask_token=True'):
+        MODELS.build(dict(small_cfg(), reconstruct=True))

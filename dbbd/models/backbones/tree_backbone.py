@@ -177,6 +177,14 @@ class DBBDTreeBackbone(BaseModule):
                                                    view['feat'],
                                                    view['offset']))
 
+    def _outputs(self, point_feat, region_feat, view):
+        out = dict(point_feat=point_feat, region_feat=region_feat)
+        if self.scene_backbone is not None:
+            # the scene backbone's own per-point features (what a
+            # segmentation config fine-tunes), for losses that read them
+            out['scene_feat'] = view['feat']
+        return out
+
     def _maybe_cp(self, fn, *args):
         if self.with_cp and torch.is_grad_enabled():
             return checkpoint(fn, *args, use_reentrant=False)
@@ -211,8 +219,9 @@ class DBBDTreeBackbone(BaseModule):
             tree: the batch's :class:`TreeIndex`.
 
         Returns:
-            dict: ``point_feat (P, D)`` (each point at its leaf level) and
-            ``region_feat``, a list over levels of ``(R_l, D)``.
+            dict: ``point_feat (P, D)`` (each point at its leaf level),
+            ``region_feat``, a list over levels of ``(R_l, D)``, and with a
+            scene backbone ``scene_feat (P, C)``, its per-point output.
         """
         view = self.point_features(view)
         coord, feat = view['coord'], view['feat']
@@ -233,7 +242,7 @@ class DBBDTreeBackbone(BaseModule):
         point_feat = torch.cat(leaf_parts)
         if tree.point_order is not None:
             point_feat = point_feat.index_select(0, tree.point_order)
-        return dict(point_feat=point_feat, region_feat=region_feat)
+        return self._outputs(point_feat, region_feat, view)
 
     # ------------------------------------------------------------------
     # L2G
@@ -271,7 +280,7 @@ class DBBDTreeBackbone(BaseModule):
                 if lv.num_leaves:
                     feat_l = feat_l.index_copy(0, lv.leaf_ids, leaves)
             region_feat[l] = child = feat_l
-        return dict(point_feat=point_feat, region_feat=region_feat)
+        return self._outputs(point_feat, region_feat, view)
 
     # ------------------------------------------------------------------
     # downstream

@@ -38,6 +38,15 @@ class DBBD(DBBDBaseModel):
             levels); ``in_channels`` defaults to D.
         point_head: projection head of point features; likewise.
         loss: loss config (``DBBDLoss``).
+        reconstruct: also reconstruct the input features (colour,
+            normals, intensity) of the points a masking transform hid, from
+            the per-point features of each reading by a linear head (MSE on
+            the masked points: MSC's reconstruction term). The features are
+            the scene backbone's when the tree has one (what a segmentation
+            config fine-tunes), the tree's point features otherwise. Needs
+            ``backbone.mask_token=True`` and ``RandomPatchMask`` in the
+            pipeline; adds ``loss_recon``.
+        recon_weight: weight of that loss.
         return_embeddings: ``predict`` also returns the projected
             embeddings the loss compared (for the collapse watch, which
             switches it on).
@@ -60,7 +69,8 @@ class DBBD(DBBDBaseModel):
     """
 
     def __init__(self, backbone: dict, region_head: dict, point_head: dict,
-                 loss: dict, return_embeddings: bool = False,
+                 loss: dict, reconstruct: bool = False,
+                 recon_weight: float = 1.0, return_embeddings: bool = False,
                  data_preprocessor: Optional[Union[dict, nn.Module]] = None,
                  init_cfg: Optional[dict] = None):
         super().__init__(data_preprocessor=data_preprocessor,
@@ -74,6 +84,16 @@ class DBBD(DBBDBaseModel):
         check_width('point_head', 'in_channels', self.point_head.in_channels,
                     d)
         self.criterion = build_part(loss)
+        self.recon_head = None
+        if reconstruct:
+            if self.backbone.mask_token is None:
+                raise ValueError('DBBD: reconstruct=True reconstructs masked '
+                                 'points; set backbone.mask_token=True and '
+                                 'mask in the pipeline (RandomPatchMask)')
+            scene = self.backbone.scene_backbone
+            width = d if scene is None else scene.out_channels
+            self.recon_head = nn.Linear(width, self.backbone.in_channels)
+        self.recon_weight = recon_weight
         self.return_embeddings = return_embeddings
 
     @property
@@ -88,6 +108,21 @@ class DBBD(DBBDBaseModel):
         tree = tree_index_of(inputs)
         return (self.backbone.g2l(inputs['view1'], tree),
                 self.backbone.l2g(inputs['view2'], tree))
+
+    def _recon(self, reading, view):
+        feat = reading.get('scene_feat', reading['point_feat'])
+        err = (self.recon_head(feat) - view['feat']).pow(2).mean(1)
+        mask = view['mask'].to(err.dtype)
+        return (err * mask).sum() / mask.sum().clamp(min=1)
+
+    def _recon_losses(self, out, g2l, l2g, inputs):
+        """``out`` with ``loss_recon`` when the model reconstructs and the
+        views are masked."""
+        v1, v2 = inputs['view1'], inputs['view2']
+        if self.recon_head is not None and 'mask' in v1 and 'mask' in v2:
+            out['loss_recon'] = self.recon_weight * 0.5 * (
+                self._recon(g2l, v1) + self._recon(l2g, v2))
+        return out
 
     def _losses(self, g2l, l2g, sample_order, embeddings=None):
         """The loss dict; ``embeddings`` (a dict) receives what was
@@ -115,7 +150,9 @@ class DBBD(DBBDBaseModel):
         """Both readings and the loss dict (needs ``view2``)."""
         _check_view2(inputs, 'loss')
         g2l, l2g = self._readings(inputs)
-        return self._losses(g2l, l2g, batch_sample_order(inputs))
+        return self._recon_losses(
+            self._losses(g2l, l2g, batch_sample_order(inputs)), g2l, l2g,
+            inputs)
 
     def predict(self, inputs: dict, data_samples: Optional[list] = None):
         """One dict per scene, for metrics (see the class docstring)."""
@@ -127,8 +164,9 @@ class DBBD(DBBDBaseModel):
             l2g = self.backbone.l2g(inputs['view2'], tree)
             feats['point_feat_l2g'] = l2g['point_feat']
             embeddings = {} if self.return_embeddings else None
-            parts = self._losses(g2l, l2g, batch_sample_order(inputs),
-                                 embeddings)
+            parts = self._recon_losses(
+                self._losses(g2l, l2g, batch_sample_order(inputs),
+                             embeddings), g2l, l2g, inputs)
             losses = dict(loss=sum(v for k, v in parts.items()
                                    if 'loss' in k))
             losses.update(parts)
