@@ -7,14 +7,10 @@ import numpy as np
 from mmengine.dataset import BaseDataset, Compose
 
 from dbbd.registry import DATASETS, TRANSFORMS
+from .errors import DataPreparationError
 from .region_tree import truncate_tree
 
 __all__ = ['DBBDDataset', 'DataPreparationError']
-
-
-class DataPreparationError(FileNotFoundError):
-    """A split is missing or empty; the message says which command fixes it.
-    """
 
 
 def _prepare_hint(data_root):

@@ -28,7 +28,7 @@ def check_demo_target(data_root, demo_root, split='train'):
             ``demo_root``); None: ``data_root`` is trusted to be it.
         split: the split the dataset reads.
     """
-    from .dbbd_dataset import DataPreparationError
+    from .errors import DataPreparationError
     if demo_root is None or _same_folder(data_root, demo_root) \
             or osp.isdir(osp.join(data_root, split)):
         return

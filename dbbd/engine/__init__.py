@@ -12,7 +12,8 @@ through ``locations``.
 from .checkpoint import (CHECKPOINT_FORMAT_VERSION, CheckpointLoadError,
                          CorruptCheckpointError, UnsafeCheckpointError,
                          find_latest_checkpoint, load_checkpoint_safe,
-                         register_safe_loader, safe_globals_list)
+                         safe_globals_list)
+from .checkpoint_sources import register_safe_loader
 from .storage import AtomicLocalBackend
 from .hooks import (NonFiniteLossError, NonFiniteLossHook,
                     NonFiniteWeightsError,
@@ -38,3 +39,7 @@ __all__ = [
 ]
 __all__ += ['CollapseWatchHook', 'FeatureVisHook', 'AtomicLocalBackend',
             'ResumableCosineAnnealingLR']
+
+# Every address mmengine loads a checkpoint from goes through the safe
+# loader from here on (dbbd.engine.checkpoint_sources).
+register_safe_loader()

@@ -12,8 +12,9 @@ puts in a checkpoint (``CheckpointHook`` / ``Runner.save_checkpoint``):
 - ``optimizer`` / ``param_schedulers``: plain state dicts of tensors and
   numbers.
 
-Importing this module (``import dbbd.engine`` does) registers
-:func:`load_from_local_safe` as mmengine's loader for local paths, so
+Importing :mod:`dbbd.engine` (importing this module imports it first)
+registers :func:`load_from_local_safe` as mmengine's loader for local paths
+(:func:`dbbd.engine.checkpoint_sources.register_safe_loader`), so
 ``Runner.resume``, ``load_from`` and ``mmengine.runner.load_checkpoint`` all
 go through it. A refused object or a damaged file fails with one line that
 names the file and what is wrong.
@@ -45,7 +46,7 @@ __all__ = [
     'CHECKPOINT_FORMAT_VERSION', 'CheckpointLoadError',
     'UnsafeCheckpointError', 'CorruptCheckpointError', 'CheckpointWriteError',
     'is_disk_full', 'no_space_error', 'safe_globals_list',
-    'load_checkpoint_safe', 'load_from_local_safe', 'register_safe_loader',
+    'load_checkpoint_safe', 'load_from_local_safe',
     'find_latest_checkpoint', 'check_archive', 'tmp_path_for',
     'commit_file', 'atomic_write_text', 'atomic_torch_save',
     'atomic_npy_save', 'fsync_dir'
@@ -398,19 +399,6 @@ def load_from_local_safe(filename: str, map_location: Any = None) -> Any:
     return load_checkpoint_safe(osp.expanduser(filename), map_location)
 
 
-def register_safe_loader() -> None:
-    """Make every checkpoint address mmengine understands load safely.
-
-    Idempotent; called when :mod:`dbbd.engine` is imported. Local paths
-    (mmengine's fallback scheme ``''``) go to :func:`load_from_local_safe`;
-    URLs and model-zoo names are downloaded and then loaded the same way,
-    object stores are refused
-    (:func:`dbbd.engine.checkpoint_sources.register_source_loaders`).
-    """
-    from .checkpoint_sources import register_source_loaders
-    register_source_loaders()
-
-
 def _latest_checkpoint_error(save_file: str, what: str) -> CheckpointLoadError:
     return CheckpointLoadError(
         f'{save_file} {what}; give the checkpoint to resume from with '
@@ -554,5 +542,3 @@ def atomic_npy_save(path: str, array: np.ndarray) -> None:
     """``np.save`` (no pickle) through a temporary file and a rename."""
     _atomic_write(path, 'wb',
                   lambda f: np.save(f, np.asarray(array), allow_pickle=False))
-
-register_safe_loader()

@@ -37,7 +37,8 @@ from .checkpoint import (CheckpointLoadError, load_checkpoint_safe,
 __all__ = [
     'CheckpointSourceError', 'load_from_http_safe',
     'load_from_torchvision_safe', 'load_from_openmmlab_safe',
-    'load_from_mmcls_safe', 'register_source_loaders', 'refused_loader'
+    'load_from_mmcls_safe', 'register_safe_loader', 'register_source_loaders',
+    'refused_loader'
 ]
 
 
@@ -180,3 +181,16 @@ def register_source_loaders() -> None:
             loader = refused_loader(_scheme_name(prefix))
         CheckpointLoader.register_scheme(prefixes=prefix, loader=loader,
                                          force=True)
+
+
+def register_safe_loader() -> None:
+    """Make every checkpoint address mmengine understands load safely.
+
+    Idempotent; called when :mod:`dbbd.engine` is imported (importing any
+    of its modules, :mod:`dbbd.engine.checkpoint` included, imports it
+    first). Local paths (mmengine's fallback scheme ``''``) go to
+    :func:`~dbbd.engine.checkpoint.load_from_local_safe`; URLs and
+    model-zoo names are downloaded and then loaded the same way, object
+    stores are refused (:func:`register_source_loaders`).
+    """
+    register_source_loaders()
