@@ -5,6 +5,8 @@ import numpy as np
 import torch
 
 from dbbd.registry import FUNCTIONS
+from dbbd.structures.sample_order import point_sample_order
+from dbbd.structures.tree_index import build_tree_index
 
 __all__ = ['dbbd_collate']
 
@@ -29,7 +31,7 @@ def dbbd_collate(samples):
 
     Everything the model derives from the tree alone is built here too, on
     the host (in the loader workers): ``inputs['tree']``, the
-    :class:`~dbbd.models.utils.TreeIndex` both branches index with, and
+    :class:`~dbbd.structures.TreeIndex` both branches index with, and
     ``inputs['sample_order']``, the seeded permutation of the batch's
     points whose head the point loss samples. The training step then needs
     no host synchronisation to learn sizes.
@@ -54,8 +56,6 @@ def dbbd_collate(samples):
     Returns:
         dict(inputs=dict(...), data_samples=[dict(scene_id, num_points)])
     """
-    from dbbd.models.losses.point_loss import point_sample_order
-
     if len(samples) == 0:
         raise ValueError('dbbd_collate: got an empty list of samples')
     n_pts = np.array([s['num_points'] for s in samples], dtype=np.int64)
@@ -119,8 +119,6 @@ def _view_index(samples, view, offset):
 
 def _collate_trees(samples, offset):
     """The tree entries of the batch (see :func:`dbbd_collate`)."""
-    from dbbd.models.utils.tree_index import build_tree_index
-
     num_levels = max(s['point_region'].shape[0] for s in samples)
     # regions per (scene, level); 0 where a scene is shallower
     counts = np.zeros((len(samples), num_levels), dtype=np.int64)

@@ -1,8 +1,7 @@
 """Moves a collated DBBD batch to the model's device."""
 from dbbd.registry import MODELS
+from dbbd.structures.tree_index import TreeIndex
 from mmengine.model import BaseDataPreprocessor
-
-from .utils import TreeIndex
 
 __all__ = ['DBBDDataPreprocessor']
 

@@ -196,7 +196,7 @@ def test_region_loss_levels_weights_and_skips():
 
 
 def test_point_loss_sampling_is_seeded_by_the_batch_only():
-    from dbbd.models.losses.point_loss import point_sample_order
+    from dbbd.structures.sample_order import point_sample_order
     pl = MODELS.build(dict(type='PointLoss', num_samples=16))
     torch.manual_seed(0)
     state = torch.get_rng_state()

@@ -163,7 +163,8 @@ def test_empty_input_and_float32():
 def test_planned_reduction_equals_the_scatter_one(chunk):
     """The GPU path (torch.segment_reduce stage by stage along a plan of
     sorted segments), run here on the CPU, against the scatter path."""
-    from dbbd.models.utils.segment import segment_plan, staged_segment_reduce
+    from dbbd.models.utils.segment import staged_segment_reduce
+    from dbbd.structures.segment_plan import segment_plan
     g = torch.Generator().manual_seed(4)
     lengths = torch.tensor([1, 7, 2, 40, 5, 1, 13])
     index = torch.repeat_interleave(torch.arange(7), lengths)

@@ -25,10 +25,10 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from dbbd.registry import MODELS
+from dbbd.structures.tree_index import TreeIndex, tree_index_of
 from dbbd.utils.config_check import check_int
 
-from ..utils import (MLP, TreeIndex, segment_max, segment_mean,
-                     tree_index_of)
+from ..utils import MLP, segment_max, segment_mean
 from ..utils.mask_token import MaskToken, check_unmasked
 
 __all__ = ['DBBDTreeBackbone', 'build_part']

@@ -25,10 +25,10 @@ import torch
 from torch import nn
 
 from dbbd.registry import MODELS
+from dbbd.structures.sample_order import batch_sample_order
 
 from ..backbones.tree_backbone import build_part, check_width
 from ..base import DBBDBaseModel
-from ..losses.point_loss import batch_sample_order
 from ..utils.mask_token import MaskToken, check_unmasked
 
 __all__ = ['SceneContrast']

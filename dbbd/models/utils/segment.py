@@ -21,9 +21,11 @@ scene in one root region, 100,000 rows compete for each output entry (a
 third of a DBBD step on an H200 went there). When the rows are sorted by
 segment, every segment non-empty (the tree levels are: points are stored
 depth-first), the index tensor can carry a *plan*
-(:func:`segment_plan`, built on the host by the collate function and
-attached with :func:`with_plan`): the lengths of consecutive pieces of at
-most ``chunk`` rows, then of pieces of pieces, down to one row per segment.
+(:func:`~dbbd.structures.segment_plan.segment_plan`, built on the host by
+the collate function and attached with
+:func:`~dbbd.structures.segment_plan.with_plan`): the lengths of
+consecutive pieces of at most ``chunk`` rows, then of pieces of pieces,
+down to one row per segment.
 :func:`segment_max`, :func:`segment_sum` and :func:`segment_mean` then
 reduce on the device with ``torch.segment_reduce`` stage by stage, each
 thread over at most ``chunk`` rows, with no atomics. On the CPU the
@@ -31,54 +33,14 @@ scatter path stays (faster there).
 """
 import math
 
-import numpy as np
 import torch
+
+from dbbd.structures.segment_plan import segment_plan, with_plan
 
 __all__ = [
     'segment_sum', 'segment_mean', 'segment_max', 'segment_softmax',
     'segment_count', 'segment_plan', 'with_plan', 'staged_segment_reduce'
 ]
-
-#: Rows one thread reduces at most per stage of a planned reduction.
-PLAN_CHUNK = 64
-
-
-def segment_plan(lengths, chunk: int = PLAN_CHUNK):
-    """Stage lengths reducing sorted segments of ``lengths`` rows each.
-
-    Args:
-        lengths (R,) int: rows per segment, all >= 1 (numpy).
-        chunk: rows per piece at each stage.
-
-    Returns:
-        list of int64 arrays: stage ``k`` reduces ``sum(stage[k])`` rows
-        into ``len(stage[k])`` rows; the last stage ends with R rows.
-        Each stage's entries are at most ``chunk`` except the last stage's.
-    """
-    cur = np.asarray(lengths, dtype=np.int64)
-    if cur.size and cur.min() < 1:
-        raise ValueError('segment_plan: every segment needs a row')
-    stages = []
-    while cur.size and cur.max() > chunk:
-        pieces = -(-cur // chunk)  # per segment, ceil
-        piece_len = np.full(int(pieces.sum()), chunk, dtype=np.int64)
-        last = np.cumsum(pieces) - 1
-        piece_len[last] = cur - chunk * (pieces - 1)
-        stages.append(piece_len)
-        cur = pieces
-    stages.append(cur)
-    return stages
-
-
-def with_plan(index, plan, lengths=None):
-    """``index`` carrying ``plan`` (a list of stage-length tensors on its
-    device) and the rows per segment ``lengths`` (R,); None leaves it as it
-    is. Returns ``index``."""
-    if plan is not None:
-        index.segment_plan = plan
-        index.segment_lengths = lengths
-    return index
-
 
 def _plan_of(index, src):
     plan = getattr(index, 'segment_plan', None)
@@ -89,7 +51,8 @@ def _plan_of(index, src):
 
 def staged_segment_reduce(src, plan, reduce: str):
     """``torch.segment_reduce`` of sorted segments, stage by stage along
-    ``plan`` (see :func:`segment_plan`); ``reduce`` is 'max' or 'sum'.
+    ``plan`` (see :func:`~dbbd.structures.segment_plan.segment_plan`);
+    ``reduce`` is 'max' or 'sum'.
     Its gradient is ``segment_reduce``'s (for 'max', ties share it)."""
     out = src
     for lengths in plan:

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .segment import segment_plan, with_plan
+from .segment_plan import segment_plan, with_plan
 
 __all__ = ['LevelIndex', 'TreeIndex', 'build_tree_index', 'index_tree',
            'tree_index_of']
@@ -67,7 +67,7 @@ class LevelIndex:
         region_lengths (R_l,) long or None: rows per region, when the rows
             are sorted by region (points stored depth-first) and every
             region has rows; then ``region_plan`` is the staged reduction
-            plan of :func:`~dbbd.models.utils.segment.segment_plan`.
+            plan of :func:`~dbbd.structures.segment_plan.segment_plan`.
         region_plan: list of long tensors, or None.
     """
     num_regions: int
