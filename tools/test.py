@@ -219,11 +219,10 @@ def main(argv=None):
     from dbbd.datasets.dbbd_dataset import DataPreparationError
     from dbbd.datasets.formatting import check_feat_width
     from dbbd.engine.distributed import setup_distributed
-    from dbbd.utils.config_check import (ConfigError, check_config_types,
-                                         check_config_values)
+    from dbbd.apis.config import check_config
+    from dbbd.utils.config_check import ConfigError
     try:
-        check_config_types(cfg)
-        check_config_values(cfg)
+        check_config(cfg)
         check_feat_width(cfg)
     except (ConfigError, DataPreparationError, ValueError) as e:
         fail(str(e))

@@ -208,8 +208,8 @@ def prepare_data(cfg):
     missing or holds no prepared scene, which leaves nothing in the work
     dir (the Runner would have made its timestamped folder)."""
     from dbbd.datasets.dbbd_dataset import DataPreparationError
+    from dbbd.datasets.config_check import check_data_exists
     from dbbd.datasets.demo import prepare_configured_demo
-    from dbbd.utils.config_check import check_data_exists
     try:
         prepare_configured_demo(cfg)
         check_data_exists(cfg)
@@ -245,11 +245,10 @@ def main(argv=None):
     from dbbd.engine.distributed import setup_distributed
     from dbbd.models.segmentors.pretrained import (PretrainedLoadError,
                                                    check_pretrained_config)
-    from dbbd.utils.config_check import (ConfigError, check_config_types,
-                                         check_config_values)
+    from dbbd.apis.config import check_config
+    from dbbd.utils.config_check import ConfigError
     try:
-        check_config_types(cfg)
-        check_config_values(cfg)
+        check_config(cfg)
         check_feat_width(cfg)
         if args.validate is None:
             # read and matched to the model's shapes now, loaded when the
@@ -260,7 +259,7 @@ def main(argv=None):
         fail(str(e))
     prepare_data(cfg)
     if args.validate is None:
-        from dbbd.utils.config_check import check_labelled_subset
+        from dbbd.datasets.config_check import check_labelled_subset
         try:
             # labelled_scenes / labelled_points against the prepared scenes
             check_labelled_subset(cfg)

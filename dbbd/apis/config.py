@@ -3,7 +3,7 @@
 """
 from typing import Optional
 
-__all__ = ['apply_options', 'load_config']
+__all__ = ['apply_options', 'check_config', 'load_config']
 
 
 def apply_options(cfg, options: Optional[dict] = None):
@@ -48,3 +48,22 @@ def load_config(path: str, options: Optional[dict] = None):
 
     import dbbd  # noqa: F401  YAML configs read safely
     return apply_options(Config.fromfile(path), options)
+
+
+def check_config(cfg):
+    """Every check of a config that needs no data: each ``type`` registered
+    and each key accepted
+    (:func:`~dbbd.utils.config_check.check_config_types`), the common
+    values' types and ranges
+    (:func:`~dbbd.utils.config_check.check_config_values`), the
+    segmentation datasets' arguments
+    (:func:`~dbbd.datasets.config_check.check_seg_datasets`).
+
+    Raises:
+        ConfigError: one line naming the key.
+    """
+    from dbbd.datasets.config_check import check_seg_datasets
+    from dbbd.utils.config_check import check_config_types, check_config_values
+    check_config_types(cfg)
+    check_config_values(cfg)
+    check_seg_datasets(cfg)

@@ -414,7 +414,7 @@ def _prepare(cfg):
     """The demo's one-off preparation and the data check of
     ``tools/train.py``."""
     from dbbd.datasets.demo import prepare_configured_demo
-    from dbbd.utils.config_check import check_data_exists
+    from dbbd.datasets.config_check import check_data_exists
     prepare_configured_demo(cfg)
     check_data_exists(cfg)
 

@@ -1,4 +1,4 @@
 """Small helpers shared by tools and engine."""
-from .config_check import ConfigError, check_config_types, check_data_exists
+from .config_check import ConfigError, check_config_types
 
-__all__ = ['ConfigError', 'check_config_types', 'check_data_exists']
+__all__ = ['ConfigError', 'check_config_types']

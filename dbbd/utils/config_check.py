@@ -9,7 +9,9 @@ key of that dict against the parameters of the class (or function) it
 builds; it raises :class:`ConfigError` naming the key, what is accepted and
 the closest names. :func:`check_config_values` checks the types and ranges
 of the keys users most often get wrong (a string where a number belongs,
-say).
+say). The checks that need the datasets (their arguments, the prepared
+data) are in :mod:`dbbd.datasets.config_check`;
+:func:`dbbd.apis.config.check_config` runs them all.
 
 The ``check_*`` argument checks at the end are for constructors: a bad
 width or temperature fails with one :class:`ConfigError` line naming the
@@ -19,11 +21,9 @@ import difflib
 import inspect
 import math
 import numbers
-import os.path as osp
 
 __all__ = [
     'ConfigError', 'check_config_types', 'check_config_values',
-    'check_data_exists', 'check_seg_datasets', 'check_labelled_subset',
     'check_top_level_keys', 'READ_TOP_LEVEL_KEYS', 'CONFIG_VARIABLES',
     'accepted_parameters', 'check_int',
     'check_int_list', 'check_number'
@@ -196,113 +196,6 @@ def check_config_types(cfg):
 
 #: Keys ``Runner.register_hook`` takes out of a hook's config.
 _HOOK_KEYS = ('priority', )
-
-
-def _is_prepared_dataset(type_name):
-    """Whether a dataset type reads the prepared format (DBBDDataset or a
-    subclass such as SegDataset)."""
-    from dbbd.datasets.dbbd_dataset import DBBDDataset
-    from dbbd.registry import DATASETS
-    cls = DATASETS.get(type_name) if isinstance(type_name, str) else type_name
-    return isinstance(cls, type) and issubclass(cls, DBBDDataset)
-
-
-def _dbbd_datasets(cfg):
-    """(loader, dataset config) of the DBBD datasets of the training and
-    validation loaders."""
-    for loader in ('train_dataloader', 'val_dataloader'):
-        ds = (cfg.get(loader) or {}).get('dataset') or {}
-        if _is_prepared_dataset(ds.get('type')):
-            yield loader, ds
-
-
-def _is_seg_dataset(type_name):
-    from dbbd.datasets.seg_dataset import SegDataset
-    from dbbd.registry import DATASETS
-    try:
-        cls = DATASETS.get(type_name) if isinstance(type_name, str) \
-            else type_name
-    except KeyError:
-        return False
-    return isinstance(cls, type) and issubclass(cls, SegDataset)
-
-
-def check_seg_datasets(cfg):
-    """The segmentation datasets' arguments, before anything is read: the
-    label-efficient options (``labelled_fraction``, ``labelled_scenes``,
-    ``labelled_points``) in range and not contradicting each other on the
-    training dataset, and absent from the validation and test datasets
-    (which score every labelled point). :class:`ConfigError`, one line
-    naming the key."""
-    from dbbd.datasets.seg_dataset import LABEL_EFFICIENT_KEYS, check_seg_args
-    for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
-        ds = (cfg.get(loader) or {}).get('dataset') or {}
-        if not isinstance(ds, dict) or not _is_seg_dataset(ds.get('type')):
-            continue
-        key = f'{loader}.dataset'
-        if loader != 'train_dataloader':
-            for name in LABEL_EFFICIENT_KEYS:
-                if ds.get(name) is not None:
-                    raise ConfigError(
-                        f'{key}.{name}: got {ds[name]!r}; label-efficient '
-                        'options apply to the training dataset only '
-                        '(validation and test score every labelled point); '
-                        f'set train_dataloader.dataset.{name} instead and '
-                        f'remove {key}.{name}')
-        args = {k: ds[k] for k in ('num_classes', 'label_seed') +
-                LABEL_EFFICIENT_KEYS if k in ds}
-        check_seg_args(key, **args)
-
-
-def check_labelled_subset(cfg):
-    """The training dataset's label-efficient options against its data:
-    ``labelled_scenes`` larger than the split, or ``labelled_points`` at or
-    above every scene's labelled points, raise :class:`ConfigError` (one
-    line naming the key). Reads the split's ``meta.json`` files; a demo
-    split that is not prepared yet is left to the dataset."""
-    from dbbd.datasets.dbbd_dataset import prepared_scenes
-    from dbbd.datasets.scene_io import read_meta
-    from dbbd.datasets.seg_dataset import (LABEL_EFFICIENT_KEYS,
-                                           plan_labelled_subset)
-    ds = (cfg.get('train_dataloader') or {}).get('dataset') or {}
-    if not isinstance(ds, dict) or not _is_seg_dataset(ds.get('type')) or \
-            all(ds.get(k) is None for k in LABEL_EFFICIENT_KEYS):
-        return
-    root, split = str(ds.get('data_root')), ds.get('split', 'train')
-    split_dir = osp.join(root, split)
-    if not osp.isdir(split_dir):
-        return
-    dirs = prepared_scenes(split_dir, root, 'train_dataloader.dataset')
-    if ds.get('max_scenes') is not None:
-        dirs = dirs[:ds['max_scenes']]
-    plan_labelled_subset(
-        'train_dataloader.dataset',
-        [(osp.basename(d), read_meta(d)) for d in dirs],
-        ds.get('labelled_fraction'), ds.get('labelled_scenes'),
-        ds.get('labelled_points'), ds.get('label_seed', 0))
-
-
-def check_data_exists(cfg):
-    """Raise ``DataPreparationError`` (one line) when a split folder is
-    missing or holds no prepared scene.
-
-    A demo dataset (``auto_prepare``) whose folder is not prepared yet is
-    checked only for being the demo's own folder
-    (:func:`dbbd.datasets.demo.check_demo_target`); run
-    :func:`dbbd.datasets.demo.prepare_configured_demo` first to check it
-    fully.
-    """
-    from dbbd.datasets.dbbd_dataset import prepared_scenes
-    for loader, ds in _dbbd_datasets(cfg):
-        root, split = str(ds.get('data_root')), ds.get('split', 'train')
-        split_dir = osp.join(root, split)
-        if ds.get('auto_prepare') is not None:
-            from dbbd.datasets.demo import check_demo_target
-            check_demo_target(root, ds['auto_prepare'].get('demo_root'),
-                              split)
-            if not osp.isdir(split_dir):
-                continue  # prepared on first use
-        prepared_scenes(split_dir, root, f'{loader}.dataset')
 
 
 # ---------------------------------------------------------------------------
@@ -559,7 +452,6 @@ def check_config_values(cfg):
         raise ConfigError(
             f'{key}: got {value!r} ({kind}); expected '
             f'{expected}' + (f'; {advice}' if advice else ''))
-    check_seg_datasets(cfg)
 
 
 # ---------------------------------------------------------------------------

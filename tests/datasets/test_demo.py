@@ -5,7 +5,7 @@ import pytest
 from tiny import DEMO
 
 from dbbd.datasets.dbbd_dataset import DataPreparationError, DBBDDataset
-from dbbd.utils.config_check import check_data_exists
+from dbbd.datasets.config_check import check_data_exists
 
 
 def _demo_cfg():

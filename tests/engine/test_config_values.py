@@ -215,13 +215,14 @@ SHIPPED_KEYS = ('train_cfg.max_epochs', 'train_dataloader.batch_size',
 
 @pytest.mark.parametrize('path', SHIPPED, ids=osp.basename)
 def test_shipped_configs_pass(path):
+    from dbbd.apis.config import check_config
     from dbbd.datasets.formatting import check_feat_width
-    from dbbd.utils.config_check import check_config_types
     from dbbd.datasets.formatting import _width_holders
     from dbbd.utils.config_check import _MISSING, _lookup
     cfg = Config.fromfile(path)
-    check_config_values(cfg)
-    check_config_types(cfg)  # every type registered, every key accepted
+    # values, then every type registered and every key accepted, then the
+    # segmentation datasets' arguments
+    check_config(cfg)
     check_feat_width(cfg)
     if family(path) == '_base_':
         return  # a partial config: the leaves carry the rest
