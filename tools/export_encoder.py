@@ -8,7 +8,7 @@ optimizer state), loadable with ``torch.load(weights_only=True)``.
 Without ``--out`` the export goes beside the checkpoint, into its work
 dir: ``work_dirs/x/best_loss_epoch_10_encoder.pth``.
 
-Load it back with ``dbbd.models.load_exported_encoder(path)`` (a ``DBBD`` in
+Load it back with ``dbbd.engine.load_exported_encoder(path)`` (a ``DBBD`` in
 eval mode for ``mode='tensor'``) or take ``torch.load(path,
 weights_only=True)['state_dict']`` into your own model; docs/evaluation.md.
 """
@@ -52,7 +52,7 @@ def main(argv=None):
               'another file', file=sys.stderr)
         sys.exit(1)
     from dbbd.engine import CheckpointLoadError
-    from dbbd.models.export import export_encoder
+    from dbbd.engine.export import export_encoder
     try:
         payload = export_encoder(args.checkpoint, args.out,
                                  config=args.config)

@@ -78,8 +78,7 @@ def _is_segmentation(cfg):
 def check_checkpoint_fits(cfg, path, fail):
     """Refuse, in one line, a checkpoint of the other kind of config."""
     from dbbd.engine import CheckpointLoadError, load_checkpoint_safe
-    from dbbd.models.segmentors.pretrained import (checkpoint_kind,
-                                                   seg_configs_for)
+    from dbbd.engine.pretrained import checkpoint_kind, seg_configs_for
     if not osp.isfile(path):
         fail(f'checkpoint {path} does not exist')
     try:

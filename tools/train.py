@@ -243,8 +243,8 @@ def main(argv=None):
     from dbbd.datasets.dbbd_dataset import DataPreparationError
     from dbbd.datasets.formatting import check_feat_width
     from dbbd.engine.distributed import setup_distributed
-    from dbbd.models.segmentors.pretrained import (PretrainedLoadError,
-                                                   check_pretrained_config)
+    from dbbd.engine.pretrained import (PretrainedLoadError,
+                                        check_pretrained_config)
     from dbbd.apis.config import check_config
     from dbbd.utils.config_check import ConfigError
     try:

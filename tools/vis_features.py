@@ -53,7 +53,7 @@ def build_model(cfg, checkpoint, device='cpu'):
     """
     from dbbd.engine import load_checkpoint_safe
     from dbbd.engine.state_check import load_state_dict_checked
-    from dbbd.models.export import EXPORT_FORMAT, HEAD_PREFIXES, check_export
+    from dbbd.engine.export import EXPORT_FORMAT, HEAD_PREFIXES, check_export
     from dbbd.registry import MODELS
     model = MODELS.build(cfg.model)
     ckpt = load_checkpoint_safe(checkpoint)

@@ -11,7 +11,7 @@ The protocol (what :func:`linear_probe` and :func:`floors` run):
    ``labelled_scenes`` / ``labelled_points`` / ``label_seed``);
 2. the backbone is built and initialised as ``PointSegmentor.init_weights``
    does (``pretrained=`` loaded by
-   :func:`~dbbd.models.segmentors.pretrained.load_pretrained_backbone`),
+   :func:`~dbbd.engine.pretrained.load_pretrained_backbone`),
    or left at its seeded random initialisation (the untrained floor), and
    put in eval mode;
 3. every scene of the training subset goes through the **validation**

@@ -1,4 +1,5 @@
-"""Training machinery: hooks, log processor, safe checkpoint loading.
+"""Training machinery: hooks, log processor, safe checkpoint loading,
+pretrained backbone weights (``pretrained=``) and the exported encoder.
 
 Importing this package makes every local checkpoint load through mmengine
 (``Runner.resume``, ``load_from``, ``load_checkpoint``) use
@@ -26,6 +27,10 @@ from .log_processor import DBBDLogProcessor
 from .schedulers import ResumableCosineAnnealingLR
 from .state_check import (CheckpointMismatchError, CheckpointVersionError,
                           check_checkpoint, check_state_dict_matches)
+# pretrained= (registers PretrainedBackboneInit in WEIGHT_INITIALIZERS) and
+# the exported encoder
+from .export import export_encoder, load_exported_encoder
+from .pretrained import PretrainedLoadError, load_pretrained_backbone
 
 __all__ = [
     'CHECKPOINT_FORMAT_VERSION', 'CheckpointLoadError',
@@ -39,6 +44,8 @@ __all__ = [
 ]
 __all__ += ['CollapseWatchHook', 'FeatureVisHook', 'AtomicLocalBackend',
             'ResumableCosineAnnealingLR']
+__all__ += ['export_encoder', 'load_exported_encoder', 'PretrainedLoadError',
+            'load_pretrained_backbone']
 
 # Every address mmengine loads a checkpoint from goes through the safe
 # loader from here on (dbbd.engine.checkpoint_sources).

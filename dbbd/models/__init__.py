@@ -12,7 +12,6 @@ from .aggregators import *  # noqa: F401,F403
 from .backbones import *  # noqa: F401,F403
 from .data_preprocessor import DBBDDataPreprocessor
 from .encoders import *  # noqa: F401,F403
-from .export import export_encoder, load_exported_encoder  # noqa: F401
 from .heads import *  # noqa: F401,F403
 from .losses import *  # noqa: F401,F403
 from .propagators import *  # noqa: F401,F403

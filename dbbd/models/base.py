@@ -17,6 +17,8 @@ import torch
 from mmengine.model import BaseModel
 from torch import nn
 
+from dbbd.utils.dist import reduce_log_vars
+
 __all__ = ['DBBDBaseModel']
 
 
@@ -61,7 +63,6 @@ class DBBDBaseModel(BaseModel):
     def parse_losses(self, losses: Dict) -> Tuple[torch.Tensor, Dict]:
         loss, log_vars = super().parse_losses(losses)
         if self.training:
-            from dbbd.engine.distributed import reduce_log_vars
             log_vars = reduce_log_vars(log_vars)
             if not isinstance(log_vars, OrderedDict):
                 log_vars = OrderedDict(log_vars)

@@ -228,7 +228,7 @@ def test_training_points_are_a_seeded_uniform_subset(demo_root):
 def test_untrained_backbone_is_seeded_and_pretrained_loads(demo_root,
                                                            tmp_path):
     from dbbd.apis.probe import build_segmentor
-    from dbbd.models.segmentors import PretrainedLoadError
+    from dbbd.engine.pretrained import PretrainedLoadError
     cfg = _cfg(demo_root)
     state = torch.random.get_rng_state()
     a = build_segmentor(cfg, None, seed=3).backbone.state_dict()

@@ -70,7 +70,7 @@ class _Lines(logging.Handler):
 
 def test_pretrained_from_training_checkpoint_and_export(
         pretrain_ckpt, demo_root, tmp_path):
-    from dbbd.models.export import export_encoder
+    from dbbd.engine.export import export_encoder
     path, source = pretrain_ckpt
     seg, _ = _segmentor(demo_root, tmp_path, path)
     assert not _loaded_exactly(seg, source)  # random before init_weights
@@ -93,7 +93,7 @@ def test_pretrained_from_training_checkpoint_and_export(
 
 
 def _one_line_error(fn, match):
-    from dbbd.models.segmentors import PretrainedLoadError
+    from dbbd.engine.pretrained import PretrainedLoadError
     with pytest.raises(PretrainedLoadError, match=match) as err:
         fn()
     assert '\n' not in str(err.value)
@@ -102,7 +102,7 @@ def _one_line_error(fn, match):
 
 def test_pretrained_of_another_size_or_without_backbone_is_loud(
         pretrain_ckpt, demo_root, tmp_path):
-    from dbbd.models.segmentors import load_pretrained_backbone
+    from dbbd.engine.pretrained import load_pretrained_backbone
     path, source = pretrain_ckpt
     # a backbone of other widths (as a small-mode checkpoint into a
     # full-size model): nothing loaded, the first offending key named with
@@ -266,7 +266,7 @@ def test_spunet_pretraining_loads_into_a_spunet_segmentor(method, tmp_path):
     """A SceneContrast checkpoint (backbone = the SpUNet) and a DBBD one on
     SpUNet (backbone = the tree, its SpUNet under scene_backbone.) both
     give their SpUNet to a segmentor whose backbone is that SpUNet."""
-    from dbbd.models.segmentors import load_pretrained_backbone
+    from dbbd.engine.pretrained import load_pretrained_backbone
     from model_helpers import small_cfg
     if method == 'SceneContrast':
         cfg = dict(type='SceneContrast', backbone=dict(TINY_SPUNET),
@@ -291,12 +291,28 @@ def test_spunet_pretraining_loads_into_a_spunet_segmentor(method, tmp_path):
     assert all(torch.equal(got[k], want[k]) for k in want)
 
 
+def test_tree_backbone_names_its_scene_backbone_weights():
+    """``DBBDTreeBackbone.scene_backbone_weights`` (what ``pretrained=``
+    reads for a SpUNet segmentor) is exactly the state dict of the module
+    ``scene_backbone``, compared with that module, not with a prefix."""
+    from model_helpers import small_cfg
+    cfg = small_cfg()
+    cfg['backbone'].update(encoder=None, scene_backbone=dict(TINY_SPUNET))
+    tree = _build(cfg).backbone
+    got = type(tree).scene_backbone_weights(tree.state_dict())
+    want = tree.scene_backbone.state_dict()
+    assert list(got) == list(want)
+    assert all(torch.equal(got[k], want[k]) for k in want)
+    plain = _build(small_cfg()).backbone
+    assert type(plain).scene_backbone_weights(plain.state_dict()) == {}
+
+
 def test_pretrained_is_checked_before_the_model_is_built(
         pretrain_ckpt, demo_root, tmp_path):
     """``check_pretrained_config``: the file read and matched to the
     config's model (built on the meta device) with the message the load
     would give; nothing else needed."""
-    from dbbd.models.segmentors.pretrained import check_pretrained_config
+    from dbbd.engine.pretrained import check_pretrained_config
     path, _ = pretrain_ckpt
     check_pretrained_config(tiny_seg_cfg(demo_root, tmp_path,
                                          pretrained=path))

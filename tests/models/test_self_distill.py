@@ -338,8 +338,7 @@ def test_a_self_distill_checkpoint_is_named_pretraining_with_its_configs():
 
     from mmengine.config import Config
 
-    from dbbd.models.segmentors.pretrained import (checkpoint_kind,
-                                                   seg_configs_for)
+    from dbbd.engine.pretrained import checkpoint_kind, seg_configs_for
     state = MODELS.build(_cfg()).state_dict()
     assert checkpoint_kind(dict(state_dict=state)) == 'pretraining'
     repo = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))

@@ -32,7 +32,7 @@ def val_batch(runner):
 
 
 def test_export_then_reload_gives_identical_features(trained_ckpt, tmp_path):
-    from dbbd.models import load_exported_encoder
+    from dbbd.engine import load_exported_encoder
     from tools.export_encoder import main
     runner, ckpt, _ = trained_ckpt
     out = str(tmp_path / 'encoder.pth')
@@ -66,7 +66,7 @@ def test_export_then_reload_gives_identical_features(trained_ckpt, tmp_path):
 
 def test_exported_weights_load_into_a_users_own_module(trained_ckpt,
                                                         tmp_path):
-    from dbbd.models.export import export_encoder
+    from dbbd.engine.export import export_encoder
     from dbbd.registry import MODELS
     runner, ckpt, cfg_path = trained_ckpt
     payload = export_encoder(ckpt, str(tmp_path / 'enc.pth'),

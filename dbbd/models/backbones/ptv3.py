@@ -635,7 +635,7 @@ class PointTransformerV3(nn.Module):
 
     def adapt_pretrained(self, weights):
         """How ``pretrained=`` reads a file's backbone tensors (see
-        :func:`~dbbd.models.segmentors.pretrained.load_pretrained_backbone`):
+        :func:`~dbbd.engine.pretrained.load_pretrained_backbone`):
         as they are, except that an encoder-only model (``enc_mode``) leaves
         out the decoder (``dec.*``) of a full network's file, so a full
         pre-training can be probed encoder-only.

@@ -92,17 +92,24 @@ class DBBDTreeBackbone(BaseModule):
 
     - :meth:`g2l` and :meth:`l2g`: the two readings of a view over the
       batch's tree (pre-training uses both);
-    - :meth:`forward`: per-point features of one view (downstream use).
+    - :meth:`forward`: per-point features of one view (downstream use);
+    - :meth:`scene_backbone_weights`: where its scene backbone's tensors
+      are in its state dict (``pretrained=`` of a model whose backbone is
+      that scene backbone reads them).
 
     A *view* is ``dict(coord (P, 3), feat (P, in_channels), offset
     (B + 1,))``; the *tree*
-    is the batch's :class:`~dbbd.models.utils.TreeIndex`
+    is the batch's :class:`~dbbd.structures.TreeIndex`
     (``inputs['tree']``, built by the collate function).
     """
 
     #: reads the batch's region tree: a downstream model calls it as
     #: ``backbone(inputs, view=...)`` (see :mod:`dbbd.models.segmentors`)
     needs_tree = True
+
+    #: where the scene backbone's tensors are in this backbone's state dict
+    #: (the attribute ``scene_backbone``)
+    SCENE_BACKBONE_PREFIX = 'scene_backbone.'
 
     def __init__(self, encoder: Optional[dict], propagator: dict,
                  aggregator: dict, in_channels: int = 3,
@@ -152,6 +159,15 @@ class DBBDTreeBackbone(BaseModule):
         """D, the width of every point and region feature."""
         return self.hidden_channels if self.encoder is None else \
             self.encoder.out_channels
+
+    @classmethod
+    def scene_backbone_weights(cls, weights: dict) -> dict:
+        """The scene backbone's entries of a state dict of this backbone
+        (keys relative to the tree backbone), keys relative to the scene
+        backbone; empty when the state dict has no scene backbone."""
+        prefix = cls.SCENE_BACKBONE_PREFIX
+        return {k[len(prefix):]: v for k, v in weights.items()
+                if k.startswith(prefix)}
 
     def _encode(self, x, rel, region, num_regions):
         """The per-region encoder, or the plain pooling without one."""

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from dbbd.registry import MODELS
+from dbbd.registry import MODELS, WEIGHT_INITIALIZERS
 from dbbd.utils.config_check import ConfigError
 from ..backbones.tree_backbone import build_part, check_width
 from ..base import DBBDBaseModel
@@ -77,7 +77,7 @@ class PointSegmentor(DBBDBaseModel):
             ``no_grad``) and its weights do not change.
         pretrained: path of a DBBD training checkpoint or of an encoder
             export; loaded into the backbone by :meth:`init_weights` (see
-            :func:`~dbbd.models.segmentors.pretrained.load_pretrained_backbone`).
+            :func:`~dbbd.engine.pretrained.load_pretrained_backbone`).
             Set it with the config's top-level ``pretrained``.
         data_preprocessor: default ``dict(type='DBBDDataPreprocessor')``.
         init_cfg: mmengine weight init config.
@@ -325,11 +325,16 @@ class PointSegmentor(DBBDBaseModel):
         weights (when set)."""
         super().init_weights()
         if self.pretrained is not None:  # '' is refused there, not skipped
-            from .pretrained import load_pretrained_backbone
             fresh = [name for name, m in self.named_children()
                      if name != 'backbone' and any(
                          True for _ in m.parameters())]
-            load_pretrained_backbone(self.backbone, self.pretrained, fresh)
+            # the engine reads checkpoints: it provides the initializer
+            # (dbbd.engine.pretrained.PretrainedBackboneInit)
+            init = WEIGHT_INITIALIZERS.get('PretrainedBackboneInit')
+            if init is None:
+                raise ImportError('pretrained= needs dbbd.engine (it reads '
+                                  'the checkpoint); it could not be imported')
+            init(self.pretrained, fresh)(self.backbone)
 
     # ------------------------------------------------------------------
     def tensor(self, inputs: dict) -> torch.Tensor:

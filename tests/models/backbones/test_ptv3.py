@@ -415,7 +415,7 @@ def test_a_pointcept_checkpoint_loads_through_pretrained(tmp_path):
     """A Pointcept segmentation checkpoint (DefaultSegmentorV2 saved from
     distributed training: ``module.backbone.*``, ``module.seg_head.*``)
     gives its backbone to a PointSegmentor on the same PTv3 settings."""
-    from dbbd.models.segmentors import load_pretrained_backbone
+    from dbbd.engine.pretrained import load_pretrained_backbone
     torch.manual_seed(5)
     theirs = _randomise_norms(MODELS.build(dict(TINY)), 7)
     state = {f'module.backbone.{k}': v
@@ -439,7 +439,7 @@ def test_a_full_checkpoint_probes_encoder_only(tmp_path, capsys):
     so in the load line); every encoder tensor is loaded."""
     from mmengine.logging import MMLogger
 
-    from dbbd.models.segmentors import load_pretrained_backbone
+    from dbbd.engine.pretrained import load_pretrained_backbone
     full = MODELS.build(dict(TINY))
     path = str(tmp_path / 'epoch_1.pth')
     torch.save(dict(meta=dict(epoch=1), state_dict={

@@ -46,6 +46,13 @@ from typing import Any, Dict, Optional, Union
 
 import torch
 
+from dbbd.registry import MODELS
+from dbbd.version import __version__
+
+from .checkpoint import atomic_torch_save, load_checkpoint_safe
+from .hooks.checkpoint_hook import to_plain
+from .state_check import load_state_dict_checked, revise_state_dict
+
 __all__ = ['EXPORT_FORMAT', 'EXPORT_FORMAT_VERSION', 'BACKBONE_PREFIX',
            'HEAD_PREFIXES', 'encoder_state_dict', 'export_encoder',
            'load_exported_encoder', 'read_export', 'check_export']
@@ -70,7 +77,6 @@ def encoder_state_dict(model_or_state: Union[torch.nn.Module, Dict[str, Any]]
             (not a DBBD state dict, or one of the layout before the
             backbone split).
     """
-    from dbbd.engine.state_check import revise_state_dict
     state = model_or_state.state_dict() if isinstance(
         model_or_state, torch.nn.Module) else model_or_state
     out = OrderedDict()
@@ -114,7 +120,8 @@ def export_encoder(checkpoint: Union[str, Dict[str, Any]],
 
     Args:
         checkpoint: a checkpoint path (loaded with
-            :func:`dbbd.engine.load_checkpoint_safe`) or its loaded dict.
+            :func:`~dbbd.engine.checkpoint.load_checkpoint_safe`) or its
+            loaded dict.
         out: where to write (atomically); None: only return the dict.
         config: optional config path or ``Config``: its ``model`` replaces
             the checkpoint's ``meta.model_cfg`` (which ``SafeCheckpointHook``
@@ -124,10 +131,6 @@ def export_encoder(checkpoint: Union[str, Dict[str, Any]],
     Returns:
         the exported dict (see the module docstring).
     """
-    from dbbd.engine.checkpoint import atomic_torch_save, load_checkpoint_safe
-    from dbbd.engine.hooks.checkpoint_hook import to_plain
-    from dbbd.version import __version__
-
     source = checkpoint if isinstance(checkpoint, str) else None
     ckpt = load_checkpoint_safe(checkpoint) if source else checkpoint
     state = ckpt.get('state_dict', ckpt) if isinstance(ckpt, dict) else None
@@ -145,7 +148,6 @@ def export_encoder(checkpoint: Union[str, Dict[str, Any]],
     model_cfg = to_plain(model_cfg)
     weights = encoder_state_dict(state)
 
-    from dbbd.registry import MODELS
     model = MODELS.build(model_cfg)  # fills in the widths it leaves out
     backbone = model.backbone
     payload = dict(
@@ -171,7 +173,6 @@ def export_encoder(checkpoint: Union[str, Dict[str, Any]],
 
 
 def _load_into(backbone, payload, source):
-    from dbbd.engine.state_check import load_state_dict_checked
     load_state_dict_checked(backbone, payload['state_dict'], source)
 
 
@@ -183,7 +184,6 @@ def read_export(path: str, map_location: Any = 'cpu') -> Dict[str, Any]:
         ValueError: not an export, or of another format version.
         CheckpointLoadError: damaged or unsafe file (one-line message).
     """
-    from dbbd.engine.checkpoint import load_checkpoint_safe
     return check_export(load_checkpoint_safe(path, map_location), path)
 
 
@@ -218,7 +218,6 @@ def load_exported_encoder(path: str, map_location: Any = 'cpu'):
         DBBD: ``model(inputs, mode='tensor')`` gives the G2L point features.
     """
     payload = read_export(path, map_location)
-    from dbbd.registry import MODELS
     model = MODELS.build(payload['model_cfg'])
     _load_into(model.backbone, payload, path)
     if map_location is not None and not callable(map_location) and \

@@ -1,11 +1,17 @@
 """Pre-trained backbone weights for a downstream model: ``pretrained=PATH``.
 
+A downstream model's ``init_weights`` asks for it through the
+``WEIGHT_INITIALIZERS`` registry (:class:`PretrainedBackboneInit`), so no
+model imports this module.
+
 ``PATH`` is either a checkpoint ``tools/train.py`` wrote for a pre-training
 config (keys ``backbone.*``, ``region_head.*``, ``point_head.*``; a
 segmentation checkpoint's ``backbone.*`` works too) or a file of
 ``tools/export_encoder.py`` (format 2: keys relative to the backbone). A
 downstream model whose backbone is a scene backbone (SpUNet) takes the
-``scene_backbone.`` part of a DBBD tree backbone's weights, and the whole
+scene backbone's part of a DBBD tree backbone's weights
+(:meth:`~dbbd.models.backbones.DBBDTreeBackbone.scene_backbone_weights`),
+and the whole
 backbone of a SceneContrast checkpoint or of a SelfDistill one (the
 student's ``backbone.``; the EMA teacher's ``teacher_backbone.`` is not
 read). A backbone with an ``adapt_pretrained(weights) -> (weights, note)``
@@ -23,14 +29,21 @@ from typing import Dict, Sequence, Tuple
 import torch
 from mmengine.logging import print_log
 
-from dbbd.engine.checkpoint import CheckpointLoadError
+from dbbd.registry import MODELS, WEIGHT_INITIALIZERS
 
-__all__ = ['PretrainedLoadError', 'read_backbone_weights',
-           'match_backbone_weights', 'load_pretrained_backbone',
-           'check_pretrained_config', 'checkpoint_kind', 'seg_configs_for']
+from .checkpoint import (CheckpointLoadError, CorruptCheckpointError,
+                         load_checkpoint_safe)
+from .export import check_export
+from .hooks.checkpoint_hook import to_plain
+from .state_check import (CheckpointMismatchError, check_state_dict_matches,
+                          revise_state_dict)
+
+__all__ = ['PretrainedLoadError', 'PretrainedBackboneInit',
+           'read_backbone_weights', 'match_backbone_weights',
+           'load_pretrained_backbone', 'check_pretrained_config',
+           'checkpoint_kind', 'seg_configs_for']
 
 BACKBONE_PREFIX = 'backbone.'
-SCENE_PREFIX = 'scene_backbone.'
 
 
 class PretrainedLoadError(CheckpointLoadError):
@@ -47,6 +60,27 @@ def _shape(t):
     return str(tuple(int(d) for d in t))
 
 
+@WEIGHT_INITIALIZERS.register_module()
+class PretrainedBackboneInit:
+    """The weight initializer of ``pretrained=``: called on a backbone, it
+    loads the backbone tensors of ``checkpoint`` into it
+    (:func:`load_pretrained_backbone`). ``PointSegmentor.init_weights``
+    builds it through ``WEIGHT_INITIALIZERS``.
+
+    Args:
+        checkpoint: a training checkpoint or an encoder export.
+        fresh: names of the model's modules that start fresh (logged).
+    """
+
+    def __init__(self, checkpoint: str, fresh: Sequence[str] = ()):
+        self.checkpoint = checkpoint
+        self.fresh = list(fresh)
+
+    def __call__(self, backbone: torch.nn.Module) -> int:
+        return load_pretrained_backbone(backbone, self.checkpoint,
+                                        self.fresh)
+
+
 def read_backbone_weights(path: str) -> Tuple[Dict[str, torch.Tensor], str]:
     """The backbone tensors of a training checkpoint or an encoder export,
     keys relative to the backbone, and a short description of the file.
@@ -55,11 +89,6 @@ def read_backbone_weights(path: str) -> Tuple[Dict[str, torch.Tensor], str]:
         PretrainedLoadError: no such file, not a checkpoint or export, an
             export of another format, or no backbone tensor in the file.
     """
-    from dbbd.engine.checkpoint import (CorruptCheckpointError,
-                                        load_checkpoint_safe)
-    from dbbd.engine.state_check import revise_state_dict
-    from ..export import check_export
-
     if not isinstance(path, str) or not path.strip():
         raise PretrainedLoadError(
             f'pretrained={path!r}: not a file path; give a pre-training '
@@ -154,11 +183,9 @@ def match_backbone_weights(backbone: torch.nn.Module,
     Raises:
         PretrainedLoadError: as :func:`load_pretrained_backbone`.
     """
-    from dbbd.engine.state_check import (CheckpointMismatchError,
-                                         check_state_dict_matches)
+    from dbbd.models.backbones.tree_backbone import DBBDTreeBackbone
     model_keys = list(backbone.state_dict())
-    inner = {k[len(SCENE_PREFIX):]: v for k, v in weights.items()
-             if k.startswith(SCENE_PREFIX)}
+    inner = DBBDTreeBackbone.scene_backbone_weights(weights)
     if inner and not set(weights) & set(model_keys):
         # DBBD on a scene backbone: the downstream model takes the scene
         # backbone (SpUNet) alone, as Pointcept fine-tunes it
@@ -215,7 +242,6 @@ def check_pretrained_config(cfg) -> None:
     """
     import copy
 
-    from dbbd.registry import MODELS
     model_cfg = cfg.get('model') or {}
     path = model_cfg.get('pretrained') if isinstance(model_cfg, dict) \
         else None
@@ -237,7 +263,6 @@ def checkpoint_kind(payload) -> str:
         return 'export'
     state = payload.get('state_dict', payload) if isinstance(
         payload, dict) else {}
-    from dbbd.engine.state_check import revise_state_dict
     keys = list(revise_state_dict(state)) if isinstance(state, dict) else []
     if any(k.startswith('teacher_backbone.') for k in keys):
         return 'pretraining'  # SelfDistill (its student head is no 'head.')
@@ -258,8 +283,6 @@ def seg_configs_for(backbone_cfg, config_dir: str,
     import glob
 
     from mmengine.config import Config
-
-    from dbbd.engine.hooks.checkpoint_hook import to_plain
 
     def weights_of(cfg):
         cfg = to_plain(cfg)
