@@ -17,9 +17,10 @@ The only Python loops are over levels. The result equals walking each tree
 region by region with the same parts (``tests/models/test_equivalence.py``
 checks it against such a walk).
 """
-from typing import List, Optional
+from typing import Callable, List, Optional, Tuple
 
 import torch
+import torch.nn.functional as F
 from mmengine.model import BaseModule
 from torch import nn
 from torch.utils.checkpoint import checkpoint
@@ -95,7 +96,9 @@ class DBBDTreeBackbone(BaseModule):
     - :meth:`forward`: per-point features of one view (downstream use);
     - :meth:`scene_backbone_weights`: where its scene backbone's tensors
       are in its state dict (``pretrained=`` of a model whose backbone is
-      that scene backbone reads them).
+      that scene backbone reads them);
+    - :meth:`flat_bound`: its layers' arithmetic without the tree (the
+      bound ``tools/benchmark.py`` times a step against).
 
     A *view* is ``dict(coord (P, 3), feat (P, in_channels), offset
     (B + 1,))``; the *tree*
@@ -297,6 +300,79 @@ class DBBDTreeBackbone(BaseModule):
                     feat_l = feat_l.index_copy(0, lv.leaf_ids, leaves)
             region_feat[l] = child = feat_l
         return self._outputs(point_feat, region_feat, view)
+
+    # ------------------------------------------------------------------
+    # the benchmark's bound
+    # ------------------------------------------------------------------
+    def flat_bound(self, tree: TreeIndex, device=None,
+                   generator: Optional[torch.Generator] = None
+                   ) -> Callable[[torch.Tensor], Tuple[torch.Tensor,
+                                                       torch.Tensor]]:
+        """This backbone's layer arithmetic on the row counts of ``tree``,
+        without the tree (the *flat bound* of ``tools/benchmark.py``).
+
+        Every layer runs once on all the rows it sees over all levels, with
+        the same split first layers as :meth:`g2l` and :meth:`l2g`; what a
+        tree walk adds is left out: the gathers of parent and region
+        features (a broadcast stands in), the segment pooling, the
+        per-level calls and the assembly of leaf rows. Needs a per-region
+        encoder (with a scene backbone the bound is the scene backbone
+        alone: :meth:`point_features`).
+
+        The stand-in inputs (random rows: raw features of the ``2 P`` G2L
+        root and L2G leaf rows and of the ``A`` G2L rows below the roots,
+        their coordinates, parent offsets, child offsets) are drawn now,
+        from ``generator``, and moved to ``device``.
+
+        Returns:
+            ``fn(region_feat) -> (point_feat, child_feat)``: with stand-in
+            region features ``region_feat (sum_l R_l, D)`` (the parents the
+            propagator reads, the children the aggregator reads), the
+            encoder's point features ``(2 P + A, D)`` and the aggregator's
+            per-child features ``(sum_{l>0} R_l, D)``.
+        """
+        if self.encoder is None:
+            raise ValueError('DBBDTreeBackbone.flat_bound: needs a point '
+                             'encoder; with a scene backbone the bound is '
+                             'the scene backbone alone (point_features)')
+        p = tree.num_points
+        rows = sum(lv.num_rows for lv in tree.levels[1:])  # G2L non-root
+        sizes = [lv.num_regions for lv in tree.levels]
+        d = self.out_channels
+
+        def rand(*shape):
+            return torch.randn(*shape, generator=generator).to(device)
+
+        raw_all = rand(2 * p, self.in_channels)  # every point twice
+        raw = rand(rows, self.in_channels)
+        coord = rand(2 * p + rows, 3)
+        parent_coord = rand(rows, 3)
+        offset = rand(sum(sizes[1:]), 3)
+        prop = self.propagator.mlp.layers
+        agg = self.aggregator
+
+        def step(region_feat):
+            # propagator: parent part on the region rows, broadcast instead
+            # of gathered, coordinate part on the point rows
+            w = prop[0].weight
+            table = F.linear(region_feat, w[:, :d], prop[0].bias)
+            h = F.linear(parent_coord, w[:, d:])
+            h = h + table.mean(0)
+            for layer in prop[1:]:
+                h = layer(h)
+            x = torch.cat([self.input_proj(raw_all),
+                           self.context_proj(raw, h)])
+            point_feat = self.encoder.mlp(x, coord)
+            child = region_feat[sizes[0]:]
+            if agg.pre_mlp is not None:
+                child = agg.pre_mlp(child)
+            if agg.pos_mlp is not None:
+                child = child + agg.pos_mlp(offset)
+            if agg.score_mlp is not None:
+                child = child * agg.score_mlp(child)
+            return point_feat, child
+
+        return step
 
     # ------------------------------------------------------------------
     # downstream
