@@ -20,7 +20,7 @@ import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
-from dbbd.apis.benchmark import MODELS_BY_BACKBONE, run, worker  # noqa: E402
+from dbbd.apis.benchmark import MODEL_CONFIGS, run, worker  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -40,7 +40,7 @@ def parse_args(argv=None):
     ap.add_argument('--tree-seed', type=int, default=0,
                     help='seed of the trees\' FPS')
     ap.add_argument('--device', default='cpu', help='cpu or cuda')
-    ap.add_argument('--backbone', choices=sorted(MODELS_BY_BACKBONE),
+    ap.add_argument('--backbone', choices=sorted(MODEL_CONFIGS),
                     nargs='+', default=['pointnet'],
                     help='pointnet: the per-region PointNet tree, against '
                     'the flat bound; spunet / ptv3: the tree on a SpUNet / '

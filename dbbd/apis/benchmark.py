@@ -56,6 +56,7 @@ subprocess running :func:`worker`.
 """
 import json
 import os
+import os.path as osp
 import resource
 import statistics
 import subprocess
@@ -64,48 +65,28 @@ import time
 
 import numpy as np
 
-__all__ = ['MODELS_BY_BACKBONE', 'flat_bound_step', 'backbone_bound_step',
-           'worker', 'run']
+__all__ = ['MODEL_CONFIGS', 'model_config',
+           'flat_bound_step', 'backbone_bound_step', 'worker', 'run']
 
-# Full-mode model (method defaults).
-MODEL = dict(
-    type='DBBD',
-    backbone=dict(
-        type='DBBDTreeBackbone', in_channels=3, hidden_channels=96,
-        encoder=dict(type='PointNetEncoder', hidden_dims=[64, 128],
-                     out_channels=96, pooling='max'),
-        propagator=dict(type='MLPPropagator', hidden_channels=128,
-                        out_channels=96),
-        aggregator=dict(type='Aggregator', mode='max',
-                        spatial_context=True)),
-    region_head=dict(type='ProjectionHead', out_channels=128),
-    point_head=dict(type='ProjectionHead', out_channels=128),
-    loss=dict(type='DBBDLoss', alpha=1.0, beta=0.5,
-              region_loss=dict(type='RegionLoss', temperature=0.1),
-              point_loss=dict(type='PointLoss', num_samples=4096,
-                              temperature=0.1)))
+#: The full-size model of each ``--backbone``: the model base config the
+#: training configs build on (``configs/_base_/models/``): DBBD with the
+#: PointNet encoder (method defaults), and DBBD on a SpUNet or a Point
+#: Transformer V3 scene backbone (2 cm voxels; the regions pool its
+#: features, no per-region encoder on top).
+MODEL_CONFIGS = dict(pointnet='dbbd_pointnet.py', spunet='dbbd_spunet.py',
+                     ptv3='dbbd_ptv3.py')
+
+_BASE_MODELS = osp.join(osp.dirname(osp.dirname(osp.dirname(
+    osp.abspath(__file__)))), 'configs', '_base_', 'models')
 
 
-# DBBD on a SpUNet scene backbone (full size, 2 cm voxels): the tree pools
-# the backbone's features (no per-region encoder on top).
-SPUNET_MODEL = json.loads(json.dumps(MODEL))
-SPUNET_MODEL['backbone'].update(
-    encoder=None,
-    scene_backbone=dict(type='SpUNet', voxel_size=0.02, backend='torch'))
+def model_config(backbone):
+    """The model config of ``--backbone`` (a plain dict)."""
+    from mmengine.config import Config
 
-# DBBD on a Point Transformer V3 (configs/_base_/models/dbbd_ptv3.py's, full
-# size): the same tree on PTv3's features.
-PTV3_MODEL = json.loads(json.dumps(MODEL))
-PTV3_MODEL['backbone'].update(
-    encoder=None,
-    scene_backbone=dict(
-        type='PointTransformerV3',
-        order=['z', 'z-trans', 'hilbert', 'hilbert-trans'],
-        enc_patch_size=[1024] * 5, dec_patch_size=[1024] * 4,
-        voxel_size=0.02, backend='torch'))
-
-MODELS_BY_BACKBONE = dict(pointnet=MODEL, spunet=SPUNET_MODEL,
-                          ptv3=PTV3_MODEL)
+    from dbbd.engine.hooks.checkpoint_hook import to_plain
+    return to_plain(Config.fromfile(osp.join(
+        _BASE_MODELS, MODEL_CONFIGS[backbone])).model)
 
 
 def backbone_bound_step(model, data):
@@ -247,7 +228,7 @@ def worker(args):
     scenes = load_points(args)
     batch = make_batch(scenes, args, args.min_points)
 
-    cfg = json.loads(json.dumps(MODELS_BY_BACKBONE[args.backbone]))
+    cfg = model_config(args.backbone)
     cfg['backbone']['with_cp'] = args.with_cp
     scene = args.backbone != 'pointnet'
     if scene:
