@@ -213,6 +213,10 @@ def check_backbones(pretrain, seg, pre_opts, seg_opts) -> None:
     def plain(backbone):
         backbone = dict(backbone or {})
         backbone.pop('in_channels', None)  # filled in from the features
+        # SpUNet's readout picks what forward returns, not which weights
+        # exist: an encoder-only pre-training (readout='upcast', Sonata's
+        # protocol) loads into the fine-tune's UNet, decoder fresh
+        backbone.pop('readout', None)
         return backbone
 
     pre = _model(pretrain, pre_opts).get('backbone') or {}

@@ -383,3 +383,16 @@ def test_backbone_family_of_each_method(config, family):
     repo = os.path.dirname(os.path.dirname(os.path.dirname(
         os.path.abspath(__file__))))
     assert backbone_family(os.path.join(repo, config), {}) == family
+
+
+def test_backbone_check_accepts_an_encoder_only_pre_training():
+    """SelfDistill reads its SpUNet encoder-only (readout='upcast'); the
+    weights are the full SpUNet's and load into the fine-tune's UNet, so
+    the transfer runs it. Other widths are refused before any run."""
+    from dbbd.apis.transfer import TransferError, check_backbones
+    distill = osp.join(REPO, 'configs', 'self_distill',
+                       'self_distill_spunet_small_demo.py')
+    seg = osp.join(REPO, 'configs', 'dbbd', 'seg_spunet_small_demo_ft.py')
+    check_backbones(distill, seg, {}, {})
+    with pytest.raises(TransferError, match='differs from that of'):
+        check_backbones(distill, seg, {}, {'model.backbone.base_channels': 8})
