@@ -595,7 +595,8 @@ class PointTransformerV3(nn.Module):
                      proj_drop=proj_drop, pre_norm=pre_norm)
 
         self.embedding = Embedding(in_channels, enc_channels[0])
-        rates = torch.linspace(0, drop_path, sum(enc_depths)).tolist()
+        rates = torch.linspace(0, drop_path, sum(enc_depths),
+                               device='cpu').tolist()  # also under meta
         self.enc = _Stage()
         for s in range(num):
             stage = _Stage()
@@ -614,7 +615,8 @@ class PointTransformerV3(nn.Module):
             self.dec = None
             self.out_channels = sum(enc_channels)
         else:
-            rates = torch.linspace(0, drop_path, sum(dec_depths)).tolist()
+            rates = torch.linspace(0, drop_path, sum(dec_depths),
+                                   device='cpu').tolist()
             widths = list(dec_channels) + [enc_channels[-1]]
             self.dec = _Stage()
             for s in reversed(range(num - 1)):

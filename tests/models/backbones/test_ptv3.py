@@ -434,6 +434,26 @@ def test_a_pointcept_checkpoint_loads_through_pretrained(tmp_path):
                for k, v in theirs.state_dict().items())
 
 
+def test_pretrained_is_checked_on_the_meta_device_with_drop_path(tmp_path):
+    """tools/train.py checks ``pretrained=`` against a model built on the
+    meta device before the Runner: a PTv3 with stochastic depth (the
+    shipped configs' drop_path > 0) builds there and its weights match."""
+    from mmengine.config import Config
+
+    from dbbd.engine.pretrained import check_pretrained_config
+    cfg = dict(TINY, drop_path=0.1)
+    path = str(tmp_path / 'ptv3.pth')
+    torch.save(dict(state_dict={f'backbone.{k}': v for k, v in MODELS.build(
+        cfg).state_dict().items()}), path)
+    model = dict(type='PointSegmentor', backbone=cfg, num_classes=20,
+                 head=dict(type='LinearSegHead'), pretrained=path)
+    check_pretrained_config(Config(dict(model=model)))
+    with torch.device('meta'):
+        rates = [m.p for m in MODELS.build(cfg).modules()
+                 if isinstance(m, DropPath)]
+    assert rates[0] == 0.0 and max(rates) == pytest.approx(0.1)
+
+
 def test_a_full_checkpoint_probes_encoder_only(tmp_path, capsys):
     """enc_mode leaves the decoder of a full network's file out (and says
     so in the load line); every encoder tensor is loaded."""
