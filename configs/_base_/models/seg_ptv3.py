@@ -1,7 +1,8 @@
 # Semantic segmentation with the Point Transformer V3 of dbbd_ptv3.py alone
 # (Pointcept's protocol: the scene backbone alone downstream) and a linear
 # head (PointSegmentor). A leaf adds num_classes and class_names from its
-# dataset and pretrained=.
+# dataset (a base cannot read the dataset base listed beside it) and
+# pretrained=.
 _base_ = ['./dbbd_ptv3.py']
 
 model = dict(

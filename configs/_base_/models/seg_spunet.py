@@ -1,7 +1,8 @@
 # Semantic segmentation with the SpUNet of dbbd_spunet.py alone
 # (Pointcept's protocol: the scene backbone alone downstream) and a linear
 # head (PointSegmentor). A leaf adds num_classes and class_names from its
-# dataset and pretrained=.
+# dataset (a base cannot read the dataset base listed beside it) and
+# pretrained=.
 _base_ = ['./dbbd_spunet.py']
 
 model = dict(
