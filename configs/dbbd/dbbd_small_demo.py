@@ -1,20 +1,17 @@
 # The demo: small mode on synthetic rooms, no download needed. On first use
 # the rooms are generated and prepared into data/dbbd_demo (a one-off, with a
-# progress bar) through the same tools/create_data.py path as real data.
-# Only there: another data_root (e.g. --cfg-options data_root=PATH) is your
-# data, used when prepared and never filled with synthetic rooms.
-_base_ = ['./dbbd_small_scannet.py']
+# progress bar) through the same tools/create_data.py path as real data
+# (the rooms and what another data_root does: _base_/datasets/dbbd_demo.py).
+_base_ = [
+    './dbbd_small_scannet.py',
+    '../_base_/datasets/dbbd_demo.py',  # demo_data: the rooms
+]
 
-data_root = 'data/dbbd_demo'
-demo_data = dict(
-    demo_root=data_root,
-    num_train=4, num_val=2, num_points=20000, seed=0,
-    branching=8, max_depth=4, min_points_to_split=64)
-
+data_root = _base_.demo_data.demo_root
 train_dataloader = dict(
-    dataset=dict(data_root=data_root, auto_prepare=demo_data))
+    dataset=dict(data_root=data_root, auto_prepare=_base_.demo_data))
 val_dataloader = dict(
-    dataset=dict(data_root=data_root, auto_prepare=demo_data))
+    dataset=dict(data_root=data_root, auto_prepare=_base_.demo_data))
 
 # 10 epochs, validation and a checkpoint every epoch (the cosine schedule
 # follows max_epochs).

@@ -5,22 +5,20 @@
 #   python tools/train.py configs/dbbd/seg_pointnet_small_demo_ft.py
 # Siblings: _lin (linear probe), _scratch (no pre-training);
 # tools/transfer.py runs all three and prints the table.
-_base_ = ['./seg_pointnet_small_scannet_ft.py']
+_base_ = [
+    './seg_pointnet_small_scannet_ft.py',
+    '../_base_/datasets/dbbd_demo.py',  # demo_data: the rooms
+]
 
 pretrained = 'work_dirs/dbbd_small_demo/epoch_10.pth'
 model = dict(pretrained=pretrained)
 
 # dbbd_small_demo.py's rooms (the same demo_data: one folder for both)
-data_root = 'data/dbbd_demo'
-demo_data = dict(
-    demo_root=data_root,
-    num_train=4, num_val=2, num_points=20000, seed=0,
-    branching=8, max_depth=4, min_points_to_split=64)
-
+data_root = _base_.demo_data.demo_root
 train_dataloader = dict(
-    dataset=dict(data_root=data_root, auto_prepare=demo_data))
+    dataset=dict(data_root=data_root, auto_prepare=_base_.demo_data))
 val_dataloader = dict(
-    dataset=dict(data_root=data_root, auto_prepare=demo_data))
+    dataset=dict(data_root=data_root, auto_prepare=_base_.demo_data))
 test_dataloader = val_dataloader
 
 # 100 epochs of the 4 rooms (200 iterations), validation every 25, a

@@ -9,35 +9,14 @@
 # input (docs/ptv3.md).
 # Siblings: _lin (frozen backbone: linear probe), _scratch (no pre-training).
 _base_ = [
-    '../_base_/models/dbbd_ptv3.py',
+    '../_base_/models/seg_ptv3.py',
     '../_base_/datasets/scannet_seg.py',
     '../_base_/schedules/adamw_cosine_100e.py',
-    '../_base_/default_runtime.py',
+    '../_base_/seg_runtime.py',
 ]
 
 pretrained = 'work_dirs/dbbd_ptv3_scannet/epoch_100.pth'
-
 model = dict(
-    _delete_=True,
-    type='PointSegmentor',
-    data_preprocessor=dict(type='DBBDDataPreprocessor'),
-    # the pre-training's PTv3 as it is (same widths, so the weights fit)
-    backbone=dict(_base_.model.backbone.scene_backbone, in_channels=3),
-    head=dict(type='LinearSegHead'),
     num_classes={{_base_.num_classes}},
     class_names={{_base_.class_names}},
-    class_weight=None,
-    ignore_index=-1,
-    freeze_backbone=False,
-    pretrained=pretrained,
-)
-
-# The best checkpoint by validation mIoU; no early stopping (runs compared
-# in a transfer table get the same budget).
-default_hooks = dict(
-    checkpoint=dict(save_best='mIoU', rule='greater'))
-custom_hooks = [
-    dict(type='NonFiniteLossHook'),
-    dict(type='StrictLoadHook'),
-    dict(type='PreciseBNHook'),
-]
+    pretrained=pretrained)

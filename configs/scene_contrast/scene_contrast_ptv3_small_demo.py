@@ -1,17 +1,15 @@
 # scene_contrast_ptv3_small_scannet.py on the synthetic demo rooms
 # (generated and prepared into data/dbbd_demo on first use).
-_base_ = ['./scene_contrast_ptv3_small_scannet.py']
+_base_ = [
+    './scene_contrast_ptv3_small_scannet.py',
+    '../_base_/datasets/dbbd_demo.py',  # demo_data: the rooms
+]
 
-data_root = 'data/dbbd_demo'
-demo_data = dict(
-    demo_root=data_root,
-    num_train=4, num_val=2, num_points=20000, seed=0,
-    branching=8, max_depth=4, min_points_to_split=64)
-
+data_root = _base_.demo_data.demo_root
 train_dataloader = dict(
-    dataset=dict(data_root=data_root, auto_prepare=demo_data))
+    dataset=dict(data_root=data_root, auto_prepare=_base_.demo_data))
 val_dataloader = dict(
-    dataset=dict(data_root=data_root, auto_prepare=demo_data))
+    dataset=dict(data_root=data_root, auto_prepare=_base_.demo_data))
 
 train_cfg = dict(max_epochs=10, val_interval=1)
 default_hooks = dict(

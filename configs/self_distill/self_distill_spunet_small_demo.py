@@ -4,18 +4,16 @@
 #   python tools/train.py configs/self_distill/self_distill_spunet_small_demo.py
 #   python tools/train.py configs/dbbd/seg_spunet_small_demo_ft.py \
 #       --cfg-options pretrained=work_dirs/self_distill_spunet_small_demo/epoch_10.pth
-_base_ = ['./self_distill_spunet_small_scannet.py']
+_base_ = [
+    './self_distill_spunet_small_scannet.py',
+    '../_base_/datasets/dbbd_demo.py',  # demo_data: the rooms
+]
 
-data_root = 'data/dbbd_demo'
-demo_data = dict(
-    demo_root=data_root,
-    num_train=4, num_val=2, num_points=20000, seed=0,
-    branching=8, max_depth=4, min_points_to_split=64)
-
+data_root = _base_.demo_data.demo_root
 train_dataloader = dict(
-    dataset=dict(data_root=data_root, auto_prepare=demo_data))
+    dataset=dict(data_root=data_root, auto_prepare=_base_.demo_data))
 val_dataloader = dict(
-    dataset=dict(data_root=data_root, auto_prepare=demo_data))
+    dataset=dict(data_root=data_root, auto_prepare=_base_.demo_data))
 
 # 10 epochs of 2 iterations: the teacher follows within a few steps
 model = dict(momentum=0.9, warmup_teacher_temp_iters=4)

@@ -1,9 +1,9 @@
 # SceneContrast (the MSC / PointContrast family) on SpUNet, full size: the
 # baseline DBBD is compared with, same backbone and data, another method.
 # Two views share their points; 40% of the 10 cm patches of each training
-# view are masked (see the dataset pipeline of the leaf configs), a seeded
-# subsample of matched points is contrasted (InfoNCE, t = 0.4) and the
-# masked points' input features are reconstructed.
+# view are masked (datasets/scannet_masked.py, or a leaf's pipeline), a
+# seeded subsample of matched points is contrasted (InfoNCE, t = 0.4) and
+# the masked points' input features are reconstructed.
 model = dict(
     type='SceneContrast',
     data_preprocessor=dict(type='DBBDDataPreprocessor'),
