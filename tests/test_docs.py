@@ -172,6 +172,18 @@ def _defined_options(tool):
     return set(re.findall(r'''['"](--[a-z][a-z0-9_-]*)['"]''', text))
 
 
+def _exists(path):
+    """A file of the repository; a ``--seg-configs`` template
+    (``{family}``, ``{protocol}``) names one when a family's three
+    protocols all exist."""
+    if '{' not in path:
+        return osp.isfile(osp.join(REPO, path))
+    return any(all(osp.isfile(osp.join(REPO, path.format(
+        family=family, protocol=protocol)))
+        for protocol in ('lin', 'ft', 'scratch'))
+        for family in ('pointnet', 'spunet', 'ptv3'))
+
+
 def test_tool_commands_name_what_exists():
     bad, checked = [], 0
     options = {}
@@ -193,7 +205,7 @@ def test_tool_commands_name_what_exists():
             for w in args:
                 if re.fullmatch(r'(configs|tools)/\S+\.(py|sh)', w) and \
                         not w.startswith('configs/my/') and \
-                        not osp.isfile(osp.join(REPO, w)):
+                        not _exists(w):
                     bad.append(f'{where}: no {w}')
                 if w.startswith('--'):
                     opt = w.split('=')[0]
