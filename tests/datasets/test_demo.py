@@ -80,4 +80,6 @@ def test_demo_never_adds_rooms_to_your_smaller_prepared_data(tmp_path):
     prepare_configured_demo(cfg)
     assert sorted(os.listdir(data)) == before
     assert os.listdir(data / 'train') == ['mine']
-    assert len(_dataset(cfg)) == 1
+    with pytest.warns(UserWarning, match='max_scenes=4 is larger than the '
+                      '1 scenes'):  # said, not silently clamped
+        assert len(_dataset(cfg)) == 1
