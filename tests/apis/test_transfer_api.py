@@ -396,3 +396,28 @@ def test_backbone_check_accepts_an_encoder_only_pre_training():
     check_backbones(distill, seg, {}, {})
     with pytest.raises(TransferError, match='differs from that of'):
         check_backbones(distill, seg, {}, {'model.backbone.base_channels': 8})
+
+
+@pytest.mark.parametrize('size', ['small_demo', 'small_scannet', 'scannet'])
+def test_self_distill_ptv3_students_fit_the_ptv3_fine_tunes(size):
+    """SelfDistill on PTv3 at each size: the student's backbone has the
+    names and shapes of the PTv3 fine-tune's (built on the meta device),
+    and the transfer tool pairs the two."""
+    import torch
+    from mmengine.config import Config
+
+    from dbbd.apis.transfer import check_backbones
+    from dbbd.registry import MODELS
+    distill = osp.join(REPO, 'configs', 'self_distill',
+                       f'self_distill_ptv3_{size}.py')
+    seg = osp.join(REPO, 'configs', 'dbbd', f'seg_ptv3_{size}_ft.py')
+    check_backbones(distill, seg, {}, {})
+    shapes = []
+    for path in (distill, seg):
+        cfg = Config.fromfile(path).model
+        cfg.pop('pretrained', None)
+        with torch.device('meta'):
+            model = MODELS.build(cfg)
+        shapes.append({k: v.shape for k, v in model.state_dict().items()
+                       if k.startswith('backbone.')})
+    assert shapes[0] == shapes[1] and len(shapes[0]) > 100
