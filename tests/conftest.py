@@ -14,6 +14,11 @@ import sys
 # measurable when the cores are free. Set before torch is first imported,
 # and inherited by every subprocess.
 os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')
+# Under pytest-xdist (``-n 2``, the README's command) each worker takes a
+# core: one compute thread per worker, and per subprocess it starts, instead
+# of two workers each spinning up a thread per core on the same two cores.
+if os.environ.get('PYTEST_XDIST_WORKER'):
+    os.environ.setdefault('OMP_NUM_THREADS', '1')
 
 import pytest  # noqa: E402
 
