@@ -6,7 +6,7 @@
 _base_ = [
     '../_base_/models/dbbd_pointnet.py',
     '../_base_/datasets/scans_seg.py',
-    '../_base_/schedules/adamw_cosine_100e.py',
+    '../_base_/schedules/adamw_warmup_cosine_100e.py',
     '../_base_/default_runtime.py',
 ]
 
@@ -41,6 +41,9 @@ train_dataloader = dict(dataset=dict(max_depth=3))
 val_dataloader = dict(dataset=dict(max_depth=3))
 test_dataloader = val_dataloader
 
+# 40 epochs: a linear warm-up over the first 2 (the schedule's _base_: a
+# fresh head's first steps do not rewrite pre-trained weights), then the
+# cosine; fine-tune and scratch alike
 optim_wrapper = dict(optimizer=dict(lr=5e-3))
 train_cfg = dict(max_epochs=40, val_interval=10)
 default_hooks = dict(

@@ -5,6 +5,7 @@ from typing import Dict
 
 from mmengine.logging import print_log
 from mmengine.optim import CosineAnnealingLR
+from mmengine.optim.scheduler.param_scheduler import INF
 
 from dbbd.registry import PARAM_SCHEDULERS
 
@@ -41,6 +42,19 @@ class ResumableCosineAnnealingLR(CosineAnnealingLR):
     """
 
     LENGTH = ('begin', 'end', 'T_max')
+
+    def __init__(self, optimizer, *args, begin=0, end=INF, **kwargs):
+        # A cosine after a warm-up (``begin`` > 0, no ``end``) in a run
+        # no longer than the warm-up (a 1-epoch check of a fine-tuning
+        # config): mmengine refuses ``end <= begin``. The run ends before
+        # the cosine starts, so it is given one step that never comes.
+        if end <= begin:
+            print_log(f'param_scheduler: the cosine starts at step {begin} '
+                      f'and the run ends at step {end}: only the '
+                      'schedulers before it (the warm-up) act in this run',
+                      logger='current')
+            end = begin + 1
+        super().__init__(optimizer, *args, begin=begin, end=end, **kwargs)
 
     def load_state_dict(self, state_dict: dict) -> None:
         configured = self._length()

@@ -90,3 +90,59 @@ def test_same_length_resumes_bit_for_bit(tmp_path):
     for (name, a), b in zip(ref.model.state_dict().items(),
                             runner.model.state_dict().values()):
         assert torch.equal(a, b), name
+
+
+WARMUP_CFG = 'configs/_base_/schedules/adamw_warmup_cosine_100e.py'
+
+
+def warmup_train(work_dir, max_epochs, stop_after_epoch=None, **kw):
+    """The toy run with the warm-up schedule of ``WARMUP_CFG`` (read from
+    the shipped file); returns (learning rates, runner)."""
+    import os.path as osp
+    from mmengine.config import Config
+    from tiny import REPO
+    schedule = Config.fromfile(osp.join(REPO, WARMUP_CFG)).param_scheduler
+    recorder = LrRecorder(stop_after_epoch)
+    torch.manual_seed(0)
+    runner = build_toy_runner(
+        work_dir, model=ToyModel(), max_epochs=max_epochs,
+        custom_hooks=[recorder], param_scheduler=schedule, **kw)
+    runner.train()
+    return recorder.lrs, runner
+
+
+def test_warmup_then_cosine_and_resume_inside_the_warmup(tmp_path):
+    """The fine-tuning schedule: over the first 2 epochs (8 iterations) a
+    line from 1% of the learning rate towards it, then the cosine over the
+    rest of the run, down to 1e-5 (the shipped file's floor); mmengine's
+    ``LinearLR`` reaches the full rate at the warm-up's last iteration. Stopped
+    after epoch 1 (inside the warm-up) and resumed: the same learning
+    rates and weights as the run straight through."""
+    straight, ref = warmup_train(tmp_path / 'straight', 5)
+    warm = 2 * ITERS
+    rest = 5 * ITERS - warm
+    expected = [BASE * (0.01 + 0.99 * t / (warm - 1)) for t in range(warm)] + [
+        1e-5 + (BASE - 1e-5) * (1 + math.cos(math.pi * t / rest)) / 2
+        for t in range(rest)]
+    assert straight == pytest.approx(expected, rel=1e-9)
+    first, _ = warmup_train(tmp_path / 'resumed', 5, stop_after_epoch=1)
+    second, runner = warmup_train(tmp_path / 'resumed', 5, resume=True)
+    assert first + second == straight
+    for (name, a), b in zip(ref.model.state_dict().items(),
+                            runner.model.state_dict().values()):
+        assert torch.equal(a, b), name
+
+
+@pytest.mark.parametrize('max_epochs', [1, 2])
+def test_a_run_no_longer_than_the_warmup_is_all_warmup(tmp_path, max_epochs):
+    """A quick check of a fine-tuning config (``--epochs 1``): the cosine
+    would start after the run ends, which mmengine refuses
+    (``end <= begin``); the run is the warm-up's line, said in one line."""
+    lrs, runner = warmup_train(tmp_path, max_epochs)
+    warm = 2 * ITERS
+    assert lrs == pytest.approx(
+        [BASE * (0.01 + 0.99 * t / (warm - 1))
+         for t in range(max_epochs * ITERS)], rel=1e-9)
+    notes = [line for line in read_log(runner).splitlines()
+             if 'param_scheduler: the cosine starts at step' in line]
+    assert len(notes) == 1, notes
