@@ -6,18 +6,7 @@ _base_ = ['./seg_ptv3_scannet_ft.py']
 pretrained = 'work_dirs/dbbd_ptv3_small_scannet/epoch_100.pth'
 model = dict(
     pretrained=pretrained,
-    backbone=dict(
-        stride=(2, 2, 2),
-        enc_depths=(1, 1, 1, 1),
-        enc_channels=(16, 32, 64, 64),
-        enc_num_head=(1, 2, 4, 4),
-        enc_patch_size=(128, 128, 128, 128),
-        dec_depths=(1, 1, 1),
-        dec_channels=(32, 32, 64),
-        dec_num_head=(2, 2, 4),
-        dec_patch_size=(128, 128, 128),
-        drop_path=0.1,
-        voxel_size=0.05),
+    backbone=_base_.ptv3_small,
 )
 
 train_dataloader = dict(

@@ -7,23 +7,12 @@
 # tile holds ~15,000 occupied voxels, so attention runs over ~120 patches
 # a scene at the first stage. Four stages of one block, 16 to 64 channels:
 # the SpUNet's widths, so the two backbones are compared at the same size.
-_base_ = ['./dbbd_spunet_scans.py']
+_base_ = [
+    './dbbd_spunet_scans.py',
+    '../_base_/models/ptv3.py',
+]
 
 model = dict(
     backbone=dict(
-        scene_backbone=dict(
-            _delete_=True,
-            type='PointTransformerV3',
-            order=('z', 'z-trans', 'hilbert', 'hilbert-trans'),
-            stride=(2, 2, 2),
-            enc_depths=(1, 1, 1, 1),
-            enc_channels=(16, 32, 64, 64),
-            enc_num_head=(1, 2, 4, 4),
-            enc_patch_size=(128, 128, 128, 128),
-            dec_depths=(1, 1, 1),
-            dec_channels=(32, 32, 64),
-            dec_num_head=(2, 2, 4),
-            dec_patch_size=(128, 128, 128),
-            drop_path=0.1,
-            voxel_size=0.2,
-            backend='torch')))
+        scene_backbone=dict(_base_.ptv3_small, _delete_=True,
+                            voxel_size=0.2)))

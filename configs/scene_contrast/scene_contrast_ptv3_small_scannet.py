@@ -3,18 +3,7 @@
 _base_ = ['./scene_contrast_ptv3_scannet.py']
 
 model = dict(
-    backbone=dict(
-        stride=(2, 2, 2),
-        enc_depths=(1, 1, 1, 1),
-        enc_channels=(16, 32, 64, 64),
-        enc_num_head=(1, 2, 4, 4),
-        enc_patch_size=(128, 128, 128, 128),
-        dec_depths=(1, 1, 1),
-        dec_channels=(32, 32, 64),
-        dec_num_head=(2, 2, 4),
-        dec_patch_size=(128, 128, 128),
-        drop_path=0.1,
-        voxel_size=0.05),
+    backbone=_base_.ptv3_small,
     head=dict(out_channels=64),
     num_samples=512,
 )

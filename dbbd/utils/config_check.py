@@ -226,6 +226,7 @@ READ_TOP_LEVEL_KEYS = frozenset({
 #: in a config file they are fine, on the command line they change nothing.
 CONFIG_VARIABLES = frozenset({
     'dataset_type', 'demo_data', 'masking', 'max_epochs', 'train_pipeline',
+    'ptv3', 'ptv3_small',  # configs/_base_/models/ptv3.py
     'train_view', 'val_pipeline', 'val_view', 'vis_backends',
     # the crops of the self-distillation configs
     'global_crop', 'local_crop', 'grid_size', 'view',

@@ -5,6 +5,8 @@
 # its per-point features as it reads SpUNet's: the regions pool them (max),
 # G2L propagates parent context, L2G aggregates children. No per-region
 # encoder on top (encoder=None).
+_base_ = ['./ptv3.py']
+
 model = dict(
     type='DBBD',
     data_preprocessor=dict(type='DBBDDataPreprocessor'),
@@ -12,21 +14,7 @@ model = dict(
         type='DBBDTreeBackbone',
         in_channels=3,  # raw point features: normals
         hidden_channels=96,  # PTv3 features are projected to this width
-        scene_backbone=dict(
-            type='PointTransformerV3',
-            order=('z', 'z-trans', 'hilbert', 'hilbert-trans'),
-            stride=(2, 2, 2, 2),
-            enc_depths=(2, 2, 2, 6, 2),
-            enc_channels=(32, 64, 128, 256, 512),
-            enc_num_head=(2, 4, 8, 16, 32),
-            enc_patch_size=(1024, 1024, 1024, 1024, 1024),
-            dec_depths=(2, 2, 2, 2),
-            dec_channels=(64, 64, 128, 256),
-            dec_num_head=(4, 4, 8, 16),
-            dec_patch_size=(1024, 1024, 1024, 1024),
-            drop_path=0.3,
-            voxel_size=0.02,
-            backend='torch'),  # xCPE convolutions: 'spconv' / 'auto'
+        scene_backbone=_base_.ptv3,  # ptv3.py: Pointcept's PT-v3m1
         encoder=None,
         pooling='max',
         propagator=dict(
