@@ -16,12 +16,15 @@
 # Environment: DATA (data/scans: the prepared scenes), WORK
 # (work_dirs/transfer_scans), PYTHON (python), OMP_NUM_THREADS (1: on a
 # 2-core CPU one thread ran 10 segmentation epochs of these configs in 68 s
-# against 95 s with two, and a pre-training epoch as fast; set it to use
-# more cores). Arguments after the folder
-# go to tools/transfer.py and override the defaults below
-# (--labelled-scenes 16, --seeds 0, DBBD on SpUNet and scratch).
+# against 95 s with two, and a pre-training epoch as fast), JOBS (2: runs
+# at once, tools/transfer.py --jobs; two one-thread runs took 74 s where
+# one took 68 s; the table is the same). Set them to use more cores.
+# Arguments after the folder go to tools/transfer.py and override the
+# defaults below (--labelled-scenes 16, --seeds 0, --jobs, DBBD on SpUNet
+# and scratch).
 set -e
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
+JOBS=${JOBS:-2}
 
 if [ $# -lt 1 ] || [ ! -d "$1" ]; then
     echo "usage: $0 PLY_FOLDER [transfer.py args...] (PLY_FOLDER must be a folder of labelled scans)" >&2
@@ -42,5 +45,5 @@ ROOT="$(dirname "$HERE")"
 "$PYTHON" "$HERE/transfer.py" \
     --pretrain-configs "$ROOT/configs/scans/dbbd_spunet_scans.py" none \
     --seg-configs "$ROOT/configs/scans/seg_{family}_scans_{protocol}.py" \
-    --labelled-scenes 16 --seeds 0 --work-dir "$WORK" \
+    --labelled-scenes 16 --seeds 0 --jobs "$JOBS" --work-dir "$WORK" \
     --cfg-options "data_root=$DATA" "$@"

@@ -121,6 +121,12 @@ def parse_args(argv=None):
     p.add_argument('--probe-device',
                    help='device of the probes\' feature extraction '
                    '(default: cuda when available, else cpu)')
+    p.add_argument('--jobs', type=int, default=1, metavar='N',
+                   help='runs at once (default 1): pre-trainings, '
+                   'fine-tunes and scratch runs that do not wait on each '
+                   'other run side by side, the probes in this process; '
+                   'the table is the same. Give each run fewer threads '
+                   '(OMP_NUM_THREADS) so N of them fit the cores')
     p.add_argument('--progress-interval', type=float, default=30.0,
                    help='seconds between the progress lines of a running '
                    'tools/train.py (%(default)s)')
@@ -153,7 +159,7 @@ def spec_from_args(args):
         probe_max_points=args.probe_max_points,
         probe_steps=args.probe_steps, probe_device=args.probe_device,
         probe_balance=args.probe_balance,
-        progress_interval=args.progress_interval)
+        progress_interval=args.progress_interval, jobs=args.jobs)
 
 
 def main(argv=None):

@@ -112,16 +112,20 @@ class LogProgress:
 def watch_process(cmd: List[str], log_path: str, label: str,
                   max_epochs: Optional[int] = None, interval: float = 30.0,
                   out: Callable[[str], None] = print,
-                  env: Optional[dict] = None) -> float:
+                  env: Optional[dict] = None, cancel=None) -> float:
     """Run ``cmd`` with stdout and stderr into ``log_path``; every
     ``interval`` seconds print its progress (:class:`LogProgress`).
+
+    ``cancel`` (a ``threading.Event``, optional): when it is set the
+    process is terminated and :class:`TrainRunError` raised (another run
+    of the same table failed; see ``tools/transfer.py --jobs``).
 
     Returns:
         the wall time in seconds.
 
     Raises:
         TrainRunError: a non-zero exit status, with the last line of the
-            log.
+            log; or cancelled.
     """
     os.makedirs(osp.dirname(osp.abspath(log_path)), exist_ok=True)
     start = time.monotonic()
@@ -139,18 +143,24 @@ def watch_process(cmd: List[str], log_path: str, label: str,
                     break
                 except subprocess.TimeoutExpired:
                     pass
+                if cancel is not None and cancel.is_set():
+                    raise _Cancelled()
                 if time.monotonic() >= next_print:
                     progress.update()
                     out(progress.line(label, max_epochs,
                                       time.monotonic() - start))
                     next_print += interval
-        except BaseException:  # Ctrl-C: do not leave the run behind
+        except BaseException as e:  # Ctrl-C: do not leave the run behind
             proc.terminate()
             try:
                 proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+            if isinstance(e, _Cancelled):
+                raise TrainRunError(f'{label} stopped (log {log_path}): '
+                                    'another run of the table failed') \
+                    from None
             raise
     seconds = time.monotonic() - start
     if rc != 0:
@@ -162,20 +172,27 @@ def watch_process(cmd: List[str], log_path: str, label: str,
     return seconds
 
 
+class _Cancelled(Exception):
+    """``watch_process``'s ``cancel`` was set."""
+
+
 class SubprocessTrainer:
     """``trainer(config, work_dir, opts, log_path, label, max_epochs)``:
     one ``tools/train.py`` run, watched (:func:`watch_process`); returns
-    its wall time."""
+    its wall time. Several calls may run at once from threads; setting
+    ``cancel`` (a ``threading.Event``) stops every one of them."""
 
     def __init__(self, train_script: Optional[str] = None,
                  interval: float = 30.0,
                  out: Callable[[str], None] = print):
+        import threading
         self.train_script = train_script or default_train_script()
         if not osp.isfile(self.train_script):
             raise TrainRunError(f'{self.train_script} does not exist; run '
                                 'from a checkout of the project')
         self.interval = interval
         self.out = out
+        self.cancel = threading.Event()
 
     def __call__(self, config, work_dir, opts, log_path, label,
                  max_epochs=None) -> float:
@@ -183,7 +200,7 @@ class SubprocessTrainer:
         cmd = train_command(config, work_dir, opts, self.train_script)
         self.out(f'  $ {" ".join(cmd[1:])}')
         return watch_process(cmd, log_path, label, max_epochs,
-                             self.interval, self.out)
+                             self.interval, self.out, cancel=self.cancel)
 
 
 def _stamps(work_dir: str) -> List[str]:

@@ -86,6 +86,7 @@ class TransferSpec:
     probe_balance: str = 'auto'
     probe_device: Optional[str] = None
     progress_interval: float = 30.0
+    jobs: int = 1
 
     def template(self, protocol: str) -> str:
         """The config template of a protocol: its own option, else
@@ -130,6 +131,10 @@ class TransferSpec:
         if self.probe_balance not in ('auto', 'none'):
             raise TransferError(f'--probe-balance {self.probe_balance}: use '
                                 'auto or none')
+        if isinstance(self.jobs, bool) or not isinstance(self.jobs, int) \
+                or self.jobs < 1:
+            raise TransferError(f'--jobs {self.jobs}: give a whole number '
+                                '>= 1 (runs at once)')
         if not self.progress_interval > 0:
             raise TransferError(f'--progress-interval '
                                 f'{self.progress_interval}: give a number of '
@@ -683,6 +688,159 @@ def _validate(spec: TransferSpec, entries: List[Entry]) -> None:
                 check_backbones(e.config, seg, pre_opts, seg_opts)
 
 
+class _Task:
+    """One piece of the table: ``fn(ctx) -> result`` once the tasks of
+    ``deps`` (keys) are done; ``group`` heads its lines; ``local``: it
+    computes in this process (probes, floors) instead of a subprocess."""
+
+    def __init__(self, key, group, fn, deps=(), local=False):
+        self.key, self.group, self.fn = key, group, fn
+        self.deps, self.local = tuple(deps), local
+
+
+def _tasks(ctx: _Context, entries: List[Entry], families: List[str],
+           labelled: str) -> List['_Task']:
+    """The table's work in the order a serial run does it: per seed the
+    floors of every family, then per entry its pre-training and its
+    protocols (a linear probe and a fine-tune wait for their
+    pre-training)."""
+    spec = ctx.spec
+    tag = labelled_tag(spec)
+    tasks = []
+    for seed in spec.seeds:
+        for family in families:
+            def floors_task(c, family=family, seed=seed):
+                rows = []
+                for kind, r in floor_runs(c, family, seed).items():
+                    rows.append(dict(
+                        pretrain=_floor_label(kind, family,
+                                              len(families) > 1),
+                        protocol='-' if kind == 'majority' else
+                        PROTOCOLS['lin'],
+                        floor=kind, family=family, seed=seed,
+                        labelled=labelled,
+                        majority_class=r['majority_class'],
+                        class_iou=r['class_iou'], seconds=r['seconds'],
+                        **r['metrics']))
+                return rows
+            tasks.append(_Task(('floors', seed, family),
+                               f'seed {seed}, floors ({family})',
+                               floors_task, local=True))
+        for e in entries:
+            group = f'seed {seed}, {e.name}'
+            pre_key = ('pretrain', seed, e.name)
+            if e.config is not None:
+                tasks.append(_Task(
+                    pre_key, group,
+                    lambda c, e=e, seed=seed: pretrain(c, e, seed)))
+            for protocol in e.protocols:
+                def run_task(c, e=e, seed=seed, protocol=protocol,
+                             pre_key=pre_key, done=None):
+                    config = spec.seg_config(protocol, e.family)
+                    work = osp.join(spec.work_dir, e.folder, f'seed{seed}',
+                                    protocol + tag)
+                    ckpt, sha = (done[pre_key][:2] if e.config is not None
+                                 else (None, None))
+                    if protocol == 'lin':
+                        res = probe_run(c, e, work, seed, ckpt, sha)
+                    else:
+                        res = train_run(c, protocol, config, work, seed,
+                                        ckpt, sha)
+                    return dict(
+                        pretrain=e.name, protocol=PROTOCOLS[protocol],
+                        family=e.family, config=config, seed=seed,
+                        labelled=labelled, work_dir=work,
+                        seconds=res.get('seconds'),
+                        class_iou=res['class_iou'], **res['metrics'])
+                tasks.append(_Task(
+                    (protocol, seed, e.name), group, run_task,
+                    deps=[pre_key] if e.config is not None else [],
+                    local=protocol == 'lin'))
+    return tasks
+
+
+def _call(task: '_Task', ctx: _Context, done: dict):
+    if task.deps:
+        return task.fn(ctx, done=done)
+    return task.fn(ctx)
+
+
+def _run_tasks(tasks: List['_Task'], jobs: int, ctx: _Context,
+               trainer) -> dict:
+    """Run ``tasks``; key -> result.
+
+    ``jobs == 1``: one after the other, in their order, each group's
+    lines under a ``seed S, NAME:`` head (as the table always printed).
+    ``jobs > 1``: up to ``jobs`` at once, in their order as their
+    dependencies finish; each line names its group. The in-process ones
+    (probes, floors) take turns among themselves (mmengine's registries
+    and scopes are per process). The first error stops the rest: no new
+    task starts, a running ``tools/train.py`` is terminated (through the
+    trainer's ``cancel`` event when it has one) and the error is raised
+    once every running task has returned.
+    """
+    import threading
+    from concurrent.futures import (FIRST_COMPLETED, ThreadPoolExecutor,
+                                    wait)
+    done = {}
+    if jobs == 1:
+        group = None
+        for t in tasks:
+            if t.group != group:
+                group = t.group
+                ctx.out(f'{group}:')
+            done[t.key] = _call(t, ctx, done)
+        return done
+
+    say_lock, local_lock = threading.Lock(), threading.Lock()
+
+    def run(t):
+        def out(line, prefix=t.group):
+            with say_lock:
+                ctx.out(f'{prefix}: {line.strip()}')
+        tctx = _Context(ctx.spec, ctx.trainer, out)
+        if t.local:
+            with local_lock:
+                return _call(t, tctx, done)
+        return _call(t, tctx, done)
+
+    cancel = getattr(trainer, 'cancel', None)
+    pending, running, error = list(tasks), {}, None
+    pool = ThreadPoolExecutor(max_workers=jobs)
+    try:
+        while running or (pending and error is None):
+            if error is None:
+                for t in [t for t in pending
+                          if all(d in done for d in t.deps)]:
+                    if len(running) >= jobs:
+                        break
+                    pending.remove(t)
+                    running[pool.submit(run, t)] = t
+            if not running:
+                raise RuntimeError('transfer: tasks wait on work that '
+                                   'never runs: ' + ', '.join(
+                                       str(t.key) for t in pending))
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            for f in finished:
+                t = running.pop(f)
+                try:
+                    done[t.key] = f.result()
+                except BaseException as e:  # noqa: B036 (re-raised below)
+                    if error is None:
+                        error = e
+                        if cancel is not None:
+                            cancel.set()
+    except BaseException:  # Ctrl-C in this thread: stop the runs, then go
+        if cancel is not None:
+            cancel.set()
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
+    if error is not None:
+        raise error
+    return done
+
+
 def run_transfer(spec: TransferSpec, trainer: Optional[Callable] = None,
                  out: Callable[[str], None] = None) -> dict:
     """Run (or reuse) everything the table needs and print it.
@@ -719,47 +877,25 @@ def run_transfer(spec: TransferSpec, trainer: Optional[Callable] = None,
     ctx = _Context(spec, trainer, out)
     families = list(dict.fromkeys(e.family for e in entries))
     labelled = labelled_text(spec)
-    tag = labelled_tag(spec)
     out(f'transfer: {", ".join(e.name for e in entries)}; seeds '
         f'{" ".join(map(str, spec.seeds))}; {labelled}. linear probe = '
         'logistic regression fitted by L-BFGS on the frozen backbone\'s '
         f'point features (up to {spec.probe_max_points:,} labelled training '
         'points, a seeded subset beyond), fine-tune and scratch = '
         'tools/train.py runs scored at their last epoch; read every row '
-        'against the floors of its family')
+        'against the floors of its family'
+        + (f'; up to {spec.jobs} runs at once' if spec.jobs > 1 else ''))
+    tasks = _tasks(ctx, entries, families, labelled)
+    done = _run_tasks(tasks, spec.jobs, ctx, trainer)
     runs, floors_, pretrain_seconds = [], [], {}
-    for seed in spec.seeds:
-        for family in families:
-            out(f'seed {seed}, floors ({family}):')
-            for kind, r in floor_runs(ctx, family, seed).items():
-                floors_.append(dict(
-                    pretrain=_floor_label(kind, family, len(families) > 1),
-                    protocol='-' if kind == 'majority' else PROTOCOLS['lin'],
-                    floor=kind, family=family, seed=seed, labelled=labelled,
-                    majority_class=r['majority_class'],
-                    class_iou=r['class_iou'], seconds=r['seconds'],
-                    **r['metrics']))
-        for e in entries:
-            out(f'seed {seed}, {e.name}:')
-            ckpt = sha = None
-            if e.config is not None:
-                ckpt, sha, seconds = pretrain(ctx, e, seed)
-                pretrain_seconds.setdefault(e.name, []).append(seconds)
-            for protocol in e.protocols:
-                config = spec.seg_config(protocol, e.family)
-                work = osp.join(spec.work_dir, e.folder, f'seed{seed}',
-                                protocol + tag)
-                if protocol == 'lin':
-                    res = probe_run(ctx, e, work, seed, ckpt, sha)
-                else:
-                    res = train_run(ctx, protocol, config, work, seed, ckpt,
-                                    sha)
-                runs.append(dict(
-                    pretrain=e.name, protocol=PROTOCOLS[protocol],
-                    family=e.family, config=config, seed=seed,
-                    labelled=labelled, work_dir=work,
-                    seconds=res.get('seconds'), class_iou=res['class_iou'],
-                    **res['metrics']))
+    for t in tasks:  # the order of the plan, whatever finished first
+        kind, seed, name = t.key[:3]
+        if kind == 'floors':
+            floors_.extend(done[t.key])
+        elif kind == 'pretrain':
+            pretrain_seconds.setdefault(name, []).append(done[t.key][2])
+        else:
+            runs.append(done[t.key])
     rows = aggregate(runs)
     floor_rows = aggregate(floors_)
     for fr in floor_rows:

@@ -54,6 +54,24 @@ def test_a_failed_run_is_one_line(tmp_path):
     assert msg.endswith('error: boom') and 'train.log' in msg
 
 
+def test_cancel_terminates_the_run(tmp_path):
+    import threading
+    import time
+
+    from dbbd.apis.train_runs import TrainRunError, watch_process
+    cancel = threading.Event()
+    threading.Timer(0.5, cancel.set).start()
+    start = time.monotonic()
+    with pytest.raises(TrainRunError, match='another run of the table '
+                       'failed') as err:
+        watch_process([sys.executable, '-c', 'import time; '
+                       'print("started", flush=True); time.sleep(60)'],
+                      str(tmp_path / 'train.log'), 'scratch', interval=5,
+                      out=lambda line: None, cancel=cancel)
+    assert time.monotonic() - start < 20  # not the 60 s of the run
+    assert '\n' not in str(err.value) and 'train.log' in str(err.value)
+
+
 def _table(names, iou):
     from dbbd.evaluation.metrics.seg_metric import format_class_table
     nan = torch.tensor(float('nan'))

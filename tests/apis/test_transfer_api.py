@@ -7,10 +7,13 @@ per-class IoU, --protocols, the order of the rows; and the records:
 edited metrics, a pre-training record pointing at another run's
 checkpoint, changed pre-training options and a copied work dir."""
 import argparse
+import itertools
 import json
 import os
 import os.path as osp
 import shutil
+import threading
+import time
 
 import pytest
 
@@ -150,6 +153,7 @@ def test_settings_that_cannot_work_are_one_line(make_spec):
            (dict(protocols=['probe']), '--protocols probe'),
            (dict(probe_max_points=0), '--probe-max-points 0'),
            (dict(progress_interval=0), '--progress-interval 0'),
+           (dict(jobs=0), '--jobs 0'),
            (dict(cfg_options={'pretrained': 'x.pth'}),
             '--cfg-options pretrained='),
            (dict(seg_configs='configs/scans/seg_{family}.py'),
@@ -344,7 +348,8 @@ def test_command_line_options_reach_the_spec():
         '--pretrain-epochs', '2', '--labelled-scenes', '2',
         '--labelled-points', '20', '--probe-max-points', '5000',
         '--probe-steps', '50', '--probe-device', 'cpu',
-        '--progress-interval', '10', '--work-dir', 'w', '--cfg-options',
+        '--progress-interval', '10', '--jobs', '3', '--work-dir', 'w',
+        '--cfg-options',
         'data_root=d', '--pretrain-cfg-options', 'a=1',
         '--seg-cfg-options', 'b=[1,2]'])
     spec = spec_from_args(args)
@@ -356,11 +361,12 @@ def test_command_line_options_reach_the_spec():
             spec.labelled_points) == (3, 2, 2, 20)
     assert (spec.probe_max_points, spec.probe_steps, spec.probe_device,
             spec.progress_interval) == (5000, 50, 'cpu', 10.0)
+    assert spec.jobs == 3
     assert spec.cfg_options == {'data_root': 'd'}
     assert spec.pretrain_cfg_options == {'a': 1}
     assert spec.seg_cfg_options == {'b': [1, 2]}
     default = spec_from_args(parse_args([]))
-    assert default.protocols == ['lin', 'ft', 'scratch']
+    assert default.protocols == ['lin', 'ft', 'scratch'] and default.jobs == 1
     assert default.seg_config('ft', 'pointnet') == \
         'configs/dbbd/seg_pointnet_small_demo_ft.py'
 
@@ -421,3 +427,83 @@ def test_self_distill_ptv3_students_fit_the_ptv3_fine_tunes(size):
         shapes.append({k: v.shape for k, v in model.state_dict().items()
                        if k.startswith('backbone.')})
     assert shapes[0] == shapes[1] and len(shapes[0]) > 100
+
+
+class _TimedTrainer:
+    """FakeTrainer runs that take 0.4 s each and record when they ran
+    (the fake's own work, which builds models in this process, one at a
+    time)."""
+
+    def __init__(self, fail=None):
+        self.fake = FakeTrainer()
+        self.spans = {}
+        self.fail = fail
+        self.lock = threading.Lock()
+
+    def labels(self):
+        return self.fake.labels()
+
+    def __call__(self, config, work_dir, opts, log_path, label,
+                 max_epochs=None):
+        from dbbd.apis.train_runs import TrainRunError
+        start = time.monotonic()
+        if label == self.fail:
+            self.failed_at = start
+            raise TrainRunError(f'{label} failed (exit status 1, log '
+                                f'{log_path}): boom')
+        time.sleep(0.4)
+        with self.lock:
+            seconds = self.fake(config, work_dir, opts, log_path, label,
+                                max_epochs)
+        self.spans[(label, opts['randomness.seed'])] = (start,
+                                                        time.monotonic())
+        return seconds
+
+
+def _same(rows):
+    return [{k: v for k, v in r.items() if k not in ('seconds', 'work_dir')}
+            for r in rows]
+
+
+def test_jobs_run_side_by_side_and_give_the_same_table(make_spec, tmp_path):
+    serial, serial_lines = _run(make_spec(seeds=[0, 1]), FakeTrainer())
+    trainer = _TimedTrainer()
+    result, lines = _run(make_spec(seeds=[0, 1], jobs=2,
+                                   work_dir=str(tmp_path / 'jobs2')),
+                         trainer)
+    # the same runs, rows and floors, in the same order
+    assert sorted(trainer.labels()) == sorted(
+        ['pre-training', 'fine-tune', 'scratch'] * 2)
+    for key in ('transfer', 'floors', 'runs', 'floor_runs'):
+        assert _same(result[key]) == _same(serial[key]), key
+    assert lines[lines.index(next(ln for ln in lines if ln.startswith(
+        '| pre-training |'))):-1] == serial_lines[serial_lines.index(next(
+            ln for ln in serial_lines if ln.startswith('| pre-training |'))
+        ):-1]
+    # a fine-tune waited for its own pre-training; some runs overlapped
+    spans = trainer.spans
+    for seed in (0, 1):
+        assert spans[('fine-tune', seed)][0] >= \
+            spans[('pre-training', seed)][1]
+    assert any(a[0] < b[1] and b[0] < a[1]
+               for a, b in itertools.combinations(spans.values(), 2)), spans
+    # every line of a task names it; the head says how many at once
+    assert 'up to 2 runs at once' in lines[0]
+    assert 'seed 1, dbbd_small_demo: fine-tune: mIoU 31.00' in ' '.join(
+        lines)
+    assert not any(ln == 'seed 0, dbbd_small_demo:' for ln in lines)
+
+
+def test_jobs_stop_at_the_first_failure(make_spec):
+    from dbbd.apis.transfer import TransferError, run_transfer
+    trainer = _TimedTrainer(fail='scratch')
+    with pytest.raises(TransferError, match='scratch failed') as err:
+        run_transfer(make_spec(seeds=[0, 1], jobs=2), trainer=trainer,
+                     out=lambda line: None)
+    assert '\n' not in str(err.value)
+    # nothing started after seed 0's scratch failed (seed 1's runs come
+    # after it in the plan); what was running was let finish
+    assert all(start < trainer.failed_at
+               for start, _ in trainer.spans.values()), trainer.spans
+    assert all(seed == 0 for _, seed in trainer.spans)
+    assert 'pre-training' in trainer.labels()

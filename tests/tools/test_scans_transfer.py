@@ -20,7 +20,8 @@ def test_prepares_pretrains_fine_tunes_and_prints_the_table(tmp_path):
     env = dict(os.environ, DATA=str(tmp_path / 'data'),
                WORK=str(tmp_path / 'work'), PYTHON=sys.executable,
                PYTHONUNBUFFERED='1')
-    env.pop('OMP_NUM_THREADS', None)  # the script's own default
+    env.pop('OMP_NUM_THREADS', None)  # the script's own defaults
+    env.pop('JOBS', None)
     proc = subprocess.run(
         ['bash', SCRIPT, str(src), '--epochs', '1', '--pretrain-epochs', '1',
          '--labelled-scenes', '4'],
@@ -30,6 +31,7 @@ def test_prepares_pretrains_fine_tunes_and_prints_the_table(tmp_path):
     assert proc.returncode == 0, out[-3000:]
     # the split of create_data.py, then every row and floor of the table
     assert 'train: 6, val: 2' in out, out[:2000]
+    assert 'up to 2 runs at once' in out  # the script's --jobs default
     table = out[out.index('| pre-training | protocol |'):]
     for row in ('| dbbd_spunet_scans | linear probe | 4 scenes',
                 '| dbbd_spunet_scans | fine-tune | 4 scenes',
