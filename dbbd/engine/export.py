@@ -64,7 +64,9 @@ HEAD_PREFIXES = ('region_head.', 'point_head.', 'criterion.',
                  # SelfDistill: its prototype heads, EMA teacher and mask
                  # token (the student's backbone is the encoder)
                  'student_head.', 'teacher_backbone.', 'teacher_head.',
-                 'teacher_step', 'mask_token.')
+                 'teacher_step', 'mask_token.',
+                 # DBBD with an EMA teacher (ema_momentum)
+                 'teacher_region_head.', 'teacher_point_head.')
 
 
 def encoder_state_dict(model_or_state: Union[torch.nn.Module, Dict[str, Any]]

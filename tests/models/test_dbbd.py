@@ -296,3 +296,79 @@ def test_dbbd_on_spunet_step_reaches_every_parameter():
     _grads_everywhere(model)
     assert any(n.startswith('backbone.scene_backbone.') for n, _ in
                model.named_parameters())
+
+
+# -- the EMA teacher (ema_momentum) --------------------------------------------
+
+
+def _ema_model(m=0.9):
+    return MODELS.build(dict(small_cfg(), ema_momentum=m))
+
+
+def test_ema_teacher_reads_view2_and_follows_the_student():
+    torch.manual_seed(0)
+    model = _ema_model(0.9).train()
+    batch = make_batch(dict(n=500), dict(n=400))
+    wrapper = OptimWrapper(torch.optim.AdamW(model.parameters(), lr=1e-2))
+    pairs = [(model.teacher_backbone, model.backbone),
+             (model.teacher_region_head, model.region_head),
+             (model.teacher_point_head, model.point_head)]
+
+    def params(i):
+        return [p.detach().clone() for t_s in pairs
+                for p in t_s[i].parameters()]
+    # the first training step copies the student, then trains the student
+    model.train_step(batch, wrapper)
+    assert int(model.teacher_step) == 1
+    teacher, student = params(0), params(1)
+    assert any(not torch.equal(t, s) for t, s in zip(teacher, student))
+    # the second: teacher = 0.9 teacher + 0.1 student (before the step)
+    model.train_step(batch, wrapper)
+    for t, t0, s0 in zip(params(0), teacher, student):
+        torch.testing.assert_close(t, 0.9 * t0 + 0.1 * s0)
+    # no gradient reaches the teacher; the loss is the student's G2L
+    # against the teacher's L2G
+    assert all(p.grad is None for t_s in pairs for p in t_s[0].parameters())
+    data = model.data_preprocessor(batch, True)
+    with torch.no_grad():
+        model(**data, mode='loss')  # no update without gradients
+        model.eval()
+        losses = model(**data, mode='loss')
+        out = model(**data, mode='predict')
+    assert int(model.teacher_step) == 2
+    total, _ = model.parse_losses(losses)
+    torch.testing.assert_close(out[0]['losses']['loss'], total)
+    tree = data['inputs']['tree']
+    with torch.no_grad():
+        want = model.teacher_backbone.l2g(data['inputs']['view2'],
+                                          tree)['point_feat']
+        student_l2g = model.backbone.l2g(data['inputs']['view2'],
+                                         tree)['point_feat']
+    got = torch.cat([o['point_feat_l2g'] for o in out])
+    torch.testing.assert_close(got, want)
+    assert not torch.allclose(got, student_l2g)
+    assert torch.isfinite(losses['loss_point'])
+
+
+def test_ema_teacher_step_is_restored_and_not_exported():
+    from dbbd.engine.export import encoder_state_dict
+    model = _ema_model()
+    for _ in range(3):
+        model.update_teacher()
+    other = _ema_model()
+    other.load_state_dict(model.state_dict())
+    assert other._step == 3 and int(other.teacher_step) == 3
+    # the encoder is the student's backbone, key for key
+    enc = encoder_state_dict(model)
+    assert set(enc) == set(model.backbone.state_dict())
+    # a plain DBBD has no teacher
+    plain = MODELS.build(small_cfg())
+    assert not any(k.startswith('teacher') for k in plain.state_dict())
+
+
+@pytest.mark.parametrize('m', [1.0, -0.1, True, '0.9'])
+def test_ema_momentum_out_of_range_is_one_line(m):
+    from dbbd.utils.config_check import ConfigError
+    with pytest.raises(ConfigError, match='ema_momentum') as err:
+        _ema_model(m)
+    assert '\n' not in str(err.value)

@@ -28,7 +28,7 @@ class DBBDLoss(nn.Module):
             ``dict(type='PointLoss')``).
 
     ``forward(region_q, region_k, point_q, point_k, sample_order,
-    point_head=None)``:
+    point_head=None, key_point_head=None)``:
 
     Args:
         region_q, region_k: lists over levels of ``(R_l, E)`` region
@@ -38,6 +38,8 @@ class DBBDLoss(nn.Module):
         sample_order (P,) long: the batch's seeded point permutation
             (``inputs['sample_order']``); the point loss uses its head.
         point_head: applied to the sampled point features.
+        key_point_head: applied to the sampled ``point_k`` instead of
+            ``point_head`` when given (an EMA teacher's head).
 
     Returns:
         dict: ``loss_region`` (alpha * region), ``loss_point``
@@ -58,9 +60,10 @@ class DBBDLoss(nn.Module):
         self.point_loss = MODELS.build(point_loss or dict(type='PointLoss'))
 
     def forward(self, region_q, region_k, point_q, point_k, sample_order,
-                point_head=None):
+                point_head=None, key_point_head=None):
         region, per_level = self.region_loss(region_q, region_k)
-        point = self.point_loss(point_q, point_k, sample_order, point_head)
+        point = self.point_loss(point_q, point_k, sample_order, point_head,
+                                key_point_head)
         out = dict(loss_region=self.alpha * region,
                    loss_point=self.beta * point)
         out.update({f'region_l{l}': v.detach() for l, v in per_level.items()})

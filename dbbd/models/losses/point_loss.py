@@ -26,7 +26,9 @@ class PointLoss(nn.Module):
         num_samples: points per batch (method 4096; small mode 512).
         temperature: InfoNCE temperature (0.1).
 
-    ``forward(q (P, D), k (P, D), sample_order (P,), head=None) -> ()``.
+    ``forward(q (P, D), k (P, D), sample_order (P,), head=None,
+    key_head=None) -> ()``: ``head`` maps both (``key_head``, when given,
+    maps ``k``: an EMA teacher's head).
     """
 
     def __init__(self, num_samples: int = 4096, temperature: float = 0.1):
@@ -46,9 +48,12 @@ class PointLoss(nn.Module):
         """
         return sample_order[:self.num_samples]
 
-    def forward(self, q, k, sample_order, head=None):
+    def forward(self, q, k, sample_order, head=None, key_head=None):
         idx = self.sample(sample_order)
         q, k = q.index_select(0, idx), k.index_select(0, idx)
         if head is not None:
-            q, k = head(q), head(k)
+            q = head(q)
+        key_head = key_head if key_head is not None else head
+        if key_head is not None:
+            k = key_head(k)
         return self.info_nce(q, k)

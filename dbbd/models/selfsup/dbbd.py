@@ -5,16 +5,19 @@ As mmpretrain's ``BaseSelfSupervisor``: the backbone turns points into
 features (:class:`~dbbd.models.backbones.DBBDTreeBackbone`), the heads map
 them into the contrastive space and the loss compares the two readings.
 """
+import copy
 from typing import Optional, Union
 
 import torch
 from torch import nn
 
 from dbbd.registry import MODELS
+from dbbd.utils.config_check import ConfigError
 
 from ..backbones.tree_backbone import build_part, check_width
 from ..base import DBBDBaseModel
 from ..losses.point_loss import batch_sample_order
+from ..utils.ema import ema_update
 from ..utils import tree_index_of
 
 __all__ = ['DBBD']
@@ -47,6 +50,18 @@ class DBBD(DBBDBaseModel):
             ``backbone.mask_token=True`` and ``RandomPatchMask`` in the
             pipeline; adds ``loss_recon``.
         recon_weight: weight of that loss.
+        ema_momentum: None (default, the method as defined): one network
+            reads both views. A number in [0, 1): an EMA teacher reads
+            view 2 (L2G) instead, MoCo/BYOL style: a copy of the backbone
+            and of both projection heads whose weights follow the
+            student's, ``teacher = m * teacher + (1 - m) * student``
+            once per training step (at the start of each training
+            forward; the first step copies the student), with no
+            gradient; the contrastive losses compare the student's G2L
+            with the teacher's L2G. ``teacher_step`` (a buffer, saved
+            with the checkpoint) counts the updates, so a resumed run
+            goes on from the same teacher. The student's ``backbone.``
+            is what ``pretrained=`` and the encoder export read.
         return_embeddings: ``predict`` also returns the projected
             embeddings the loss compared (for the collapse watch, which
             switches it on).
@@ -71,6 +86,7 @@ class DBBD(DBBDBaseModel):
     def __init__(self, backbone: dict, region_head: dict, point_head: dict,
                  loss: dict, reconstruct: bool = False,
                  recon_weight: float = 1.0, return_embeddings: bool = False,
+                 ema_momentum: Optional[float] = None,
                  data_preprocessor: Optional[Union[dict, nn.Module]] = None,
                  init_cfg: Optional[dict] = None):
         super().__init__(data_preprocessor=data_preprocessor,
@@ -95,10 +111,54 @@ class DBBD(DBBDBaseModel):
             self.recon_head = nn.Linear(width, self.backbone.in_channels)
         self.recon_weight = recon_weight
         self.return_embeddings = return_embeddings
+        self.ema_momentum = None
+        if ema_momentum is not None:
+            if isinstance(ema_momentum, bool) or not isinstance(
+                    ema_momentum, (int, float)) or not \
+                    0.0 <= ema_momentum < 1.0:
+                raise ConfigError(f'DBBD: ema_momentum must be None or a '
+                                  f'number in [0, 1), got {ema_momentum!r}')
+            self.ema_momentum = float(ema_momentum)
+            self.teacher_backbone = copy.deepcopy(self.backbone)
+            self.teacher_region_head = copy.deepcopy(self.region_head)
+            self.teacher_point_head = copy.deepcopy(self.point_head)
+            for part in self._teacher_pairs():
+                part[0].requires_grad_(False)
+            self.register_buffer('teacher_step',
+                                 torch.zeros((), dtype=torch.long))
+            self._step = 0  # the buffer on the host, synced on load
 
     @property
     def out_channels(self) -> int:
         return self.backbone.out_channels
+
+    # -- the EMA teacher (ema_momentum) ----------------------------------
+
+    def _teacher_pairs(self):
+        return ((self.teacher_backbone, self.backbone),
+                (self.teacher_region_head, self.region_head),
+                (self.teacher_point_head, self.point_head))
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+        if self.ema_momentum is not None:
+            self._step = int(self.teacher_step)
+
+    def update_teacher(self) -> float:
+        """One EMA update of the teacher (the first copies the student);
+        returns the momentum used (0 for the copy)."""
+        m = self.ema_momentum if self._step else 0.0
+        ema_update(self._teacher_pairs(), m, copy=self._step == 0)
+        self.teacher_step.add_(1)
+        self._step += 1
+        return m
+
+    def _key_parts(self):
+        """(backbone, region head, point head) that read view 2."""
+        if self.ema_momentum is None:
+            return self.backbone, self.region_head, self.point_head
+        return (self.teacher_backbone, self.teacher_region_head,
+                self.teacher_point_head)
 
     def tensor(self, inputs: dict) -> dict:
         """``mode='tensor'``: :meth:`extract_feat`."""
@@ -106,8 +166,11 @@ class DBBD(DBBDBaseModel):
 
     def _readings(self, inputs):
         tree = tree_index_of(inputs)
-        return (self.backbone.g2l(inputs['view1'], tree),
-                self.backbone.l2g(inputs['view2'], tree))
+        g2l = self.backbone.g2l(inputs['view1'], tree)
+        if self.ema_momentum is None:
+            return g2l, self.backbone.l2g(inputs['view2'], tree)
+        with torch.no_grad():
+            return g2l, self.teacher_backbone.l2g(inputs['view2'], tree)
 
     def _recon(self, reading, view):
         feat = reading.get('scene_feat', reading['point_feat'])
@@ -128,20 +191,25 @@ class DBBD(DBBDBaseModel):
         """The loss dict; ``embeddings`` (a dict) receives what was
         compared."""
         sizes = [f.shape[0] for f in g2l['region_feat']]
+        _, key_region_head, key_point_head = self._key_parts()
         q = self.region_head(torch.cat(g2l['region_feat']))
-        k = self.region_head(torch.cat(l2g['region_feat']))
+        k = key_region_head(torch.cat(l2g['region_feat']))
         point_head = self.point_head
         if embeddings is not None:
             embeddings['region'] = (q.detach(), k.detach())
             points = []
 
-            def point_head(x):
-                z = self.point_head(x)
-                points.append(z.detach())
-                return z
+            def capture(head):
+                def run(x):
+                    z = head(x)
+                    points.append(z.detach())
+                    return z
+                return run
+            point_head = capture(self.point_head)
+            key_point_head = capture(key_point_head)
         out = self.criterion(list(q.split(sizes)), list(k.split(sizes)),
                              g2l['point_feat'], l2g['point_feat'],
-                             sample_order, point_head)
+                             sample_order, point_head, key_point_head)
         if embeddings is not None:
             embeddings['point'] = tuple(points)
         return out
@@ -149,6 +217,9 @@ class DBBD(DBBDBaseModel):
     def loss(self, inputs: dict, data_samples: Optional[list] = None):
         """Both readings and the loss dict (needs ``view2``)."""
         _check_view2(inputs, 'loss')
+        if self.ema_momentum is not None and self.training and \
+                torch.is_grad_enabled():
+            self.update_teacher()
         g2l, l2g = self._readings(inputs)
         return self._recon_losses(
             self._losses(g2l, l2g, batch_sample_order(inputs)), g2l, l2g,
@@ -161,7 +232,7 @@ class DBBD(DBBDBaseModel):
         feats = dict(point_feat=g2l['point_feat'])
         shared = {}
         if 'view2' in inputs:
-            l2g = self.backbone.l2g(inputs['view2'], tree)
+            l2g = self._key_parts()[0].l2g(inputs['view2'], tree)
             feats['point_feat_l2g'] = l2g['point_feat']
             embeddings = {} if self.return_embeddings else None
             parts = self._recon_losses(

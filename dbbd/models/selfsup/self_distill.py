@@ -80,6 +80,7 @@ from dbbd.utils.config_check import ConfigError, check_int, check_number
 
 from ..backbones.tree_backbone import build_part, check_width
 from ..base import DBBDBaseModel
+from ..utils.ema import ema_update
 from ..utils.mask_token import MaskToken, check_unmasked
 
 __all__ = ['SelfDistill']
@@ -250,15 +251,8 @@ class SelfDistill(DBBDBaseModel):
         buffers. Returns the momentum used (1 - 1 = 0 for the copy: the
         teacher took the student's weights entirely)."""
         step = self._step
-        if step == 0:
-            for teacher, student in self._pairs():
-                teacher.load_state_dict(student.state_dict())
-            m = 0.0
-        else:
-            m = self.momentum_at(step)
-            for teacher, student in self._pairs():
-                for t, s in zip(teacher.parameters(), student.parameters()):
-                    t.lerp_(s.detach(), 1.0 - m)
+        m = self.momentum_at(step) if step else 0.0
+        ema_update(self._pairs(), m, copy=step == 0)
         self.teacher_step.add_(1)
         self._step = step + 1
         return m
