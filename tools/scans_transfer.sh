@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The real-scans transfer table in one command: prepare a folder of
 # labelled PLY/NPY/NPZ scans (a deterministic 75/25 train/val split), then
-# pre-train DBBD on SpUNet, fit its linear probe, fine-tune it and train
-# the same SpUNet from scratch on the same labelled scenes, beside the
+# pre-train DBBD on SpUNet with an EMA teacher
+# (configs/scans/dbbd_ema_spunet_scans.py), fit its linear probe, fine-tune
+# it and train the same SpUNet from scratch on the same labelled scenes,
+# beside the
 # floors (majority class, probe on raw features, probe on the untrained
 # SpUNet). Configs: configs/scans/.
 #
@@ -43,7 +45,7 @@ ROOT="$(dirname "$HERE")"
     --val-ratio 0.25 --no-progress
 # defaults first: argparse lets a later --seeds / --labelled-scenes win
 "$PYTHON" "$HERE/transfer.py" \
-    --pretrain-configs "$ROOT/configs/scans/dbbd_spunet_scans.py" none \
+    --pretrain-configs "$ROOT/configs/scans/dbbd_ema_spunet_scans.py" none \
     --seg-configs "$ROOT/configs/scans/seg_{family}_scans_{protocol}.py" \
     --labelled-scenes 16 --seeds 0 --jobs "$JOBS" --work-dir "$WORK" \
     --cfg-options "data_root=$DATA" "$@"

@@ -33,14 +33,14 @@ def test_prepares_pretrains_fine_tunes_and_prints_the_table(tmp_path):
     assert 'train: 6, val: 2' in out, out[:2000]
     assert 'up to 2 runs at once' in out  # the script's --jobs default
     table = out[out.index('| pre-training | protocol |'):]
-    for row in ('| dbbd_spunet_scans | linear probe | 4 scenes',
-                '| dbbd_spunet_scans | fine-tune | 4 scenes',
+    for row in ('| dbbd_ema_spunet_scans | linear probe | 4 scenes',
+                '| dbbd_ema_spunet_scans | fine-tune | 4 scenes',
                 '| none (spunet) | scratch | 4 scenes',
                 '| floor: majority class |',
                 '| floor: probe on raw features |',
                 '| floor: probe on untrained spunet |'):
         assert row in table, table[:3000]
     # the fine-tune started from the pre-training it made
-    ft_log = tmp_path / 'work' / 'dbbd_spunet_scans' / 'seed0' / 'ft_s4' / \
+    ft_log = tmp_path / 'work' / 'dbbd_ema_spunet_scans' / 'seed0' / 'ft_s4' / \
         'train.log'
     assert 'pretrained: loaded' in ft_log.read_text()
