@@ -142,6 +142,10 @@ def assert_same_run(work_a, work_b, last_epoch=4):
 VARIANTS = {
     'workers0': dict(num_workers=0, persistent_workers=False),
     'workers2': dict(num_workers=2, persistent_workers=False),
+    # DBBD with an EMA teacher: the teacher's weights and its update count
+    # (teacher_step) come back with the checkpoint
+    'ema': dict(num_workers=0, persistent_workers=False,
+                model=dict(ema_momentum=0.9)),
 }
 
 
@@ -177,8 +181,10 @@ def runs(demo_root, tmp_path_factory):
 @pytest.mark.parametrize('variant', list(VARIANTS))
 def test_resume_in_process_is_bit_exact(runs, variant):
     """2 epochs, stop, resume to 4 == 4 epochs straight (the reference is
-    the 0-worker run: results do not depend on the worker count)."""
-    ref, res = runs('straight', 'workers0'), runs('resumed', variant)
+    the 0-worker run: results do not depend on the worker count; the EMA
+    teacher's against its own straight run)."""
+    ref = runs('straight', 'ema' if variant == 'ema' else 'workers0')
+    res = runs('resumed', variant)
     assert ref['seen'] == [_iters([1, 2, 3, 4])]
     # the second run resumed after epoch 2, it did not train again from 1
     assert res['seen'] == [_iters([1, 2]), _iters([3, 4])]
@@ -187,6 +193,12 @@ def test_resume_in_process_is_bit_exact(runs, variant):
     assert r_ref['iter'] == r_res['iter'] == 4 * ITERS_PER_EPOCH
     sd_a, sd_b = r_ref['state_dict'], r_res['state_dict']
     assert set(sd_a) == set(sd_b)
+    if variant == 'ema':
+        assert int(sd_b['teacher_step']) == 4 * ITERS_PER_EPOCH
+        teacher = [k for k in sd_b if k.startswith('teacher_backbone.')]
+        assert teacher and not all(
+            torch.equal(sd_b[k], sd_b[k[len('teacher_'):]])
+            for k in teacher)  # a teacher of its own, not the student
     for k in sd_a:
         assert torch.equal(sd_a[k], sd_b[k]), k
     assert_same_run(ref['work'], res['work'])

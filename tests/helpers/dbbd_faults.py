@@ -164,18 +164,19 @@ class PauseInCheckpointWriteHook(Hook):
 
 
 def write_config(path, data_root, num_workers=0, persistent_workers=False,
-                 max_epochs=4, custom_hooks=()):
+                 max_epochs=4, custom_hooks=(), model=None):
     """Write a child of the small config: tiny widths, ``data_root``,
     checkpoint, validation and log line every epoch / iteration, raw
     (window 1) logged losses, local JSON scalars only (no TensorBoard, for
     speed). ``custom_hooks`` are added to the base config's (early
-    stopping) and this module is imported when any are given."""
+    stopping) and this module is imported when any are given; ``model``
+    (a dict) is merged into the tiny model's settings."""
     from mmengine.config import Config
     base_hooks = list(Config.fromfile(SMALL).to_dict().get('custom_hooks',
                                                          []))
     lines = [
         f'_base_ = [{SMALL!r}]',
-        f'model = {TINY_MODEL!r}',
+        f'model = {dict(TINY_MODEL, **(model or {}))!r}',
         f'train_dataloader = dict(num_workers={num_workers}, '
         f'persistent_workers={persistent_workers}, '
         f'dataset=dict(data_root={data_root!r}))',
