@@ -363,9 +363,12 @@ def pretrain(ctx: _Context, entry: Entry, seed: int):
             record['fields'].get('seconds')
     if why != 'no record':
         ctx.out(f'  pre-training: not reusing {path}: {why}')
-    seconds = ctx.trainer(entry.config, work, opts,
-                          osp.join(work, 'train.log'), 'pre-training',
-                          max_epochs)
+    try:
+        seconds = ctx.trainer(entry.config, work, opts,
+                              osp.join(work, 'train.log'), 'pre-training',
+                              max_epochs)
+    except TrainRunError as e:
+        raise TransferError(str(e)) from None
     try:
         ckpt = find_latest_checkpoint(work)
     except CheckpointLoadError as e:

@@ -507,3 +507,12 @@ def test_jobs_stop_at_the_first_failure(make_spec):
                for start, _ in trainer.spans.values()), trainer.spans
     assert all(seed == 0 for _, seed in trainer.spans)
     assert 'pre-training' in trainer.labels()
+
+
+@pytest.mark.parametrize('jobs', [1, 2])
+def test_a_failed_pretraining_is_one_line(make_spec, jobs):
+    from dbbd.apis.transfer import TransferError, run_transfer
+    with pytest.raises(TransferError, match='pre-training failed') as err:
+        run_transfer(make_spec(jobs=jobs), trainer=_TimedTrainer(
+            fail='pre-training'), out=lambda line: None)
+    assert '\n' not in str(err.value) and 'boom' in str(err.value)
