@@ -692,7 +692,8 @@ def _validate(spec: TransferSpec, entries: List[Entry]) -> None:
 
 
 class _Task:
-    """One piece of the table: ``fn(ctx) -> result`` once the tasks of
+    """One piece of the table: ``fn(ctx, done) -> result`` (``done``:
+    key -> result of the tasks finished so far) once the tasks of
     ``deps`` (keys) are done; ``group`` heads its lines; ``local``: it
     computes in this process (probes, floors) instead of a subprocess."""
 
@@ -712,7 +713,7 @@ def _tasks(ctx: _Context, entries: List[Entry], families: List[str],
     tasks = []
     for seed in spec.seeds:
         for family in families:
-            def floors_task(c, family=family, seed=seed):
+            def floors_task(c, done, family=family, seed=seed):
                 rows = []
                 for kind, r in floor_runs(c, family, seed).items():
                     rows.append(dict(
@@ -735,10 +736,10 @@ def _tasks(ctx: _Context, entries: List[Entry], families: List[str],
             if e.config is not None:
                 tasks.append(_Task(
                     pre_key, group,
-                    lambda c, e=e, seed=seed: pretrain(c, e, seed)))
+                    lambda c, done, e=e, seed=seed: pretrain(c, e, seed)))
             for protocol in e.protocols:
-                def run_task(c, e=e, seed=seed, protocol=protocol,
-                             pre_key=pre_key, done=None):
+                def run_task(c, done, e=e, seed=seed, protocol=protocol,
+                             pre_key=pre_key):
                     config = spec.seg_config(protocol, e.family)
                     work = osp.join(spec.work_dir, e.folder, f'seed{seed}',
                                     protocol + tag)
@@ -760,12 +761,6 @@ def _tasks(ctx: _Context, entries: List[Entry], families: List[str],
                     deps=[pre_key] if e.config is not None else [],
                     local=protocol == 'lin'))
     return tasks
-
-
-def _call(task: '_Task', ctx: _Context, done: dict):
-    if task.deps:
-        return task.fn(ctx, done=done)
-    return task.fn(ctx)
 
 
 def _run_tasks(tasks: List['_Task'], jobs: int, ctx: _Context,
@@ -792,7 +787,7 @@ def _run_tasks(tasks: List['_Task'], jobs: int, ctx: _Context,
             if t.group != group:
                 group = t.group
                 ctx.out(f'{group}:')
-            done[t.key] = _call(t, ctx, done)
+            done[t.key] = t.fn(ctx, done)
         return done
 
     say_lock, local_lock = threading.Lock(), threading.Lock()
@@ -804,8 +799,8 @@ def _run_tasks(tasks: List['_Task'], jobs: int, ctx: _Context,
         tctx = _Context(ctx.spec, ctx.trainer, out)
         if t.local:
             with local_lock:
-                return _call(t, tctx, done)
-        return _call(t, tctx, done)
+                return t.fn(tctx, done)
+        return t.fn(tctx, done)
 
     cancel = getattr(trainer, 'cancel', None)
     pending, running, error = list(tasks), {}, None

@@ -5,6 +5,7 @@ As mmpretrain's ``BaseSelfSupervisor``: the backbone turns points into
 features (:class:`~dbbd.models.backbones.DBBDTreeBackbone`), the heads map
 them into the contrastive space and the loss compares the two readings.
 """
+import contextlib
 import copy
 from typing import Optional, Union
 
@@ -17,7 +18,7 @@ from dbbd.utils.config_check import ConfigError
 from ..backbones.tree_backbone import build_part, check_width
 from ..base import DBBDBaseModel
 from ..losses.point_loss import batch_sample_order
-from ..utils.ema import ema_update
+from ..utils.ema import EMATeacherMixin
 from ..utils import tree_index_of
 
 __all__ = ['DBBD']
@@ -30,7 +31,7 @@ def _check_view2(inputs, mode):
 
 
 @MODELS.register_module()
-class DBBD(DBBDBaseModel):
+class DBBD(EMATeacherMixin, DBBDBaseModel):
     """Dual-branch bi-directional pre-training on region trees.
 
     Args:
@@ -124,9 +125,7 @@ class DBBD(DBBDBaseModel):
             self.teacher_point_head = copy.deepcopy(self.point_head)
             for part in self._teacher_pairs():
                 part[0].requires_grad_(False)
-            self.register_buffer('teacher_step',
-                                 torch.zeros((), dtype=torch.long))
-            self._step = 0  # the buffer on the host, synced on load
+            self._init_teacher_step()
 
     @property
     def out_channels(self) -> int:
@@ -139,19 +138,8 @@ class DBBD(DBBDBaseModel):
                 (self.teacher_region_head, self.region_head),
                 (self.teacher_point_head, self.point_head))
 
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
-        if self.ema_momentum is not None:
-            self._step = int(self.teacher_step)
-
-    def update_teacher(self) -> float:
-        """One EMA update of the teacher (the first copies the student);
-        returns the momentum used (0 for the copy)."""
-        m = self.ema_momentum if self._step else 0.0
-        ema_update(self._teacher_pairs(), m, copy=self._step == 0)
-        self.teacher_step.add_(1)
-        self._step += 1
-        return m
+    def _teacher_momentum(self, step: int) -> float:
+        return self.ema_momentum
 
     def _key_parts(self):
         """(backbone, region head, point head) that read view 2."""
@@ -167,10 +155,10 @@ class DBBD(DBBDBaseModel):
     def _readings(self, inputs):
         tree = tree_index_of(inputs)
         g2l = self.backbone.g2l(inputs['view1'], tree)
-        if self.ema_momentum is None:
-            return g2l, self.backbone.l2g(inputs['view2'], tree)
-        with torch.no_grad():
-            return g2l, self.teacher_backbone.l2g(inputs['view2'], tree)
+        teacher = self.ema_momentum is not None
+        with torch.no_grad() if teacher else contextlib.nullcontext():
+            l2g = self._key_parts()[0].l2g(inputs['view2'], tree)
+        return g2l, l2g
 
     def _recon(self, reading, view):
         feat = reading.get('scene_feat', reading['point_feat'])

@@ -80,7 +80,7 @@ from dbbd.utils.config_check import ConfigError, check_int, check_number
 
 from ..backbones.tree_backbone import build_part, check_width
 from ..base import DBBDBaseModel
-from ..utils.ema import ema_update
+from ..utils.ema import EMATeacherMixin
 from ..utils.mask_token import MaskToken, check_unmasked
 
 __all__ = ['SelfDistill']
@@ -96,7 +96,7 @@ def _check_fraction(name, value):
 
 
 @MODELS.register_module()
-class SelfDistill(DBBDBaseModel):
+class SelfDistill(EMATeacherMixin, DBBDBaseModel):
     """Student and EMA teacher on global and local crops, prototype heads
     with Sinkhorn-Knopp centring, masking on the student side (see the
     module docstring for the recipe and the choices).
@@ -189,11 +189,7 @@ class SelfDistill(DBBDBaseModel):
         self.teacher_head = copy.deepcopy(self.student_head)
         for part in (self.teacher_backbone, self.teacher_head):
             part.requires_grad_(False)
-        self.register_buffer('teacher_step',
-                             torch.zeros((), dtype=torch.long))
-        # the buffer's value on the host (no device read per step); set
-        # again whenever a state dict is loaded
-        self._step = 0
+        self._init_teacher_step()
         self.in_channels = in_channels
         self.num_global_views = num_global_views
         self.num_samples = num_samples
@@ -210,10 +206,6 @@ class SelfDistill(DBBDBaseModel):
         return self.backbone.out_channels
 
     # -- the teacher -------------------------------------------------------
-
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
-        self._step = int(self.teacher_step)
 
     def _horizon(self) -> Optional[int]:
         if self.momentum_iters is not None:
@@ -238,24 +230,13 @@ class SelfDistill(DBBDBaseModel):
                 self.teacher_temp - self.warmup_teacher_temp) * step / warm
         return self.teacher_temp
 
-    def _pairs(self):
+    def _teacher_pairs(self):
         """(teacher, student) module pairs the EMA runs over."""
         return ((self.teacher_backbone, self.backbone),
                 (self.teacher_head, self.student_head))
 
-    @torch.no_grad()
-    def update_teacher(self) -> float:
-        """One EMA update: ``teacher = m * teacher + (1 - m) * student`` for
-        every parameter (``m = momentum_at(step)``); the first update
-        (``teacher_step == 0``) copies the student's parameters and
-        buffers. Returns the momentum used (1 - 1 = 0 for the copy: the
-        teacher took the student's weights entirely)."""
-        step = self._step
-        m = self.momentum_at(step) if step else 0.0
-        ema_update(self._pairs(), m, copy=step == 0)
-        self.teacher_step.add_(1)
-        self._step = step + 1
-        return m
+    def _teacher_momentum(self, step: int) -> float:
+        return self.momentum_at(step)
 
     # -- views and matching ------------------------------------------------
 
