@@ -183,3 +183,37 @@ def test_dbbd_reconstructs_masked_inputs_from_the_scene_backbone():
                                      mode='loss')
     with pytest.raises(ValueError, match='mask_token=True'):
         MODELS.build(dict(small_cfg(), reconstruct=True))
+
+
+@pytest.mark.parametrize('ema', [None, 0.9])
+def test_dbbd_reconstructs_every_points_inputs_without_a_mask(ema):
+    """``reconstruct='all'``: every point of the reading(s) with a
+    gradient (both views without a teacher, the student's view 1 with
+    one), no mask or token needed."""
+    from dbbd.utils.config_check import ConfigError
+    torch.manual_seed(0)
+    cfg = small_cfg()
+    cfg['backbone'].update(encoder=None, scene_backbone=dict(
+        type='SpUNet', base_channels=8, channels=[8, 16, 16, 12],
+        layers=[1, 1, 1, 1], voxel_size=0.3))
+    model = MODELS.build(dict(cfg, reconstruct='all', recon_weight=0.5,
+                              ema_momentum=ema))
+    batch = make_batch(dict(seed=0), dict(seed=1))
+    inputs = model.data_preprocessor(batch, True)['inputs']
+    losses = model(inputs, mode='loss')
+    # written out: the SpUNet on each view's own features, the linear head,
+    # squared error averaged over channels, then over every point
+    errs = []
+    for v in ('view1', 'view2'):
+        view = inputs[v]
+        out = model.backbone.scene_backbone(view['coord'], view['feat'],
+                                            view['offset'])
+        errs.append((model.recon_head(out) - view['feat']).pow(2).mean())
+    want = 0.5 * (errs[0] if ema is not None else 0.5 * (errs[0] + errs[1]))
+    torch.testing.assert_close(losses['loss_recon'], want)
+    losses['loss_recon'].backward()
+    grads = [p.grad for n, p in model.named_parameters()
+             if n.startswith('backbone.scene_backbone.')]
+    assert grads and all(g is not None and g.abs().sum() > 0 for g in grads)
+    with pytest.raises(ConfigError, match="reconstruct must be.*'everything'"):
+        MODELS.build(dict(small_cfg(), reconstruct='everything'))

@@ -43,13 +43,19 @@ class DBBD(EMATeacherMixin, DBBDBaseModel):
         point_head: projection head of point features; likewise.
         loss: loss config (``DBBDLoss``).
         reconstruct: also reconstruct the input features (colour,
-            normals, intensity) of the points a masking transform hid, from
-            the per-point features of each reading by a linear head (MSE on
-            the masked points: MSC's reconstruction term). The features are
-            the scene backbone's when the tree has one (what a segmentation
-            config fine-tunes), the tree's point features otherwise. Needs
-            ``backbone.mask_token=True`` and ``RandomPatchMask`` in the
-            pipeline; adds ``loss_recon``.
+            normals, intensity) from the per-point features of each
+            reading by a linear head (MSE), adding ``loss_recon``. The
+            features are the scene backbone's when the tree has one (what a
+            segmentation config fine-tunes), the tree's point features
+            otherwise. ``False`` (default): no term. ``True`` or
+            ``'masked'``: the points a masking transform hid (MSC's
+            reconstruction term; needs ``backbone.mask_token=True`` and
+            ``RandomPatchMask`` in the pipeline, and unmasked batches give
+            no term). ``'all'``: every point (an auto-encoding term: the
+            features keep a linear copy of the input's appearance, which
+            the contrastive losses alone let them drop). With an EMA
+            teacher only the student's reading (view 1) is reconstructed:
+            the teacher gets no gradient.
         recon_weight: weight of that loss.
         ema_momentum: None (default, the method as defined): one network
             reads both views. A number in [0, 1): an EMA teacher reads
@@ -85,7 +91,7 @@ class DBBD(EMATeacherMixin, DBBDBaseModel):
     """
 
     def __init__(self, backbone: dict, region_head: dict, point_head: dict,
-                 loss: dict, reconstruct: bool = False,
+                 loss: dict, reconstruct: Union[bool, str] = False,
                  recon_weight: float = 1.0, return_embeddings: bool = False,
                  ema_momentum: Optional[float] = None,
                  data_preprocessor: Optional[Union[dict, nn.Module]] = None,
@@ -102,8 +108,13 @@ class DBBD(EMATeacherMixin, DBBDBaseModel):
                     d)
         self.criterion = build_part(loss)
         self.recon_head = None
+        if reconstruct not in (False, True, 'masked', 'all'):
+            raise ConfigError(f"DBBD: reconstruct must be False, True, "
+                              f"'masked' or 'all', got {reconstruct!r}")
+        self.recon_points = 'masked' if reconstruct is True else reconstruct
         if reconstruct:
-            if self.backbone.mask_token is None:
+            if self.recon_points == 'masked' and \
+                    self.backbone.mask_token is None:
                 raise ValueError('DBBD: reconstruct=True reconstructs masked '
                                  'points; set backbone.mask_token=True and '
                                  'mask in the pipeline (RandomPatchMask)')
@@ -163,14 +174,24 @@ class DBBD(EMATeacherMixin, DBBDBaseModel):
     def _recon(self, reading, view):
         feat = reading.get('scene_feat', reading['point_feat'])
         err = (self.recon_head(feat) - view['feat']).pow(2).mean(1)
+        if self.recon_points == 'all':
+            return err.mean()
         mask = view['mask'].to(err.dtype)
         return (err * mask).sum() / mask.sum().clamp(min=1)
 
     def _recon_losses(self, out, g2l, l2g, inputs):
-        """``out`` with ``loss_recon`` when the model reconstructs and the
-        views are masked."""
+        """``out`` with ``loss_recon`` when the model reconstructs (every
+        point, or the masked ones when the views are masked)."""
+        if self.recon_head is None:
+            return out
         v1, v2 = inputs['view1'], inputs['view2']
-        if self.recon_head is not None and 'mask' in v1 and 'mask' in v2:
+        if self.recon_points == 'masked' and not ('mask' in v1 and
+                                                  'mask' in v2):
+            return out
+        if self.ema_momentum is not None:
+            # the teacher's reading has no gradient: the student's alone
+            out['loss_recon'] = self.recon_weight * self._recon(g2l, v1)
+        else:
             out['loss_recon'] = self.recon_weight * 0.5 * (
                 self._recon(g2l, v1) + self._recon(l2g, v2))
         return out
