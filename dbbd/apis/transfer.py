@@ -18,7 +18,10 @@ the validation split is the test split here). Beside every table, the
 floors of the same split and labelled points
 (:func:`dbbd.apis.probe.floors`): the majority class, a probe on the raw
 input features, a probe on the untrained backbone; a row at or below the
-majority class is named in a ``warning:`` line.
+majority class is named in a ``warning:`` line. Then every fine-tune
+against scratch seed by seed (:func:`paired`): the mean and spread of the
+per-seed differences, with a ``note:`` line where the difference is
+within its spread.
 
 Finished work is reused when the command is repeated, through records
 keyed by content (:mod:`dbbd.apis.records`): a pre-training by its
@@ -41,6 +44,7 @@ from .train_runs import (METRICS, SubprocessTrainer, TrainRunError,
 
 __all__ = ['TransferError', 'TransferSpec', 'Entry', 'run_transfer', 'plan',
            'aggregate', 'format_table', 'summary', 'floor_warnings',
+           'paired', 'format_paired',
            'PROTOCOLS', 'FAMILIES', 'FLOORS', 'DEMO_TEMPLATES']
 
 PROTOCOLS = dict(lin='linear probe', ft='fine-tune', scratch='scratch')
@@ -660,6 +664,71 @@ def floor_warnings(rows: List[dict], floor_runs_: List[dict]) -> List[str]:
     return lines
 
 
+def paired(runs: List[dict]) -> List[dict]:
+    """Fine-tune against scratch, seed by seed: for every pre-training
+    with fine-tune runs, the difference of its mIoU from the scratch run
+    of the same family and seed (same labelled subset, initialisation
+    seed and augmentation), over the seeds both have.
+
+    The seeds' spread of a fine-tune row and of the scratch row is mostly
+    what every run of that seed shares (which scenes were labelled, which
+    rare classes they hold); the per-seed difference removes it, so its
+    mean and sample standard deviation (n - 1) are the comparison to read.
+    Returns one dict per pre-training (in the order of ``runs``): pretrain,
+    scratch (the scratch row's name), family, seeds, diffs, mIoU_diff,
+    mIoU_diff_std (None for one seed), above (seeds where the fine-tune
+    is higher)."""
+    scratch = {(r['family'], r['seed']): r for r in runs
+               if r['protocol'] == PROTOCOLS['scratch']}
+    by = {}
+    for r in runs:
+        if r['protocol'] != PROTOCOLS['ft']:
+            continue
+        base = scratch.get((r['family'], r['seed']))
+        if base is not None:
+            by.setdefault(r['pretrain'], []).append((r, base))
+    out = []
+    for pre, pairs in by.items():
+        diffs = [r['mIoU'] - b['mIoU'] for r, b in pairs]
+        mean, std = _mean_std(diffs)
+        out.append(dict(pretrain=pre, scratch=pairs[0][1]['pretrain'],
+                        family=pairs[0][0]['family'],
+                        seeds=[r['seed'] for r, _ in pairs], diffs=diffs,
+                        mIoU_diff=mean, mIoU_diff_std=std,
+                        above=sum(d > 0 for d in diffs)))
+    return out
+
+
+def format_paired(rows: List[dict]) -> List[str]:
+    """The paired comparison as a markdown table (mIoU points), and a
+    ``note:`` line for every difference no larger than its standard
+    deviation over seeds (or with a single seed)."""
+    if not rows:
+        return []
+    lines = ['| pre-training | scratch | seeds | fine-tune minus scratch '
+             '(mIoU, paired by seed) | above scratch |',
+             '|---|---|---|---|---|']
+    notes = []
+    for r in rows:
+        d = f'{100 * r["mIoU_diff"]:+.1f}'
+        if r['mIoU_diff_std'] is not None:
+            d += f' ± {100 * r["mIoU_diff_std"]:.1f}'
+        n = len(r['seeds'])
+        lines.append(f'| {r["pretrain"]} | {r["scratch"]} | '
+                     f'{",".join(map(str, r["seeds"]))} | {d} | '
+                     f'{r["above"]} of {n} |')
+        if r['mIoU_diff_std'] is None:
+            notes.append(f'note: {r["pretrain"]} against {r["scratch"]}: '
+                         'one seed; a single run moves by a point or two, '
+                         'give --seeds 0 1 2 before reading the difference')
+        elif abs(r['mIoU_diff']) <= r['mIoU_diff_std']:
+            notes.append(
+                f'note: {r["pretrain"]} against {r["scratch"]}: the '
+                f'difference ({d} mIoU points over {n} seeds) is within '
+                'one standard deviation: not told apart from scratch')
+    return lines + notes
+
+
 def _floor_label(kind, family, several):
     label = FLOORS[kind].format(family=family)
     return label + (f' ({family})' if several and kind != 'untrained'
@@ -853,8 +922,8 @@ def run_transfer(spec: TransferSpec, trainer: Optional[Callable] = None,
 
     Returns:
         dict(transfer=rows, floors=floor rows, runs, floor_runs,
-        pretrain_seconds, warnings), what the last output line holds as
-        JSON.
+        pretrain_seconds, paired (:func:`paired`), warnings), what the
+        last output line holds as JSON.
 
     Raises:
         TransferError: one line.
@@ -900,14 +969,19 @@ def run_transfer(spec: TransferSpec, trainer: Optional[Callable] = None,
         fr['floor'] = next(f['floor'] for f in floors_
                            if f['pretrain'] == fr['pretrain'])
     warnings = floor_warnings(rows, floors_)
+    pairs = paired(runs)
     out('')
     out(format_table(rows, floor_rows))
     out('')
     out(summary(rows, runs, pretrain_seconds, floor_rows))
+    if pairs:
+        out('')
+        for line in format_paired(pairs):
+            out(line)
     for line in warnings:
         out(line)
     result = dict(transfer=rows, floors=floor_rows, runs=runs,
                   floor_runs=floors_, pretrain_seconds=pretrain_seconds,
-                  warnings=warnings)
+                  paired=pairs, warnings=warnings)
     out(json.dumps(result))
     return result

@@ -29,7 +29,7 @@ from dbbd.registry import TRANSFORMS
 __all__ = [
     'CenterShift', 'RandomRotateZ', 'ViewRotateZ', 'RandomScale',
     'RandomFlip', 'RandomJitter', 'RandomTranslate', 'ColorJitter',
-    'ChromaticAutoContrast', 'NormalizeColor', 'NormalizeIntensity',
+    'ChromaticAutoContrast', 'RandomColorDrop', 'NormalizeColor', 'NormalizeIntensity',
     'intensity_full_scale', 'GridSample', 'RandomPatchMask',
     'RandomViewCrop', 'RandomPointCrop', 'POINT_KEYS', 'VIEW_POINT_KEYS'
 ]
@@ -252,6 +252,30 @@ class ChromaticAutoContrast(_RandomTransform):
         contrast = (color - lo) * scale
         b = rng.random() if self.blend_factor is None else self.blend_factor
         results['color'] = ((1 - b) * color + b * contrast).astype(np.float32)
+        return results
+
+
+@TRANSFORMS.register_module()
+class RandomColorDrop(_RandomTransform):
+    """With probability ``p``, replace every point's colour by ``value``
+    (0..255; the default 127.5 is 0 after :class:`NormalizeColor`): the
+    view shows geometry, normals and intensity only. In a pre-training
+    view, the other view's colour must then be matched from geometry
+    (Pointcept's ``RandomColorDrop``). Put it before
+    :class:`NormalizeColor`."""
+
+    def __init__(self, p=0.2, value=127.5):
+        super().__init__(p)
+        if not 0.0 <= float(value) <= 255.0:
+            raise ValueError(f'RandomColorDrop: value must be a colour in '
+                             f'0..255, got {value}')
+        self.value = float(value)
+
+    def apply(self, results, rng):
+        color = results.get('color')
+        if color is None:
+            return results
+        results['color'] = np.full_like(color, self.value, dtype=np.float32)
         return results
 
 

@@ -88,6 +88,11 @@ def test_table_with_floors_warnings_std_and_class_iou(make_spec):
     assert result['warnings'] == warnings
     majority = [f for f in result['floor_runs'] if f['floor'] == 'majority']
     assert {f['majority_class'] for f in majority} == {'wall'}
+    # fine-tune against scratch seed by seed: 0.30 - 0.00, 0.31 - 0.01
+    assert '| dbbd_small_demo | none (pointnet) | 0,1 | +30.0 ± 0.0 | ' \
+        '2 of 2 |' in lines
+    assert result['paired'][0]['diffs'] == pytest.approx([0.30, 0.30])
+    assert _row(lines, 'note:') == []
     # per-class IoU of every run; the JSON line is the result
     assert json.loads(lines[-1]) == json.loads(json.dumps(result))
     runs = {(r['protocol'], r['seed']): r for r in result['runs']}
@@ -321,6 +326,51 @@ def test_copied_work_dir_reads_its_own_files(make_spec, tmp_path):
                 rec = _record(osp.join(folder, name))
                 assert all(not osp.isabs(v['path'])
                            for v in rec['files'].values())
+
+
+def test_fine_tune_is_paired_with_scratch_seed_by_seed():
+    from dbbd.apis.transfer import format_paired, paired
+
+    def run(pre, protocol, seed, miou, family='spunet'):
+        return dict(pretrain=pre, protocol=protocol, family=family,
+                    seed=seed, labelled='16 scenes', mIoU=miou, mAcc=0,
+                    allAcc=0)
+    # seed 2's fine-tune has no scratch run; the pointnet scratch and the
+    # linear probe take no part
+    runs = [run('a', 'fine-tune', 0, 0.237), run('a', 'fine-tune', 1, 0.166),
+            run('a', 'fine-tune', 2, 0.5), run('a', 'linear probe', 0, 0.9),
+            run('b', 'fine-tune', 0, 0.30), run('b', 'fine-tune', 1, 0.20),
+            run('none (spunet)', 'scratch', 0, 0.243),
+            run('none (spunet)', 'scratch', 1, 0.164),
+            run('none (pointnet)', 'scratch', 0, 0.0, family='pointnet'),
+            run('c', 'fine-tune', 0, 0.25)]
+    rows = paired(runs)
+    assert [r['pretrain'] for r in rows] == ['a', 'b', 'c']
+    a, b, c = rows
+    # a: 23.7 - 24.3 = -0.6 and 16.6 - 16.4 = +0.2: mean -0.2, sample sd
+    # |(-0.6) - (+0.2)| / sqrt(2) = 0.566
+    assert a['seeds'] == [0, 1] and a['scratch'] == 'none (spunet)'
+    assert a['diffs'] == pytest.approx([-0.006, 0.002])
+    assert a['mIoU_diff'] == pytest.approx(-0.002)
+    assert a['mIoU_diff_std'] == pytest.approx(0.008 / 2 ** 0.5)
+    assert a['above'] == 1
+    # b: +5.7 and +3.6: mean 4.65, sd 1.48: outside its spread
+    assert b['mIoU_diff'] == pytest.approx(0.0465)
+    assert b['above'] == 2
+    assert c['seeds'] == [0] and c['mIoU_diff_std'] is None
+    lines = format_paired(rows)
+    assert lines[2] == '| a | none (spunet) | 0,1 | -0.2 ± 0.6 | 1 of 2 |'
+    assert lines[3] == '| b | none (spunet) | 0,1 | +4.7 ± 1.5 | 2 of 2 |'
+    assert lines[4] == '| c | none (spunet) | 0 | +0.7 | 1 of 1 |'
+    notes = [ln for ln in lines if ln.startswith('note:')]
+    assert len(notes) == 2
+    assert notes[0].startswith('note: a against none (spunet): the '
+                               'difference (-0.2 ± 0.6')
+    assert 'within one standard deviation' in notes[0]
+    assert notes[1].startswith('note: c against none (spunet): one seed')
+    # no scratch run, nothing to pair
+    assert paired([r for r in runs if r['protocol'] != 'scratch']) == []
+    assert format_paired([]) == []
 
 
 def test_a_row_at_the_majority_floor_is_warned():

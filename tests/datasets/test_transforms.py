@@ -82,6 +82,35 @@ def test_color_transforms_and_normalisation():
     np.testing.assert_allclose(out['color'], [[-1, 0, 1]])
 
 
+def test_color_drop_greys_the_whole_view_or_leaves_it():
+    s = _scene()
+    out = _run(dict(type='RandomColorDrop', p=1.0),
+               {k: v.copy() for k, v in s.items()})
+    np.testing.assert_array_equal(out['color'],
+                                  np.full_like(s['color'], 127.5))
+    assert out['color'].dtype == np.float32
+    # geometry and normals untouched
+    np.testing.assert_array_equal(out['coord'], s['coord'])
+    np.testing.assert_array_equal(out['normal'], s['normal'])
+    # grey is 0 once normalised: no colour, not black
+    out = _run(dict(type='NormalizeColor'), out)
+    np.testing.assert_array_equal(out['color'], 0.0)
+    out = _run(dict(type='RandomColorDrop', p=0.0),
+               {k: v.copy() for k, v in s.items()})
+    np.testing.assert_array_equal(out['color'], s['color'])
+    # with p=0.5 over many draws, about half the views lose their colour
+    t = TRANSFORMS.build(dict(type='RandomColorDrop', p=0.5, value=0))
+    rng = np.random.default_rng(0)
+    dropped = sum(
+        bool((t(dict(color=s['color'].copy(), rng=rng))['color'] == 0).all())
+        for _ in range(400))
+    assert 160 < dropped < 240
+    out = t(dict(color=None, rng=rng))  # scenes without colour pass
+    assert out['color'] is None
+    with pytest.raises(ValueError, match='value must be a colour'):
+        TRANSFORMS.build(dict(type='RandomColorDrop', value=300))
+
+
 def test_same_rng_seed_same_result_and_different_seed_differs():
     s = _scene()
     cfg = dict(type='RandomRotateZ')
