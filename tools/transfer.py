@@ -11,8 +11,11 @@ from scratch. A training run's score is its validation at the last epoch
 the tables, the floors of the same split and labelled points: the
 majority class, a probe on the raw input features and a probe on the
 untrained backbone; a row at or below the majority class gets a
-``warning:`` line. The last line is JSON with every run (per-class IoU
-included).
+``warning:`` line. Then each fine-tune against scratch, paired by seed
+(the mean ± sample standard deviation of the per-seed mIoU differences,
+on how many seeds the fine-tune is higher, and a ``note:`` line where the
+difference is within its spread). The last line is JSON with every run
+(per-class IoU included).
 
     # the demo rooms, a few CPU minutes
     python tools/transfer.py
