@@ -23,7 +23,8 @@ from mmengine.dataset import Compose
 from dbbd.registry import TRANSFORMS
 from .transforms import TREE_KEYS
 
-__all__ = ['MultiView', 'MultiCrop', 'PackDBBDInputs', 'FEATURE_CHANNELS',
+__all__ = ['MultiView', 'OnViews', 'MultiCrop', 'PackDBBDInputs',
+           'FEATURE_CHANNELS',
            'feature_channels', 'pipeline_feat_keys', 'set_feat_keys',
            'check_feat_width']
 
@@ -111,6 +112,49 @@ class MultiView:
 
     def __repr__(self):
         return (f'MultiView(num_views={self.num_views}, '
+                f'transforms={self.transforms!r})')
+
+
+@TRANSFORMS.register_module()
+class OnViews:
+    """Inside :class:`MultiView`'s ``transforms``: run ``transforms`` on
+    the views numbered ``views`` (0-based) only, e.g. masks on the
+    student's view and none on the teacher's (iBOT / MSC with an EMA
+    teacher)::
+
+        dict(type='MultiView', num_views=2, transforms=[
+            ...augmentations,
+            dict(type='OnViews', views=(0, ),
+                 transforms=[dict(type='RandomPatchMask', ratio=0.4)]),
+        ])
+
+    Args:
+        views: the view numbers (ints >= 0) that go through ``transforms``;
+            the others pass unchanged.
+        transforms: ``TRANSFORMS`` configs.
+    """
+
+    def __init__(self, views: Sequence[int] = (0, ),
+                 transforms: Sequence = ()):
+        views = tuple(views) if isinstance(views, (list, tuple)) else (views, )
+        if not views or not all(isinstance(v, int) and not isinstance(
+                v, bool) and v >= 0 for v in views):
+            raise ValueError(f'OnViews: views must be view numbers (ints >= '
+                             f'0), got {views!r}')
+        self.views = views
+        self.transforms = _build(transforms)
+
+    def __call__(self, results: dict) -> dict:
+        if 'view_index' not in results:
+            raise KeyError('OnViews runs inside MultiView (it reads the '
+                           "view's number, view_index): put it in "
+                           "MultiView's transforms")
+        if results['view_index'] in self.views:
+            results = self.transforms(results)
+        return results
+
+    def __repr__(self):
+        return (f'OnViews(views={self.views!r}, '
                 f'transforms={self.transforms!r})')
 
 

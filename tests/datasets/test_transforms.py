@@ -212,6 +212,39 @@ def test_two_masks_on_one_view_add_up(order):
     np.testing.assert_array_equal(results['coord'], s['coord'])
 
 
+def test_on_views_masks_only_the_views_it_names():
+    """OnViews(views=(0,)) inside MultiView: view 0 gets the patch mask
+    it would get alone with that view's generator; view 1 stays as
+    MultiView makes it without the mask, to the bit."""
+    s = _scene(n=2000, seed=4)
+    scene = dict({k: v.copy() for k, v in s.items()}, seed_key=(0, 0, 3))
+    aug = [dict(type='RandomRotateZ'), dict(type='RandomJitter')]
+    mask = dict(type='RandomPatchMask', ratio=0.4, patch_size=0.5)
+    only0 = TRANSFORMS.build(dict(type='MultiView', num_views=2,
+                                  transforms=aug + [dict(
+                                      type='OnViews', views=(0, ),
+                                      transforms=[mask])]))
+    both = TRANSFORMS.build(dict(type='MultiView', num_views=2,
+                                 transforms=aug + [mask]))
+    none = TRANSFORMS.build(dict(type='MultiView', num_views=2,
+                                 transforms=aug))
+    v_only0 = only0(dict(scene))['views']
+    v_both = both(dict(scene))['views']
+    v_none = none(dict(scene))['views']
+    assert 0.2 < v_only0[0]['mask'].mean() < 0.6
+    np.testing.assert_array_equal(v_only0[0]['mask'], v_both[0]['mask'])
+    assert 'mask' not in v_only0[1] and v_both[1]['mask'].any()
+    for k in ('coord', 'normal', 'color'):
+        np.testing.assert_array_equal(v_only0[1][k], v_none[1][k])
+        np.testing.assert_array_equal(v_only0[0][k], v_none[0][k])
+    assert 'view_index' not in v_only0[0]
+    with pytest.raises(ValueError, match='views must be view numbers'):
+        TRANSFORMS.build(dict(type='OnViews', views=(-1, )))
+    with pytest.raises(KeyError, match='inside MultiView'):
+        TRANSFORMS.build(dict(type='OnViews', transforms=[mask]))(
+            dict(scene))
+
+
 def test_patch_mask_hides_whole_patches():
     s = _scene(n=2000, seed=2)
     out = _run(dict(type='RandomPatchMask', ratio=0.4, patch_size=0.5),
