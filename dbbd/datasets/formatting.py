@@ -119,7 +119,7 @@ class MultiView:
 class OnViews:
     """Inside :class:`MultiView`'s ``transforms``: run ``transforms`` on
     the views numbered ``views`` (0-based) only, e.g. masks on the
-    student's view and none on the teacher's (iBOT / MSC with an EMA
+    student's view and none on the teacher's (iBOT / Sonata: an EMA
     teacher)::
 
         dict(type='MultiView', num_views=2, transforms=[
