@@ -24,9 +24,8 @@ from dbbd.registry import TRANSFORMS
 from .transforms import TREE_KEYS
 
 __all__ = ['MultiView', 'OnViews', 'MultiCrop', 'PackDBBDInputs',
-           'FEATURE_CHANNELS',
-           'feature_channels', 'pipeline_feat_keys', 'set_feat_keys',
-           'check_feat_width']
+           'FEATURE_CHANNELS', 'feature_channels', 'pipeline_feat_keys',
+           'set_feat_keys', 'check_feat_width']
 
 #: Width of each point attribute that can be a feature: ``normal``,
 #: ``color`` and ``coord`` 3 channels each, ``intensity`` 1.

@@ -29,9 +29,10 @@ from dbbd.registry import TRANSFORMS
 __all__ = [
     'CenterShift', 'RandomRotateZ', 'ViewRotateZ', 'RandomScale',
     'RandomFlip', 'RandomJitter', 'RandomTranslate', 'ColorJitter',
-    'ChromaticAutoContrast', 'RandomColorDrop', 'NormalizeColor', 'NormalizeIntensity',
-    'intensity_full_scale', 'GridSample', 'RandomPatchMask',
-    'RandomViewCrop', 'RandomPointCrop', 'POINT_KEYS', 'VIEW_POINT_KEYS'
+    'ChromaticAutoContrast', 'RandomColorDrop', 'NormalizeColor',
+    'NormalizeIntensity', 'intensity_full_scale', 'GridSample',
+    'RandomPatchMask', 'RandomViewCrop', 'RandomPointCrop', 'POINT_KEYS',
+    'VIEW_POINT_KEYS'
 ]
 
 
