@@ -1,6 +1,6 @@
 """End to end, as real subprocesses: pre-train (demo, 1 epoch), fine-tune
-with pretrained=, tools/test.py with --out and --show-dir; and
-tools/transfer.py."""
+with pretrained=, tools/weight_drift.py, tools/test.py with --out and
+--show-dir; and tools/transfer.py."""
 import json
 import os
 import os.path as osp
@@ -15,6 +15,7 @@ from tiny import (DEMO, REPO, SEG_DEMO, TEST, TINY_SEG_MODEL, TRAIN,
                   cfg_options)
 
 TRANSFER = osp.join(REPO, 'tools', 'transfer.py')
+DRIFT = osp.join(REPO, 'tools', 'weight_drift.py')
 
 
 def run(*args, timeout=300):
@@ -56,6 +57,14 @@ def test_pretrain_finetune_test(demo_root, tmp_path):
     assert r.returncode == 0, out[-3000:]
     assert re.search(rf'pretrained: loaded \d+ backbone tensors from '
                      rf'{re.escape(ckpt)} .*starting fresh: head', out)
+    # how far the fine-tune moved the pre-trained backbone: the run's
+    # config and pretrained= read from its checkpoint
+    r, out = run(DRIFT, osp.join(ft, 'epoch_1.pth'), '--json')
+    assert r.returncode == 0, out[-3000:]
+    drift = json.loads(r.stdout.strip().splitlines()[-1])
+    assert drift['pretrained'] == ckpt
+    assert 0 < drift['total']['change'] < 0.5, drift['total']
+    assert drift['total']['cosine'] > 0.8, drift['total']
 
     preds, pics = str(tmp_path / 'preds'), str(tmp_path / 'pics')
     r, out = run(TEST, SEG_DEMO['ft'], osp.join(ft, 'epoch_1.pth'),
