@@ -83,7 +83,8 @@ def weight_drift(start: Dict[str, torch.Tensor],
 
 def backbone_state(checkpoint: str) -> Dict[str, torch.Tensor]:
     """The ``backbone.*`` tensors of a segmentation checkpoint (a
-    ``tools/train.py`` run of a ``seg_*`` config), prefix removed, loaded
+    ``tools/train.py`` run of a ``seg_*`` config), prefix removed (and a
+    DDP wrapper's ``module.``), loaded
     with the project's allow-list (``weights_only=True``).
 
     Raises:
@@ -99,6 +100,9 @@ def backbone_state(checkpoint: str) -> Dict[str, torch.Tensor]:
         raise ValueError(f'{checkpoint}: not a checkpoint with a '
                          'state_dict; give a checkpoint of a segmentation '
                          'run (work_dirs/<run>/epoch_N.pth)')
+    # a DDP-wrapped model's keys carry 'module.' (as pretrained= drops it)
+    state = {k[len('module.'):] if k.startswith('module.') else k: v
+             for k, v in state.items()}
     got = {k[len('backbone.'):]: v for k, v in state.items()
            if k.startswith('backbone.') and torch.is_tensor(v)}
     if not got:

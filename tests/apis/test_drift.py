@@ -98,6 +98,14 @@ def test_tool_reads_the_start_as_the_fine_tune_did(demo_root, tmp_path,
     assert got['total']['change'] == pytest.approx(math.sqrt(dd / ss))
     assert got['total']['cosine'] == pytest.approx(se / math.sqrt(ss * ee))
 
+    # a DDP-wrapped run's keys ('module.backbone.*') read the same
+    wrapped = str(tmp_path / 'ddp.pth')
+    torch.save(dict(meta=dict(cfg=ft_cfg.pretty_text), state_dict={
+        f'module.backbone.{k}': v for k, v in end.items()}), wrapped)
+    main([wrapped, '--json'])
+    again = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert again['total'] == got['total']
+
     # the table; --pretrained overrides the run's
     main([ft, '--pretrained', pre])
     out = capsys.readouterr().out
