@@ -53,13 +53,12 @@ def weight_drift(start: Dict[str, torch.Tensor],
             raise ValueError(
                 f'the fine-tuned weights have no tensor {name!r}; give the '
                 'checkpoint of a run of the same config')
-        e = end[name]
-        if tuple(e.shape) != tuple(s.shape):
+        e, shape = end[name], tuple(s.shape)
+        if tuple(e.shape) != shape:
             raise ValueError(
-                f'tensor {name!r} is {tuple(s.shape)} at the start and '
+                f'tensor {name!r} is {shape} at the start and '
                 f'{tuple(e.shape)} in the fine-tuned weights; give the '
                 'checkpoint of a run of the same config')
-        shape = tuple(s.shape)
         s = s.detach().double().flatten().cpu()
         e = e.detach().double().flatten().cpu()
         dd = float(((e - s) ** 2).sum())
@@ -94,17 +93,18 @@ def backbone_state(checkpoint: str) -> Dict[str, torch.Tensor]:
             :func:`dbbd.engine.checkpoint.load_checkpoint_safe`.
     """
     from dbbd.engine.checkpoint import load_checkpoint_safe
+    from dbbd.engine.pretrained import BACKBONE_PREFIX
+    from dbbd.engine.state_check import revise_state_dict
     obj = load_checkpoint_safe(checkpoint)
     state = obj.get('state_dict', obj) if isinstance(obj, dict) else None
     if not isinstance(state, dict):
         raise ValueError(f'{checkpoint}: not a checkpoint with a '
                          'state_dict; give a checkpoint of a segmentation '
                          'run (work_dirs/<run>/epoch_N.pth)')
-    # a DDP-wrapped model's keys carry 'module.' (as pretrained= drops it)
-    state = {k[len('module.'):] if k.startswith('module.') else k: v
-             for k, v in state.items()}
-    got = {k[len('backbone.'):]: v for k, v in state.items()
-           if k.startswith('backbone.') and torch.is_tensor(v)}
+    # a DDP-wrapped model's 'module.' dropped, as pretrained= drops it
+    got = {k[len(BACKBONE_PREFIX):]: v
+           for k, v in revise_state_dict(state).items()
+           if k.startswith(BACKBONE_PREFIX) and torch.is_tensor(v)}
     if not got:
         raise ValueError(f'{checkpoint}: no backbone.* tensor; give a '
                          'checkpoint of a segmentation run '
